@@ -1,0 +1,1 @@
+teems_unit_test(test_common test_common.c LIBS teems_common)
