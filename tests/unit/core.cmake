@@ -1,1 +1,2 @@
 teems_unit_test(test_quorum test_quorum.c LIBS teems_core)
+teems_unit_test(test_msg test_msg.c LIBS teems_core)
