@@ -1,0 +1,573 @@
+/* RR-Paxos phase 2, commit and apply (DESIGN.md sections 5 and 7).
+ *
+ * The leader batches client commands into slots (at most max_slot_bytes each), keeps up to
+ * max_inflight uncommitted slots in flight, persists them and sends ACCEPT. An acceptor accepts
+ * when the ballot is at least its promised one, persists, and acknowledges (slot range, ballot,
+ * digest of the values, volatile or synced). A slot commits once W_Q matching accepts from
+ * distinct, non-suspicious replicas were counted within T_op of the round's first ACCEPT and at
+ * least W_Q - M_R of them are synced (sync=none: volatile-only commits are allowed). The commit
+ * index travels on later ACCEPTs and on COMMIT messages (the heartbeat); a learner marks a slot
+ * committed only if it holds it at the ballot that announced the commit, so a follower that
+ * missed slots reports its accepted prefix in HEARTBEAT_ACK and the leader resends them. */
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/bytes.h"
+#include "core/paxos_internal.h"
+#include "teems/err.h"
+
+#define TRY(x)                      \
+	do {                        \
+		int rc_ = (x);      \
+		if (rc_)            \
+			return rc_; \
+	} while (0)
+
+#define BATCH_HEADER 20u /* client_id, request_id, len */
+
+static unsigned popcount64(uint64_t x)
+{
+	return (unsigned)__builtin_popcountll(x);
+}
+
+static uint64_t bit(uint16_t replica)
+{
+	return 1ull << replica;
+}
+
+int paxos_on_propose(struct paxos *p, struct paxos_ready *r, const struct paxos_input *in)
+{
+	struct paxos_queued *q;
+
+	if (in->propose.len > p->cfg.max_slot_bytes - BATCH_HEADER ||
+	    (in->propose.len && !in->propose.command))
+		return TEEMS_EINVAL;
+	if (p->role != PAXOS_LEADER)
+		return paxos_note(r, in->propose.client_id, in->propose.request_id,
+				  PAXOS_OUTCOME_NOT_LEADER, 0, p->leader);
+	if (p->n_queue >= p->cfg.max_queue)
+		return paxos_note(r, in->propose.client_id, in->propose.request_id,
+				  PAXOS_OUTCOME_BUSY, 0, p->leader);
+	if (p->n_queue == p->cap_queue) {
+		size_t ncap = p->cap_queue ? p->cap_queue * 2 : 64;
+		void *n = teems_realloc(p->queue, ncap * sizeof(*p->queue));
+
+		if (!n)
+			return TEEMS_ENOMEM;
+		p->queue = n;
+		p->cap_queue = ncap;
+	}
+	q = &p->queue[p->n_queue];
+	q->command = NULL;
+	if (in->propose.len) {
+		q->command = teems_malloc(in->propose.len);
+		if (!q->command)
+			return TEEMS_ENOMEM;
+		memcpy(q->command, in->propose.command, in->propose.len);
+	}
+	q->client_id = in->propose.client_id;
+	q->request_id = in->propose.request_id;
+	q->len = in->propose.len;
+	p->n_queue++;
+	return TEEMS_OK;
+}
+
+/* ---- leader: sending rounds ---- */
+
+/* Sends slots first..last at our ballot. to < 0: to every peer as a new round (fresh nonce per
+ * ACCEPT, T_op clock started, counts reset); to >= 0: a resend to one lagging peer outside any
+ * round (nonce 0, so its acks are not counted; the slots are committed already). */
+int paxos_send_accepts(struct paxos *p, struct paxos_ready *r, uint64_t first, uint64_t last,
+		       int to)
+{
+	while (first <= last) {
+		uint64_t n = last - first + 1;
+		uint64_t nonce = 0;
+		struct msg_bytes *values;
+
+		if (n > p->cfg.max_accept_slots)
+			n = p->cfg.max_accept_slots;
+		values = paxos_scratch(r, n * sizeof(*values));
+		if (!values)
+			return TEEMS_ENOMEM;
+		if (to < 0)
+			nonce = paxos_new_nonce(p);
+		for (uint64_t i = 0; i < n; i++) {
+			struct paxos_slot *s = &p->log[first + i - 1];
+
+			values[i].p = s->value;
+			values[i].len = s->len;
+			if (to < 0 && !s->committed) {
+				s->open = true;
+				s->nonce = nonce;
+				s->sent_hi = p->now.hi_ns;
+				s->acked = s->synced = 0;
+			}
+		}
+		for (uint16_t i = 0; i < p->n; i++) {
+			struct paxos_send *s;
+
+			if (i == p->cfg.self || (to >= 0 && i != to))
+				continue;
+			s = paxos_send_new(p, r, i, MSG_ACCEPT, nonce);
+			if (!s)
+				return TEEMS_ENOMEM;
+			s->msg.accept.ballot = p->promised;
+			s->msg.accept.commit_index = p->commit_index;
+			s->msg.accept.first_slot = first;
+			s->msg.accept.values.count = (uint32_t)n;
+			s->msg.accept.values.items = values;
+		}
+		p->accept_sent = true;
+		first += n;
+	}
+	return TEEMS_OK;
+}
+
+/* Reports UNKNOWN for the proposals waiting in slot (their round was abandoned). */
+static int abandon_pending(struct paxos *p, struct paxos_ready *r, uint64_t slot)
+{
+	size_t keep = 0;
+
+	for (size_t i = 0; i < p->n_pending; i++) {
+		struct paxos_pending *pe = &p->pending[i];
+
+		if (pe->slot == slot) {
+			TRY(paxos_note(r, pe->client_id, pe->request_id, PAXOS_OUTCOME_UNKNOWN, 0,
+				       p->leader));
+			continue;
+		}
+		p->pending[keep++] = *pe;
+	}
+	p->n_pending = keep;
+	return TEEMS_OK;
+}
+
+/* Abandons the rounds of every open slot that `expired` selects and retries them with new
+ * nonces, in maximal runs of consecutive slots. */
+static int retry_rounds(struct paxos *p, struct paxos_ready *r, bool all)
+{
+	uint64_t run = 0;
+
+	for (uint64_t s = p->commit_index + 1; s <= p->last_slot + 1; s++) {
+		struct paxos_slot *sl = s <= p->last_slot ? &p->log[s - 1] : NULL;
+		bool retry = sl && sl->open && !sl->chosen &&
+			     (all || p->now.hi_ns - sl->sent_hi > p->cfg.t_op_ns);
+
+		if (retry) {
+			TRY(abandon_pending(p, r, s));
+			if (!run)
+				run = s;
+			continue;
+		}
+		if (run) {
+			TRY(paxos_send_accepts(p, r, run, s - 1, -1));
+			run = 0;
+		}
+	}
+	return TEEMS_OK;
+}
+
+int paxos_accept_abandon(struct paxos *p, struct paxos_ready *r)
+{
+	return retry_rounds(p, r, true);
+}
+
+static int add_pending(struct paxos *p, const struct paxos_queued *q, uint64_t slot)
+{
+	if (p->n_pending == p->cap_pending) {
+		size_t ncap = p->cap_pending ? p->cap_pending * 2 : 64;
+		void *n = teems_realloc(p->pending, ncap * sizeof(*p->pending));
+
+		if (!n)
+			return TEEMS_ENOMEM;
+		p->pending = n;
+		p->cap_pending = ncap;
+	}
+	p->pending[p->n_pending].client_id = q->client_id;
+	p->pending[p->n_pending].request_id = q->request_id;
+	p->pending[p->n_pending].slot = slot;
+	p->n_pending++;
+	return TEEMS_OK;
+}
+
+/* Packs queued commands into new slots while the pipeline has room. */
+static int flush_queue(struct paxos *p, struct paxos_ready *r)
+{
+	uint64_t first = p->last_slot + 1;
+	size_t taken = 0;
+
+	while (taken < p->n_queue && p->last_slot - p->commit_index < p->cfg.max_inflight) {
+		size_t size = 0, k = taken;
+		uint8_t *value;
+		uint64_t slot = p->last_slot + 1;
+		int rc;
+
+		while (k < p->n_queue &&
+		       size + BATCH_HEADER + p->queue[k].len <= p->cfg.max_slot_bytes)
+			size += BATCH_HEADER + p->queue[k++].len;
+		value = teems_malloc(size);
+		if (!value)
+			return TEEMS_ENOMEM;
+		size = 0;
+		for (size_t i = taken; i < k; i++) {
+			const struct paxos_queued *q = &p->queue[i];
+
+			put_le64(value + size, q->client_id);
+			put_le64(value + size + 8, q->request_id);
+			put_le32(value + size + 16, q->len);
+			if (q->len)
+				memcpy(value + size + BATCH_HEADER, q->command, q->len);
+			size += BATCH_HEADER + q->len;
+		}
+		rc = paxos_slot_set(p, r, slot, &p->promised, value, (uint32_t)size);
+		teems_free(value);
+		TRY(rc);
+		for (size_t i = taken; i < k; i++) {
+			TRY(add_pending(p, &p->queue[i], slot));
+			teems_free(p->queue[i].command);
+			p->queue[i].command = NULL;
+		}
+		taken = k;
+	}
+	if (!taken)
+		return TEEMS_OK;
+	memmove(p->queue, p->queue + taken, (p->n_queue - taken) * sizeof(*p->queue));
+	p->n_queue -= taken;
+	TRY(paxos_persist(p, r, first, p->last_slot - first + 1, p->cfg.sync != PAXOS_SYNC_NONE,
+			  NULL));
+	return paxos_send_accepts(p, r, first, p->last_slot, -1);
+}
+
+static bool commit_rule(const struct paxos *p, const struct paxos_slot *s)
+{
+	unsigned need_synced;
+
+	if (popcount64(s->acked) < p->w_q)
+		return false;
+	if (p->cfg.sync == PAXOS_SYNC_NONE)
+		return true;
+	need_synced = p->w_q > p->cfg.quorum.m_r ? p->w_q - p->cfg.quorum.m_r : 0;
+	return popcount64(s->synced) >= need_synced;
+}
+
+static int broadcast_commit(struct paxos *p, struct paxos_ready *r, uint64_t nonce)
+{
+	for (uint16_t i = 0; i < p->n; i++) {
+		struct paxos_send *s;
+
+		if (i == p->cfg.self)
+			continue;
+		s = paxos_send_new(p, r, i, MSG_COMMIT, nonce);
+		if (!s)
+			return TEEMS_ENOMEM;
+		s->msg.commit.ballot = p->promised;
+		s->msg.commit.commit_index = p->commit_index;
+	}
+	return TEEMS_OK;
+}
+
+int paxos_leader_work(struct paxos *p, struct paxos_ready *r)
+{
+	uint64_t before;
+
+	if (p->role != PAXOS_LEADER) {
+		p->accept_sent = false;
+		return TEEMS_OK;
+	}
+	before = p->commit_index;
+	TRY(retry_rounds(p, r, false)); /* T_op passed: retry with a new nonce */
+	for (uint64_t s = p->commit_index + 1; s <= p->last_slot; s++) {
+		struct paxos_slot *sl = &p->log[s - 1];
+		bool durable = sl->seq && sl->seq <= p->synced_seq;
+
+		if (!sl->open || sl->chosen)
+			continue;
+		/* Our own accept: counted once synced (always, rr), at once under none. */
+		if (durable)
+			sl->acked |= bit(p->cfg.self), sl->synced |= bit(p->cfg.self);
+		else if (p->cfg.sync == PAXOS_SYNC_NONE)
+			sl->acked |= bit(p->cfg.self);
+		if (commit_rule(p, sl)) {
+			sl->chosen = true;
+			sl->open = false;
+		}
+	}
+	while (p->commit_index < p->last_slot && p->log[p->commit_index].chosen) {
+		p->log[p->commit_index].committed = true;
+		p->commit_index++;
+	}
+	TRY(flush_queue(p, r));
+	if (p->now.hi_ns >= p->next_heartbeat) {
+		p->hb_nonce = paxos_new_nonce(p);
+		p->next_heartbeat = p->now.hi_ns + p->cfg.heartbeat_ns;
+		TRY(broadcast_commit(p, r, p->hb_nonce));
+	} else if (p->commit_index > before && !p->accept_sent) {
+		TRY(broadcast_commit(p, r, 0));
+	}
+	p->accept_sent = false;
+	return TEEMS_OK;
+}
+
+/* ---- acceptor ---- */
+
+/* Follows ballot b (>= promised) of a leader: steps down if we lead or campaign at a lower one. */
+static int follow(struct paxos *p, struct paxos_ready *r, const struct msg_ballot *b)
+{
+	if (p->role != PAXOS_FOLLOWER &&
+	    !(p->role == PAXOS_LEADER && msg_ballot_cmp(b, &p->promised) == 0))
+		TRY(paxos_step_down(p, r, b->replica));
+	p->leader = b->replica;
+	if (b->round > p->max_round_seen)
+		p->max_round_seen = b->round;
+	paxos_reset_election_timer(p);
+	return TEEMS_OK;
+}
+
+void paxos_learn_commit(struct paxos *p, const struct msg_ballot *b, uint64_t ci)
+{
+	while (p->commit_index < ci && p->commit_index < p->last_slot) {
+		struct paxos_slot *s = &p->log[p->commit_index];
+
+		if (!s->accepted || msg_ballot_cmp(&s->ballot, b) != 0)
+			break; /* a gap, or an entry of another ballot: wait for a resend */
+		s->committed = true;
+		p->commit_index++;
+	}
+}
+
+static int send_accepted(struct paxos *p, struct paxos_ready *r, uint16_t to, uint64_t nonce,
+			 const struct msg_ballot *b, uint64_t first, uint64_t last,
+			 const uint8_t digest[MSG_DIGEST_SIZE], enum msg_sync sync)
+{
+	struct paxos_send *s = paxos_send_new(p, r, to, MSG_ACCEPTED, nonce);
+
+	if (!s)
+		return TEEMS_ENOMEM;
+	s->msg.accepted.ballot = *b;
+	s->msg.accepted.first_slot = first;
+	s->msg.accepted.last_slot = last;
+	memcpy(s->msg.accepted.digest, digest, MSG_DIGEST_SIZE);
+	s->msg.accepted.sync = sync;
+	s->msg.accepted.regvec = paxos_regvec(p);
+	return TEEMS_OK;
+}
+
+int paxos_on_accept(struct paxos *p, struct paxos_ready *r, const struct msg *m)
+{
+	const struct msg_accept *a = &m->accept;
+	struct msg_bytes *values;
+	struct msg_iter it;
+	struct msg_bytes v;
+	uint64_t last, store_from, seq;
+	uint32_t i = 0;
+	bool raised;
+	struct paxos_held h;
+
+	if (p->suspicious)
+		return paxos_nack(p, r, m, MSG_NACK_SUSPICIOUS);
+	if (a->ballot.replica != m->from.replica || a->values.count == 0)
+		return TEEMS_OK;
+	if (msg_ballot_cmp(&a->ballot, &p->promised) < 0)
+		return paxos_nack(p, r, m, MSG_NACK_BALLOT);
+	raised = msg_ballot_cmp(&a->ballot, &p->promised) > 0;
+	TRY(follow(p, r, &a->ballot));
+	p->promised = a->ballot;
+	last = a->first_slot + a->values.count - 1;
+	values = paxos_scratch(r, a->values.count * sizeof(*values));
+	if (!values)
+		return TEEMS_ENOMEM;
+	msg_values_begin(&it, &a->values);
+	while (msg_values_next(&it, &v))
+		values[i++] = v;
+	/* Committed slots are final: keep them (the leader resends them to fill our gaps). */
+	store_from = a->first_slot > p->commit_index ? a->first_slot : p->commit_index + 1;
+	for (uint64_t s = store_from; s <= last; s++)
+		TRY(paxos_slot_set(p, r, s, &a->ballot, values[s - a->first_slot].p,
+				   values[s - a->first_slot].len));
+	if (store_from <= last || raised) {
+		TRY(paxos_persist(p, r, store_from, store_from <= last ? last - store_from + 1 : 0,
+				  p->cfg.sync == PAXOS_SYNC_ALWAYS, &seq));
+		if (raised)
+			p->promised_seq = seq;
+	} else {
+		seq = p->next_seq - 1; /* nothing new: the slots are in earlier records */
+	}
+	paxos_learn_commit(p, &a->ballot, a->commit_index);
+
+	memset(&h, 0, sizeof(h));
+	paxos_digest(a->first_slot, values, a->values.count, h.digest);
+	if (p->cfg.sync != PAXOS_SYNC_ALWAYS)
+		TRY(send_accepted(p, r, m->from.replica, m->nonce, &a->ballot, a->first_slot, last,
+				  h.digest, MSG_VOLATILE));
+	if (p->cfg.sync == PAXOS_SYNC_NONE)
+		return TEEMS_OK;
+	/* The synced ack waits for the fsync (always: the only ack; rr: after the group fsync). */
+	h.kind = HELD_ACCEPTED;
+	h.seq = seq;
+	h.to = m->from.replica;
+	h.nonce = m->nonce;
+	h.ballot = a->ballot;
+	h.first_slot = a->first_slot;
+	h.last_slot = last;
+	return paxos_hold(p, &h);
+}
+
+int paxos_release_accepted(struct paxos *p, struct paxos_ready *r, const struct paxos_held *h)
+{
+	return send_accepted(p, r, h->to, h->nonce, &h->ballot, h->first_slot, h->last_slot,
+			     h->digest, MSG_SYNCED);
+}
+
+/* ---- leader: counting ---- */
+
+/* Gap handling: sends `to` the next chunk of committed slots after `through`, the end of its
+ * prefix held at our ballot (from a HEARTBEAT_ACK, then from the ack of each chunk, so a
+ * lagging follower is streamed the whole gap). The resends carry nonce 0: they are outside any
+ * vote round and their acks are never counted. */
+static int resend_gap(struct paxos *p, struct paxos_ready *r, uint16_t to, uint64_t through)
+{
+	uint64_t last = p->commit_index;
+
+	if (through >= p->commit_index)
+		return TEEMS_OK;
+	if (last - through > p->cfg.max_accept_slots)
+		last = through + p->cfg.max_accept_slots;
+	p->gap_sent[to] = last;
+	return paxos_send_accepts(p, r, through + 1, last, to);
+}
+
+int paxos_on_accepted(struct paxos *p, struct paxos_ready *r, const struct msg *m)
+{
+	const struct msg_accepted *a = &m->accepted;
+	uint8_t digest[MSG_DIGEST_SIZE];
+
+	if (p->role != PAXOS_LEADER || msg_ballot_cmp(&a->ballot, &p->promised) != 0)
+		return TEEMS_OK;
+	if (m->nonce == 0) {
+		/* The ack of a gap resend: stream the next chunk, once (duplicated or stale acks
+		 * of a chunk would otherwise start parallel streams). */
+		if (a->last_slot != p->gap_sent[m->from.replica])
+			return TEEMS_OK;
+		return resend_gap(p, r, m->from.replica, a->last_slot);
+	}
+	if (m->suspicious || a->first_slot == 0 || a->last_slot > p->last_slot)
+		return TEEMS_OK; /* suspicious replicas never vote */
+	for (uint64_t s = a->first_slot; s <= a->last_slot; s++)
+		if (!p->log[s - 1].accepted || msg_ballot_cmp(&p->log[s - 1].ballot, &p->promised))
+			return TEEMS_OK;
+	paxos_range_digest(p, a->first_slot, a->last_slot, digest);
+	if (memcmp(digest, a->digest, MSG_DIGEST_SIZE) != 0)
+		return TEEMS_OK; /* not a matching accept */
+	for (uint64_t s = a->first_slot; s <= a->last_slot; s++) {
+		struct paxos_slot *sl = &p->log[s - 1];
+
+		if (!sl->open || sl->chosen || sl->nonce != m->nonce ||
+		    p->now.hi_ns - sl->sent_hi > p->cfg.t_op_ns)
+			continue;
+		sl->acked |= bit(m->from.replica);
+		if (a->sync == MSG_SYNCED)
+			sl->synced |= bit(m->from.replica);
+	}
+	return TEEMS_OK;
+}
+
+static uint64_t accepted_through(struct paxos *p, const struct msg_ballot *b)
+{
+	uint64_t s = p->commit_index;
+
+	while (s < p->last_slot && p->log[s].accepted && msg_ballot_cmp(&p->log[s].ballot, b) == 0)
+		s++;
+	return s;
+}
+
+int paxos_on_commit(struct paxos *p, struct paxos_ready *r, const struct msg *m)
+{
+	const struct msg_commit *c = &m->commit;
+	struct paxos_send *s;
+
+	if (c->ballot.replica != m->from.replica)
+		return TEEMS_OK;
+	if (msg_ballot_cmp(&c->ballot, &p->promised) < 0)
+		return paxos_nack(p, r, m, MSG_NACK_BALLOT); /* a deposed leader: let it know */
+	if (p->suspicious) {
+		p->leader = c->ballot.replica;
+		return m->nonce ? paxos_nack(p, r, m, MSG_NACK_SUSPICIOUS) : TEEMS_OK;
+	}
+	TRY(follow(p, r, &c->ballot));
+	paxos_learn_commit(p, &c->ballot, c->commit_index);
+	if (!m->nonce)
+		return TEEMS_OK;
+	s = paxos_send_new(p, r, m->from.replica, MSG_HEARTBEAT_ACK, m->nonce);
+	if (!s)
+		return TEEMS_ENOMEM;
+	s->msg.heartbeat_ack.ballot = c->ballot;
+	s->msg.heartbeat_ack.lease_ns = 0; /* leader leases: section 8, a later increment */
+	s->msg.heartbeat_ack.accepted_through = accepted_through(p, &c->ballot);
+	s->msg.heartbeat_ack.regvec = paxos_regvec(p);
+	return TEEMS_OK;
+}
+
+int paxos_on_heartbeat_ack(struct paxos *p, struct paxos_ready *r, const struct msg *m)
+{
+	const struct msg_heartbeat_ack *a = &m->heartbeat_ack;
+
+	if (p->role != PAXOS_LEADER || msg_ballot_cmp(&a->ballot, &p->promised) != 0 ||
+	    m->nonce != p->hb_nonce || m->suspicious)
+		return TEEMS_OK;
+	return resend_gap(p, r, m->from.replica, a->accepted_through);
+}
+
+int paxos_on_nack(struct paxos *p, struct paxos_ready *r, const struct msg *m)
+{
+	const struct msg_nack *n = &m->nack;
+
+	if (n->reason != MSG_NACK_BALLOT)
+		return TEEMS_OK;
+	if (n->promised.round > p->max_round_seen)
+		p->max_round_seen = n->promised.round;
+	if (p->role != PAXOS_FOLLOWER && msg_ballot_cmp(&n->promised, &p->promised) > 0)
+		return paxos_step_down(p, r, n->leader);
+	return TEEMS_OK;
+}
+
+/* ---- learner ---- */
+
+int paxos_apply_committed(struct paxos *p, struct paxos_ready *r)
+{
+	while (p->applied < p->commit_index) {
+		const struct paxos_slot *s = &p->log[p->applied];
+		struct paxos_apply *a;
+
+		if (r->n_applies == r->cap_applies) {
+			size_t ncap = r->cap_applies ? r->cap_applies * 2 : 64;
+			void *n = teems_realloc(r->applies, ncap * sizeof(*a));
+
+			if (!n)
+				return TEEMS_ENOMEM;
+			r->applies = n;
+			r->cap_applies = ncap;
+		}
+		p->applied++;
+		a = &r->applies[r->n_applies++];
+		a->slot = p->applied;
+		a->value = s->value;
+		a->len = s->len;
+		if (p->n_pending) {
+			size_t keep = 0;
+
+			for (size_t i = 0; i < p->n_pending; i++) {
+				struct paxos_pending *pe = &p->pending[i];
+
+				if (pe->slot == p->applied) {
+					TRY(paxos_note(r, pe->client_id, pe->request_id,
+						       PAXOS_OUTCOME_APPLIED, pe->slot, p->leader));
+					continue;
+				}
+				p->pending[keep++] = *pe;
+			}
+			p->n_pending = keep;
+		}
+	}
+	return TEEMS_OK;
+}
