@@ -1,0 +1,260 @@
+/* The `dir` blob store: one file per blob in a local directory.
+ *
+ * A put writes a temporary file (".tmp-" + random, which no valid blob name can collide with
+ * and listings skip), fsyncs it, renames it over the name and fsyncs the directory, so after a
+ * crash at any point the name holds the old blob or the new one, never a torn mix, and a put
+ * that returned is durable. A crash leaves at most an orphan temporary file; removing those is
+ * the garbage collector's job (docs/OBJECTS.md). */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "client/blobstore_internal.h"
+#include "common/alloc.h"
+#include "teems/err.h"
+
+#define COPY_BUF (64 * 1024)
+
+struct blob_dir {
+	struct blobstore base;
+	char path[BLOB_URL_PATH_MAX];
+};
+
+static struct blob_dir *to_dir(struct blobstore *s)
+{
+	return (struct blob_dir *)s;
+}
+
+static int open_dir(struct blob_dir *d, int *fd, char *errbuf)
+{
+	*fd = open(d->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (*fd < 0)
+		return teems_errf(errbuf, errno == ENOENT ? OBJ_EUNAVAIL : TEEMS_EIO,
+				  "blob directory %s: %s", d->path, strerror(errno));
+	return TEEMS_OK;
+}
+
+static int dir_init(struct blobstore *s, char *errbuf)
+{
+	struct blob_dir *d = to_dir(s);
+	char p[BLOB_URL_PATH_MAX];
+
+	snprintf(p, sizeof(p), "%s", d->path);
+	for (char *q = p + 1;; q++) {
+		char c = *q;
+
+		if (c != '/' && c != '\0')
+			continue;
+		*q = '\0';
+		if (mkdir(p, 0700) != 0 && errno != EEXIST)
+			return teems_errf(errbuf, TEEMS_EIO, "mkdir %s: %s", p, strerror(errno));
+		*q = c;
+		if (c == '\0')
+			break;
+	}
+	return TEEMS_OK;
+}
+
+static int dir_put(struct blobstore *s, const char *name, const struct obj_src *src, uint64_t len,
+		   char *errbuf)
+{
+	struct blob_dir *d = to_dir(s);
+	char tmp[BLOB_RANDOM_NAME_LEN + 8];
+	uint8_t *buf = NULL;
+	uint64_t done = 0;
+	int dfd, fd = -1, rc;
+
+	rc = open_dir(d, &dfd, errbuf);
+	if (rc != TEEMS_OK)
+		return rc;
+	memcpy(tmp, ".tmp-", 5);
+	rc = blobstore_random_name(tmp + 5);
+	if (rc != TEEMS_OK) {
+		teems_errf(errbuf, rc, "random temporary name failed");
+		goto close_dir;
+	}
+	buf = teems_malloc(COPY_BUF);
+	if (buf == NULL) {
+		rc = teems_errf(errbuf, TEEMS_ENOMEM, "dir put: out of memory");
+		goto close_dir;
+	}
+	fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		rc = teems_errf(errbuf, TEEMS_EIO, "create %s/%s: %s", d->path, tmp,
+				strerror(errno));
+		goto free_buf;
+	}
+	for (;;) {
+		size_t got = 0;
+		struct obj_sink out = obj_sink_fd(&fd);
+
+		rc = src->read(src->arg, buf, COPY_BUF, &got, errbuf);
+		if (rc != TEEMS_OK)
+			goto unlink_tmp;
+		if (got == 0)
+			break;
+		if (got > len - done) {
+			rc = teems_errf(errbuf, TEEMS_EIO, "put %s: source longer than %llu bytes",
+					name, (unsigned long long)len);
+			goto unlink_tmp;
+		}
+		rc = out.write(out.arg, buf, got, errbuf);
+		if (rc != TEEMS_OK)
+			goto unlink_tmp;
+		done += got;
+	}
+	if (done != len) {
+		rc = teems_errf(errbuf, TEEMS_EIO, "put %s: source ended after %llu of %llu bytes",
+				name, (unsigned long long)done, (unsigned long long)len);
+		goto unlink_tmp;
+	}
+	if (fsync(fd) != 0) {
+		rc = teems_errf(errbuf, TEEMS_EIO, "fsync %s: %s", tmp, strerror(errno));
+		goto unlink_tmp;
+	}
+	close(fd);
+	fd = -1;
+	if (renameat(dfd, tmp, dfd, name) != 0) {
+		rc = teems_errf(errbuf, TEEMS_EIO, "rename to %s: %s", name, strerror(errno));
+		goto unlink_tmp;
+	}
+	if (fsync(dfd) != 0) {
+		rc = teems_errf(errbuf, TEEMS_EIO, "fsync %s: %s", d->path, strerror(errno));
+		goto free_buf;
+	}
+	rc = TEEMS_OK;
+	goto free_buf;
+unlink_tmp:
+	if (fd >= 0)
+		close(fd);
+	unlinkat(dfd, tmp, 0);
+free_buf:
+	teems_free(buf);
+close_dir:
+	close(dfd);
+	return rc;
+}
+
+static int open_blob(struct blob_dir *d, const char *name, int *fd, char *errbuf)
+{
+	int dfd, rc = open_dir(d, &dfd, errbuf);
+
+	if (rc != TEEMS_OK)
+		return rc;
+	*fd = openat(dfd, name, O_RDONLY | O_CLOEXEC);
+	if (*fd < 0)
+		rc = teems_errf(errbuf, errno == ENOENT ? TEEMS_ENOTFOUND : TEEMS_EIO,
+				"blob %s: %s", name, strerror(errno));
+	close(dfd);
+	return rc;
+}
+
+static int dir_get(struct blobstore *s, const char *name, const struct obj_sink *sink, char *errbuf)
+{
+	uint8_t *buf;
+	int fd, rc = open_blob(to_dir(s), name, &fd, errbuf);
+	struct obj_src src = obj_src_fd(&fd);
+
+	if (rc != TEEMS_OK)
+		return rc;
+	buf = teems_malloc(COPY_BUF);
+	if (buf == NULL)
+		rc = teems_errf(errbuf, TEEMS_ENOMEM, "dir get: out of memory");
+	else
+		rc = obj_copy(&src, sink, buf, COPY_BUF, errbuf);
+	teems_free(buf);
+	close(fd);
+	return rc;
+}
+
+static int dir_del(struct blobstore *s, const char *name, char *errbuf)
+{
+	struct blob_dir *d = to_dir(s);
+	int dfd, rc = open_dir(d, &dfd, errbuf);
+
+	if (rc != TEEMS_OK)
+		return rc;
+	if (unlinkat(dfd, name, 0) != 0 && errno != ENOENT)
+		rc = teems_errf(errbuf, TEEMS_EIO, "unlink %s: %s", name, strerror(errno));
+	else if (fsync(dfd) != 0)
+		rc = teems_errf(errbuf, TEEMS_EIO, "fsync %s: %s", d->path, strerror(errno));
+	close(dfd);
+	return rc;
+}
+
+static int dir_stat(struct blobstore *s, const char *name, struct blob_stat *st, char *errbuf)
+{
+	struct blob_dir *d = to_dir(s);
+	struct stat sb;
+	int dfd, rc = open_dir(d, &dfd, errbuf);
+
+	if (rc != TEEMS_OK)
+		return rc;
+	if (fstatat(dfd, name, &sb, 0) != 0)
+		rc = teems_errf(errbuf, errno == ENOENT ? TEEMS_ENOTFOUND : TEEMS_EIO,
+				"blob %s: %s", name, strerror(errno));
+	else if (!S_ISREG(sb.st_mode))
+		rc = teems_errf(errbuf, TEEMS_EIO, "blob %s is not a regular file", name);
+	else
+		st->size = (uint64_t)sb.st_size;
+	close(dfd);
+	return rc;
+}
+
+static int dir_list(struct blobstore *s, const char *prefix, blob_list_fn fn, void *arg,
+		    char *errbuf)
+{
+	struct blob_dir *d = to_dir(s);
+	size_t plen = strlen(prefix);
+	struct dirent *e;
+	DIR *dir = opendir(d->path);
+	int rc = TEEMS_OK;
+
+	if (dir == NULL)
+		return teems_errf(errbuf, errno == ENOENT ? OBJ_EUNAVAIL : TEEMS_EIO,
+				  "blob directory %s: %s", d->path, strerror(errno));
+	errno = 0;
+	while ((e = readdir(dir)) != NULL) {
+		if (!blob_name_valid(e->d_name) || strncmp(e->d_name, prefix, plen) != 0)
+			continue;
+		rc = fn(arg, e->d_name);
+		if (rc != 0)
+			break;
+		errno = 0;
+	}
+	if (rc == 0 && errno != 0)
+		rc = teems_errf(errbuf, TEEMS_EIO, "readdir %s: %s", d->path, strerror(errno));
+	closedir(dir);
+	return rc;
+}
+
+static void dir_close(struct blobstore *s)
+{
+	teems_free(s);
+}
+
+static const struct blobstore_ops dir_ops = {
+	.init = dir_init,
+	.put = dir_put,
+	.get = dir_get,
+	.del = dir_del,
+	.stat = dir_stat,
+	.list = dir_list,
+	.close = dir_close,
+};
+
+int blob_dir_open(const struct blob_url *url, struct blobstore **out, char *errbuf)
+{
+	struct blob_dir *d = teems_calloc(1, sizeof(*d));
+
+	if (d == NULL)
+		return teems_errf(errbuf, TEEMS_ENOMEM, "dir store: out of memory");
+	d->base.ops = &dir_ops;
+	memcpy(d->path, url->path, sizeof(d->path));
+	*out = &d->base;
+	return TEEMS_OK;
+}

@@ -1,0 +1,569 @@
+/* The `s3` blob store: libcurl with its built-in SigV4 signing (CURLOPT_AWS_SIGV4), path-style
+ * URLs (endpoint/bucket/key), streaming in both directions.
+ *
+ * Uploads declare their length (Content-Length) and pull the body through a read callback;
+ * downloads push the body through a write callback into the caller's sink, so neither holds a
+ * blob in memory. The payload is signed as UNSIGNED-PAYLOAD: hashing it first would need a
+ * second pass over the stream, and the object layer authenticates every byte itself
+ * (obj_crypto.h), so S3's own payload check adds nothing to integrity.
+ *
+ * HTTP status → error: 2xx ok; 404 TEEMS_ENOTFOUND; 401/403 OBJ_EDENIED; 5xx, connection
+ * failures and timeouts OBJ_EUNAVAIL; anything else TEEMS_EIO with S3's <Code> and <Message>.
+ * Nothing is retried here: a streamed body cannot be rewound, so the caller retries the whole
+ * operation (a put under a fresh random name is always safe to retry). */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+
+#include "client/blobstore_internal.h"
+#include "common/alloc.h"
+#include "tee/crypto.h"
+#include "teems/err.h"
+
+#define S3_DEFAULT_TIMEOUT_MS 30000L
+#define S3_LIST_BODY_MAX (16u << 20)
+#define S3_ERRBODY_MAX 2048
+
+struct blob_s3 {
+	struct blobstore base;
+	struct blob_url url;
+	char key_prefix[BLOB_URL_FIELD_MAX + 1]; /* url.prefix plus a '/' if it lacks one */
+	char sigv4[128];
+	char *userpwd; /* "access:secret", wiped at close */
+	long timeout_ms;
+	long verbose; /* TEEMS_S3_VERBOSE=1 in the environment: curl traces to stderr */
+	CURL *curl;   /* reused so connections are kept alive */
+};
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_rc;
+
+static void curl_global(void)
+{
+	curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+struct s3_req {
+	/* in */
+	const char *method;
+	char url[8192];
+	const struct obj_src *src; /* PUT body, or NULL */
+	uint64_t len;
+	const struct obj_sink *sink; /* 2xx response body goes here, or nowhere */
+	int total_timeout;	     /* small requests: bound the whole transfer */
+	/* out */
+	long status;
+	uint64_t sent;
+	int end_checked; /* the source was asked for a byte past len */
+	int cb_rc;	 /* error from src or sink, reported instead of curl's */
+	char cb_err[TEEMS_ERRBUF_LEN];
+	char errbody[S3_ERRBODY_MAX + 1];
+	size_t errbody_len;
+	struct curl_slist *headers;
+	CURL *curl;
+};
+
+static size_t s3_read_cb(char *buf, size_t size, size_t nitems, void *arg)
+{
+	struct s3_req *r = arg;
+	size_t cap = size * nitems, got = 0;
+	int rc;
+
+	if (r->sent == r->len) {
+		uint8_t extra;
+
+		r->end_checked = 1;
+		/* Content-Length is sent: the source must end here, not later. */
+		rc = r->src->read(r->src->arg, &extra, 1, &got, r->cb_err);
+		if (rc == TEEMS_OK && got == 0)
+			return 0;
+		r->cb_rc = rc != TEEMS_OK ? rc : TEEMS_EIO;
+		if (rc == TEEMS_OK)
+			snprintf(r->cb_err, sizeof(r->cb_err), "put: source longer than %llu bytes",
+				 (unsigned long long)r->len);
+		return CURL_READFUNC_ABORT;
+	}
+	if (cap > r->len - r->sent)
+		cap = (size_t)(r->len - r->sent);
+	rc = r->src->read(r->src->arg, buf, cap, &got, r->cb_err);
+	if (rc != TEEMS_OK) {
+		r->cb_rc = rc;
+		return CURL_READFUNC_ABORT;
+	}
+	if (got == 0) {
+		r->cb_rc = TEEMS_EIO;
+		snprintf(r->cb_err, sizeof(r->cb_err), "put: source ended after %llu of %llu bytes",
+			 (unsigned long long)r->sent, (unsigned long long)r->len);
+		return CURL_READFUNC_ABORT;
+	}
+	r->sent += got;
+	return got;
+}
+
+static size_t s3_write_cb(char *data, size_t size, size_t nmemb, void *arg)
+{
+	struct s3_req *r = arg;
+	size_t n = size * nmemb;
+	long status = 0;
+	int rc;
+
+	curl_easy_getinfo(r->curl, CURLINFO_RESPONSE_CODE, &status);
+	if (status < 200 || status > 299) {
+		size_t room = S3_ERRBODY_MAX - r->errbody_len;
+
+		if (room > n)
+			room = n;
+		memcpy(r->errbody + r->errbody_len, data, room);
+		r->errbody_len += room;
+		r->errbody[r->errbody_len] = '\0';
+		return n;
+	}
+	if (r->sink == NULL)
+		return n;
+	rc = r->sink->write(r->sink->arg, data, n, r->cb_err);
+	if (rc != TEEMS_OK) {
+		r->cb_rc = rc;
+		return 0; /* CURLE_WRITE_ERROR */
+	}
+	return n;
+}
+
+/* Copies the text of <tag>...</tag> from an S3 error body into out. */
+static void xml_field(const char *xml, const char *tag, char *out, size_t cap)
+{
+	char open[32], close[32];
+	const char *a, *b;
+
+	out[0] = '\0';
+	snprintf(open, sizeof(open), "<%s>", tag);
+	snprintf(close, sizeof(close), "</%s>", tag);
+	a = strstr(xml, open);
+	if (a == NULL)
+		return;
+	a += strlen(open);
+	b = strstr(a, close);
+	if (b == NULL)
+		return;
+	snprintf(out, cap, "%.*s", (int)(b - a), a);
+}
+
+static int s3_perform(struct blob_s3 *s, struct s3_req *r, char *errbuf)
+{
+	CURL *c = s->curl;
+	CURLcode cc;
+	long sec = s->timeout_ms / 1000 > 0 ? s->timeout_ms / 1000 : 1;
+
+	r->curl = c;
+	curl_easy_reset(c);
+	/* Only headers the request really carries: curl signs every header in this list, and an
+	 * "Expect:" that merely suppresses curl's own would be signed yet never sent. */
+	r->headers = curl_slist_append(NULL, "x-amz-content-sha256: UNSIGNED-PAYLOAD");
+	if (r->headers == NULL)
+		return teems_errf(errbuf, TEEMS_ENOMEM, "s3: out of memory");
+	curl_easy_setopt(c, CURLOPT_URL, r->url);
+	curl_easy_setopt(c, CURLOPT_VERBOSE, s->verbose);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(c, CURLOPT_AWS_SIGV4, s->sigv4);
+	curl_easy_setopt(c, CURLOPT_USERPWD, s->userpwd);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, r->headers);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, s->timeout_ms);
+	/* No progress for the whole timeout aborts a transfer of any size. */
+	curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+	curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, sec);
+	if (r->total_timeout)
+		curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, s->timeout_ms);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, s3_write_cb);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
+	if (strcmp(r->method, "PUT") == 0) {
+		curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+		curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, (curl_off_t)r->len);
+		curl_easy_setopt(c, CURLOPT_READFUNCTION, s3_read_cb);
+		curl_easy_setopt(c, CURLOPT_READDATA, r);
+	} else if (strcmp(r->method, "HEAD") == 0) {
+		curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+	} else if (strcmp(r->method, "GET") != 0) {
+		curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, r->method);
+	}
+	cc = curl_easy_perform(c);
+	curl_slist_free_all(r->headers);
+	r->headers = NULL;
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+	if (r->cb_rc != TEEMS_OK)
+		return teems_errf(errbuf, r->cb_rc, "%s", r->cb_err);
+	switch (cc) {
+	case CURLE_OK:
+		break;
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_OPERATION_TIMEDOUT:
+	case CURLE_SEND_ERROR:
+	case CURLE_RECV_ERROR:
+	case CURLE_GOT_NOTHING:
+	case CURLE_PARTIAL_FILE:
+	case CURLE_SSL_CONNECT_ERROR:
+		return teems_errf(errbuf, OBJ_EUNAVAIL, "s3 %s %s: %s", r->method, r->url,
+				  curl_easy_strerror(cc));
+	default:
+		return teems_errf(errbuf, TEEMS_EIO, "s3 %s %s: %s", r->method, r->url,
+				  curl_easy_strerror(cc));
+	}
+	if (r->status >= 200 && r->status <= 299)
+		return TEEMS_OK;
+	{
+		char code[64], msg[128];
+		int err = TEEMS_EIO;
+
+		xml_field(r->errbody, "Code", code, sizeof(code));
+		xml_field(r->errbody, "Message", msg, sizeof(msg));
+		if (r->status == 404)
+			err = TEEMS_ENOTFOUND;
+		else if (r->status == 401 || r->status == 403)
+			err = OBJ_EDENIED;
+		else if (r->status >= 500)
+			err = OBJ_EUNAVAIL;
+		return teems_errf(errbuf, err, "s3 %s %s: HTTP %ld %s%s%s", r->method, r->url,
+				  r->status, code[0] ? code : "", msg[0] ? ": " : "", msg);
+	}
+}
+
+static struct blob_s3 *to_s3(struct blobstore *s)
+{
+	return (struct blob_s3 *)s;
+}
+
+static void object_url(struct blob_s3 *s, struct s3_req *r, const char *name)
+{
+	snprintf(r->url, sizeof(r->url), "%s/%s/%s%s", s->url.endpoint, s->url.bucket,
+		 s->key_prefix, name);
+}
+
+static int s3_init(struct blobstore *base, char *errbuf)
+{
+	struct blob_s3 *s = to_s3(base);
+	struct s3_req r = {.method = "PUT", .total_timeout = 1};
+	struct obj_mem_src empty = {NULL, 0, 0};
+	struct obj_src src = obj_src_mem(&empty);
+	int rc;
+
+	r.src = &src;
+	snprintf(r.url, sizeof(r.url), "%s/%s", s->url.endpoint, s->url.bucket);
+	rc = s3_perform(s, &r, errbuf);
+	if (rc == TEEMS_EIO && r.status == 409) {
+		/* It exists (BucketAlreadyOwnedByYou, or BucketAlreadyExists from servers that
+		 * do not tell): ours if we can reach it. */
+		struct s3_req h = {.method = "HEAD", .total_timeout = 1};
+
+		memcpy(h.url, r.url, sizeof(h.url));
+		rc = s3_perform(s, &h, errbuf);
+	}
+	return rc;
+}
+
+static int s3_put(struct blobstore *base, const char *name, const struct obj_src *src, uint64_t len,
+		  char *errbuf)
+{
+	struct blob_s3 *s = to_s3(base);
+	struct s3_req r = {.method = "PUT", .src = src, .len = len};
+	uint8_t extra;
+	size_t got = 0;
+	int rc;
+
+	object_url(s, &r, name);
+	rc = s3_perform(s, &r, errbuf);
+	if (rc != TEEMS_OK || r.end_checked)
+		return rc;
+	/* curl stops reading at Content-Length: make sure the source really ended there, and
+	 * take back the upload if it did not (it would hold a prefix of what was meant). */
+	rc = src->read(src->arg, &extra, 1, &got, errbuf);
+	if (rc == TEEMS_OK && got == 0)
+		return TEEMS_OK;
+	if (rc == TEEMS_OK)
+		rc = teems_errf(errbuf, TEEMS_EIO, "put %s: source longer than %llu bytes", name,
+				(unsigned long long)len);
+	r = (struct s3_req){.method = "DELETE", .total_timeout = 1};
+	object_url(s, &r, name);
+	s3_perform(s, &r, NULL);
+	return rc;
+}
+
+static int s3_get(struct blobstore *base, const char *name, const struct obj_sink *sink,
+		  char *errbuf)
+{
+	struct blob_s3 *s = to_s3(base);
+	struct s3_req r = {.method = "GET", .sink = sink};
+
+	object_url(s, &r, name);
+	return s3_perform(s, &r, errbuf);
+}
+
+static int s3_del(struct blobstore *base, const char *name, char *errbuf)
+{
+	struct blob_s3 *s = to_s3(base);
+	struct s3_req r = {.method = "DELETE", .total_timeout = 1};
+	int rc;
+
+	object_url(s, &r, name);
+	rc = s3_perform(s, &r, errbuf);
+	return rc == TEEMS_ENOTFOUND ? TEEMS_OK : rc;
+}
+
+static int s3_stat(struct blobstore *base, const char *name, struct blob_stat *st, char *errbuf)
+{
+	struct blob_s3 *s = to_s3(base);
+	struct s3_req r = {.method = "HEAD", .total_timeout = 1};
+	curl_off_t len = -1;
+	int rc;
+
+	object_url(s, &r, name);
+	rc = s3_perform(s, &r, errbuf);
+	if (rc != TEEMS_OK)
+		return rc;
+	curl_easy_getinfo(s->curl, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &len);
+	if (len < 0)
+		return teems_errf(errbuf, TEEMS_EIO, "s3 HEAD %s: no Content-Length", name);
+	st->size = (uint64_t)len;
+	return TEEMS_OK;
+}
+
+/* AWS's URI encoding for query values: everything but A-Za-z0-9-_.~ as %XX, uppercase. */
+static int aws_encode(const char *in, char *out, size_t cap)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t o = 0;
+
+	for (const unsigned char *p = (const unsigned char *)in; *p; p++) {
+		int plain = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+			    (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.' ||
+			    *p == '~';
+
+		if (o + 4 > cap)
+			return -1;
+		if (plain) {
+			out[o++] = (char)*p;
+		} else {
+			out[o++] = '%';
+			out[o++] = hex[*p >> 4];
+			out[o++] = hex[*p & 15];
+		}
+	}
+	out[o] = '\0';
+	return 0;
+}
+
+static int xml_unescape(const char *in, size_t len, char *out, size_t cap)
+{
+	static const struct {
+		const char *ent;
+		char c;
+	} ents[] = {
+		{"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&quot;", '"'}, {"&apos;", '\''}};
+	size_t o = 0;
+
+	for (size_t i = 0; i < len;) {
+		char c = in[i];
+		size_t adv = 1;
+
+		if (c == '&') {
+			size_t k;
+
+			for (k = 0; k < sizeof(ents) / sizeof(ents[0]); k++) {
+				size_t el = strlen(ents[k].ent);
+
+				if (len - i >= el && memcmp(in + i, ents[k].ent, el) == 0) {
+					c = ents[k].c;
+					adv = el;
+					break;
+				}
+			}
+			if (k == sizeof(ents) / sizeof(ents[0]))
+				return -1; /* numeric references never occur in our key charset */
+		}
+		if (c == '\0' || o + 1 >= cap)
+			return -1;
+		out[o++] = c;
+		i += adv;
+	}
+	out[o] = '\0';
+	return 0;
+}
+
+static const char *find(const char *p, const char *end, const char *needle)
+{
+	size_t n = strlen(needle);
+
+	for (; p + n <= end; p++)
+		if (memcmp(p, needle, n) == 0)
+			return p;
+	return NULL;
+}
+
+int blob_s3_parse_list(const char *xml, size_t len, int (*fn)(void *arg, const char *key),
+		       void *arg, int *truncated, char *token, size_t token_cap, char *errbuf)
+{
+	const char *p = xml, *end = xml + len, *a, *b;
+	char key[1024 + 1];
+	int rc;
+
+	*truncated = 0;
+	if (token_cap > 0)
+		token[0] = '\0';
+	if (find(xml, end, "<ListBucketResult") == NULL)
+		return teems_errf(errbuf, TEEMS_ECORRUPT, "s3 list: not a ListBucketResult");
+	while ((a = find(p, end, "<Key>")) != NULL) {
+		a += 5;
+		b = find(a, end, "</Key>");
+		if (b == NULL)
+			return teems_errf(errbuf, TEEMS_ECORRUPT, "s3 list: unterminated <Key>");
+		if (xml_unescape(a, (size_t)(b - a), key, sizeof(key)) != 0)
+			return teems_errf(errbuf, TEEMS_ECORRUPT, "s3 list: bad key");
+		rc = fn(arg, key);
+		if (rc != 0)
+			return rc;
+		p = b + 6;
+	}
+	a = find(xml, end, "<IsTruncated>");
+	if (a != NULL) {
+		a += 13;
+		*truncated = (size_t)(end - a) >= 4 && memcmp(a, "true", 4) == 0;
+	}
+	a = find(xml, end, "<NextContinuationToken>");
+	if (a != NULL) {
+		a += 23;
+		b = find(a, end, "</NextContinuationToken>");
+		if (b == NULL || xml_unescape(a, (size_t)(b - a), token, token_cap) != 0)
+			return teems_errf(errbuf, TEEMS_ECORRUPT,
+					  "s3 list: bad continuation token");
+	}
+	if (*truncated && (token_cap == 0 || token[0] == '\0'))
+		return teems_errf(errbuf, TEEMS_ECORRUPT,
+				  "s3 list: truncated listing without a continuation token");
+	return TEEMS_OK;
+}
+
+struct list_ctx {
+	struct blob_s3 *s;
+	blob_list_fn fn;
+	void *arg;
+};
+
+static int list_key(void *arg, const char *key)
+{
+	struct list_ctx *l = arg;
+	size_t plen = strlen(l->s->key_prefix);
+
+	if (strncmp(key, l->s->key_prefix, plen) != 0 || !blob_name_valid(key + plen))
+		return 0; /* not one of ours (a deeper "folder", a foreign object) */
+	return l->fn(l->arg, key + plen);
+}
+
+static int s3_list(struct blobstore *base, const char *prefix, blob_list_fn fn, void *arg,
+		   char *errbuf)
+{
+	struct blob_s3 *s = to_s3(base);
+	struct list_ctx l = {s, fn, arg};
+	char full[2 * BLOB_URL_FIELD_MAX], enc_prefix[6 * BLOB_URL_FIELD_MAX];
+	char token[1024], enc_token[3 * 1024 + 1];
+	int truncated, rc;
+
+	snprintf(full, sizeof(full), "%s%s", s->key_prefix, prefix);
+	if (aws_encode(full, enc_prefix, sizeof(enc_prefix)) != 0)
+		return teems_errf(errbuf, TEEMS_EINVAL, "s3 list: prefix too long");
+	token[0] = '\0';
+	do {
+		struct obj_mem_sink body = {.limit = S3_LIST_BODY_MAX};
+		struct obj_sink sink = obj_sink_mem(&body);
+		struct s3_req r = {.method = "GET", .sink = &sink, .total_timeout = 1};
+
+		/* Parameters in sorted order, values AWS-encoded: the canonical query string of
+		 * SigV4 is then the query string itself. */
+		if (token[0] && aws_encode(token, enc_token, sizeof(enc_token)) != 0)
+			return teems_errf(errbuf, TEEMS_ECORRUPT,
+					  "s3 list: continuation token too long");
+		if (snprintf(r.url, sizeof(r.url), "%s/%s?%s%s%slist-type=2&prefix=%s",
+			     s->url.endpoint, s->url.bucket, token[0] ? "continuation-token=" : "",
+			     token[0] ? enc_token : "", token[0] ? "&" : "",
+			     enc_prefix) >= (int)sizeof(r.url))
+			return teems_errf(errbuf, TEEMS_EINVAL, "s3 list: URL too long");
+		rc = s3_perform(s, &r, errbuf);
+		if (rc == TEEMS_OK)
+			rc = blob_s3_parse_list(body.data ? (const char *)body.data : "", body.len,
+						list_key, &l, &truncated, token, sizeof(token),
+						errbuf);
+		teems_free(body.data);
+		if (rc != TEEMS_OK)
+			return rc;
+	} while (truncated);
+	return TEEMS_OK;
+}
+
+static void s3_close(struct blobstore *base)
+{
+	struct blob_s3 *s = to_s3(base);
+
+	if (s->curl != NULL)
+		curl_easy_cleanup(s->curl);
+	if (s->userpwd != NULL) {
+		tee_wipe(s->userpwd, strlen(s->userpwd));
+		teems_free(s->userpwd);
+	}
+	teems_free(s);
+}
+
+static const struct blobstore_ops s3_ops = {
+	.init = s3_init,
+	.put = s3_put,
+	.get = s3_get,
+	.del = s3_del,
+	.stat = s3_stat,
+	.list = s3_list,
+	.close = s3_close,
+};
+
+int blob_s3_open(const struct blob_url *url, const struct blobstore_opts *opts,
+		 struct blobstore **out, char *errbuf)
+{
+	const char *ak = opts && opts->access_key ? opts->access_key : getenv("AWS_ACCESS_KEY_ID");
+	const char *sk =
+		opts && opts->secret_key ? opts->secret_key : getenv("AWS_SECRET_ACCESS_KEY");
+	struct blob_s3 *s;
+	size_t n;
+
+	pthread_once(&curl_once, curl_global);
+	if (curl_init_rc != CURLE_OK)
+		return teems_errf(errbuf, TEEMS_EIO, "curl_global_init failed");
+	if (ak == NULL || sk == NULL || ak[0] == '\0' || sk[0] == '\0')
+		return teems_errf(errbuf, TEEMS_EINVAL,
+				  "s3 store: no credentials (set AWS_ACCESS_KEY_ID and "
+				  "AWS_SECRET_ACCESS_KEY)");
+	if (strchr(ak, ':') != NULL)
+		return teems_errf(errbuf, TEEMS_EINVAL, "s3 store: access key contains ':'");
+	s = teems_calloc(1, sizeof(*s));
+	if (s == NULL)
+		return teems_errf(errbuf, TEEMS_ENOMEM, "s3 store: out of memory");
+	s->base.ops = &s3_ops;
+	s->url = *url;
+	n = strlen(url->prefix);
+	snprintf(s->key_prefix, sizeof(s->key_prefix), "%s%s", url->prefix,
+		 n > 0 && url->prefix[n - 1] != '/' ? "/" : "");
+	snprintf(s->sigv4, sizeof(s->sigv4), "aws:amz:%s:s3", url->region);
+	s->timeout_ms = opts && opts->timeout_ms > 0 ? opts->timeout_ms
+			: url->timeout_ms > 0	     ? url->timeout_ms
+						     : S3_DEFAULT_TIMEOUT_MS;
+	s->verbose =
+		getenv("TEEMS_S3_VERBOSE") != NULL && strcmp(getenv("TEEMS_S3_VERBOSE"), "1") == 0;
+	n = strlen(ak) + strlen(sk) + 2;
+	s->userpwd = teems_malloc(n);
+	s->curl = curl_easy_init();
+	if (s->userpwd == NULL || s->curl == NULL) {
+		s3_close(&s->base);
+		return teems_errf(errbuf, TEEMS_ENOMEM, "s3 store: out of memory");
+	}
+	snprintf(s->userpwd, n, "%s:%s", ak, sk);
+	*out = &s->base;
+	return TEEMS_OK;
+}

@@ -1,0 +1,153 @@
+/* Chunked, streaming encryption of object blobs (DESIGN.md section 9; RR paper section V-B,
+ * "the client generates a fresh symmetric key k and encrypts blob d with AES-GCM").
+ *
+ * Blob format v1 (docs/OBJECTS.md has the full table). All integers little-endian.
+ *
+ *   header (OBJ_HEADER_LEN = 96 bytes)
+ *     0   magic "TEEMSOBJ"                       8
+ *     8   format version = 1                     2
+ *     10  flags = 0                              2
+ *     12  chunk size (bytes of plaintext)        4
+ *     16  SHA-256(object id)                    32
+ *     48  object version                         8
+ *     56  plaintext length                       8
+ *     64  HMAC-SHA256(object_key, bytes 0..63)  32
+ *   chunks i = 0 .. n-1, n = max(1, ceil(length / chunk size))
+ *     ciphertext (chunk size bytes; the last one holds the rest, possibly 0) || GCM tag (16)
+ *     key   = data_key (fresh from the CSPRNG for every encryption, so every version)
+ *     nonce = 0x00000000 || le64(i)
+ *     AD    = SHA-256(object id) || le64(version) || le32(chunk size) || le64(length) ||
+ *             le64(i) || u8(final = i == n-1)
+ *
+ * Two keys, both kept only in the metadata record (which lives in the TEE-replicated service):
+ * - data_key is new for every version and seals the chunks: a chunk of another version or
+ *   object never authenticates, a reordered or swapped chunk fails its index, a dropped tail
+ *   fails the length in the header or the final flag.
+ * - object_key is created with the object and kept across its versions. It authenticates the
+ *   header, so that a blob that is an *older* version of the same object can be proven to be one
+ *   (OBJ_ESTALE) rather than reported as garbage: the header's version is read first, then
+ *   confirmed by its MAC. Its chunks cannot be opened (their key is gone), and need not be.
+ *
+ * Memory: an encryptor or decryptor holds one chunk (chunk size + 16 bytes) and two SHA-256
+ * contexts, whatever the object's size. */
+#ifndef TEEMS_CLIENT_OBJ_CRYPTO_H
+#define TEEMS_CLIENT_OBJ_CRYPTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "client/obj_err.h"
+#include "client/stream.h"
+#include "tee/crypto.h"
+
+#define OBJ_MAGIC "TEEMSOBJ"
+#define OBJ_FORMAT_VERSION 1
+#define OBJ_HEADER_LEN 96
+#define OBJ_CHUNK_DEFAULT (1u << 20)
+#define OBJ_CHUNK_MIN 16u
+#define OBJ_CHUNK_MAX (64u << 20)
+#define OBJ_NAME_MAX 64 /* longest store name a metadata record keeps */
+
+/* What the metadata record says about one version of an object (RR paper section 5.3:
+ * <i, k, a, i_store, MAC(d)>, plus what streaming and the stale check need). The object id is
+ * not in it: it is the record's key, passed beside it. */
+struct obj_meta {
+	uint64_t version;		   /* the object version this blob was written as */
+	uint32_t chunk_size;		   /* plaintext bytes per chunk */
+	uint64_t size;			   /* plaintext length */
+	uint64_t blob_size;		   /* ciphertext length in the store */
+	uint8_t data_key[TEE_KEY_LEN];	   /* per version, fresh; secret */
+	uint8_t object_key[TEE_KEY_LEN];   /* per object, kept across versions; secret */
+	uint8_t pt_sha256[TEE_SHA256_LEN]; /* SHA-256 of the plaintext */
+	uint8_t ct_sha256[TEE_SHA256_LEN]; /* SHA-256 of the whole blob (the cache key) */
+	char store_name[OBJ_NAME_MAX + 1]; /* where the blob lives in the store ("" if unset) */
+};
+
+/* The metadata record's encoding, as the service stores it under the object id (v1, 160 bytes
+ * plus the store name; integers little-endian):
+ *   0 u8 format = 1 | 1 u8 name length (0..OBJ_NAME_MAX) | 2 u16 flags = 0 | 4 u32 chunk size |
+ *   8 u64 version | 16 u64 size | 24 u64 blob size | 32 data_key | 64 object_key |
+ *   96 pt_sha256 | 128 ct_sha256 | 160 store name
+ * The record holds secrets: it lives only in the TEE-replicated service and on TLS channels. */
+#define OBJ_META_FORMAT 1
+#define OBJ_META_FIXED_LEN 160
+#define OBJ_META_MAX_LEN (OBJ_META_FIXED_LEN + OBJ_NAME_MAX)
+
+/* Writes the record into out (OBJ_META_MAX_LEN bytes) and returns its length, or 0 if meta is
+ * not encodable (store name too long). */
+size_t obj_meta_encode(const struct obj_meta *meta, uint8_t out[OBJ_META_MAX_LEN]);
+
+/* Errors: TEEMS_EVERSION (another format), TEEMS_ECORRUPT (wrong length, flags, chunk size out
+ * of range, blob size inconsistent with size and chunk size, invalid store name). */
+int obj_meta_decode(const uint8_t *buf, size_t len, struct obj_meta *meta, char *errbuf);
+
+/* The blob length for `size` plaintext bytes in chunks of chunk_size, or 0 if the arguments are
+ * out of range (chunk size outside [OBJ_CHUNK_MIN, OBJ_CHUNK_MAX], or overflow). */
+uint64_t obj_blob_size(uint64_t size, uint32_t chunk_size);
+
+/* Fills a fresh object_key (for a new object) from the CSPRNG. Errors: TEEMS_ECRYPTO. */
+int obj_new_object_key(uint8_t object_key[TEE_KEY_LEN]);
+
+/* ---- encryption: a source of ciphertext over a source of plaintext ---- */
+
+struct obj_enc;
+
+/* Starts encrypting one version. Reads from meta: object_key, version, size (the plaintext
+ * source must deliver exactly that many bytes), chunk_size (0 = OBJ_CHUNK_DEFAULT, written
+ * back). Generates data_key. meta, object_id and plaintext are borrowed until obj_enc_free; on
+ * completion (obj_enc_finish) meta's data_key, blob_size and both digests are filled.
+ * Errors: TEEMS_EINVAL (chunk size or size out of range), TEEMS_ENOMEM, TEEMS_ECRYPTO. */
+int obj_enc_new(struct obj_meta *meta, const void *object_id, size_t object_id_len,
+		const struct obj_src *plaintext, struct obj_enc **out, char *errbuf);
+
+/* The blob, as a source: exactly meta->blob_size bytes then the end. Its read errors:
+ * the plaintext source's own, TEEMS_EIO if the plaintext ends before meta->size bytes,
+ * TEEMS_EINVAL if it has more, TEEMS_ECRYPTO. Errors are sticky. */
+struct obj_src obj_enc_src(struct obj_enc *enc);
+
+/* Call after the source reported its end: checks the whole blob was produced and fills meta.
+ * Errors: TEEMS_EINVAL (not finished), or the sticky error of the source. */
+int obj_enc_finish(struct obj_enc *enc, char *errbuf);
+
+/* Wipes the key material and frees. NULL is allowed. */
+void obj_enc_free(struct obj_enc *enc);
+
+/* One call: encrypt plaintext into sink. Same errors as above plus the sink's. */
+int obj_encrypt(struct obj_meta *meta, const void *object_id, size_t object_id_len,
+		const struct obj_src *plaintext, const struct obj_sink *blob, char *errbuf);
+
+/* ---- decryption: a sink of ciphertext over a sink of plaintext ---- */
+
+struct obj_dec;
+
+/* Starts decrypting the blob that meta describes, for object_id. meta, object_id and plaintext
+ * are borrowed until obj_dec_free. Plaintext is passed on one authenticated chunk at a time, so
+ * a sink can receive a prefix of the object before a later chunk fails: on any error the caller
+ * must discard what the sink received (a file sink writes to a temporary name and renames only
+ * on success). Errors: TEEMS_EINVAL (meta out of range), TEEMS_ENOMEM, TEEMS_ECRYPTO. */
+int obj_dec_new(const struct obj_meta *meta, const void *object_id, size_t object_id_len,
+		const struct obj_sink *plaintext, struct obj_dec **out, char *errbuf);
+
+/* The decryptor as a sink for the blob's bytes. Its write errors (sticky): OBJ_ETAMPERED (bad
+ * magic or format, header MAC, another object, a newer version than meta, header disagreeing
+ * with meta, a chunk failing authentication, bytes after the last chunk), OBJ_ESTALE (an
+ * authentic header of an older version of this object), TEEMS_ECRYPTO, and the plaintext
+ * sink's errors. */
+struct obj_sink obj_dec_sink(struct obj_dec *dec);
+
+/* Call at the end of the blob. Errors: the sticky error if any; OBJ_ETRUNCATED if the blob
+ * ended early (empty, inside the header, inside or at the boundary of a chunk); OBJ_ETAMPERED if
+ * the plaintext or blob SHA-256 differs from meta (cannot happen for a blob that authenticated,
+ * checked as a second line). */
+int obj_dec_finish(struct obj_dec *dec, char *errbuf);
+
+void obj_dec_free(struct obj_dec *dec);
+
+/* One call: decrypt blob into plaintext. Errors as above plus the source's. */
+int obj_decrypt(const struct obj_meta *meta, const void *object_id, size_t object_id_len,
+		const struct obj_src *blob, const struct obj_sink *plaintext, char *errbuf);
+
+/* The buffer bytes an encryptor or decryptor allocates for chunk_size (for tests and sizing). */
+size_t obj_crypto_buffer_size(uint32_t chunk_size);
+
+#endif

@@ -1,0 +1,108 @@
+// s3rver with a SigV4 check in front of it, for tests/system/obj_s3.sh.
+//
+// s3rver 3.x accepts SigV4-signed requests but only checks the access key id ("Signature
+// version 4 calculation is unimplemented" in its lib/middleware/authentication.js). This
+// wrapper recomputes every request's AWS Signature Version 4 (header form, the payload hash as
+// sent in x-amz-content-sha256) from the secret of the access key and answers 403
+// SignatureDoesNotMatch when it differs, so the test proves that libcurl's CURLOPT_AWS_SIGV4
+// signing is right, not merely present.
+//
+//   node s3rver_sigv4.js S3RVER_MODULE_DIR DATA_DIR    (prints "port N" once listening)
+'use strict';
+const crypto = require('crypto');
+const [moduleDir, dataDir] = process.argv.slice(2);
+const S3rver = require(moduleDir);
+const SECRETS = { S3RVER: 'S3RVER' }; // s3rver's built-in account
+
+const hmac = (key, s) => crypto.createHmac('sha256', key).update(s).digest();
+const sha256hex = s => crypto.createHash('sha256').update(s).digest('hex');
+
+function deny(ctx, code, message) {
+  ctx.status = 403;
+  ctx.type = 'application/xml';
+  ctx.body = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code>` +
+    `<Message>${message}</Message></Error>`;
+}
+
+async function sigv4(ctx, next) {
+  const auth = ctx.get('authorization');
+  const m = /^AWS4-HMAC-SHA256 Credential=([^/]+)\/(\d{8})\/([^/]+)\/s3\/aws4_request, ?SignedHeaders=([^,]+), ?Signature=([0-9a-f]{64})$/.exec(auth);
+  if (!m) return deny(ctx, 'AccessDenied', 'SigV4 Authorization header required');
+  const [, accessKey, date, region, signedHeaders, signature] = m;
+  const secret = SECRETS[accessKey];
+  if (secret === undefined) {
+    return deny(ctx, 'InvalidAccessKeyId', 'The AWS Access Key Id you provided does not exist in our records.');
+  }
+  const payloadHash = ctx.get('x-amz-content-sha256');
+  const amzDate = ctx.get('x-amz-date');
+  if (!payloadHash || !amzDate) return deny(ctx, 'AccessDenied', 'x-amz-content-sha256 and x-amz-date are required');
+  const raw = ctx.req.url;
+  const q = raw.indexOf('?');
+  const path = q < 0 ? raw : raw.slice(0, q);
+  const query = q < 0 ? '' : raw.slice(q + 1);
+  const canonicalQuery = query === '' ? '' : query.split('&')
+    .map(p => (p.includes('=') ? p : p + '='))
+    .sort()
+    .join('&');
+  const names = signedHeaders.split(';');
+  if (!names.includes('host') || !names.includes('x-amz-date')) {
+    return deny(ctx, 'AccessDenied', 'host and x-amz-date must be signed');
+  }
+  const canonicalHeaders = names
+    .map(n => `${n}:${String(ctx.req.headers[n] ?? '').trim().replace(/\s+/g, ' ')}\n`)
+    .join('');
+  const canonicalRequest = [ctx.method, path, canonicalQuery, canonicalHeaders, signedHeaders,
+    payloadHash].join('\n');
+  const scope = `${date}/${region}/s3/aws4_request`;
+  const stringToSign = ['AWS4-HMAC-SHA256', amzDate, scope, sha256hex(canonicalRequest)].join('\n');
+  let key = hmac('AWS4' + secret, date);
+  key = hmac(key, region);
+  key = hmac(key, 's3');
+  key = hmac(key, 'aws4_request');
+  const want = hmac(key, stringToSign).toString('hex');
+  if (want !== signature) {
+    return deny(ctx, 'SignatureDoesNotMatch', 'The request signature we calculated does not match the signature you provided.');
+  }
+  ctx.state.sigv4Checked = true;
+  return next();
+}
+
+// s3rver 3.7.1's FilesystemStore.putObject answers once its hashing transform has finished,
+// before the file write stream has flushed, so a GET or HEAD right after a PUT that overwrites
+// a large object can see a short or empty file (real S3 is read-after-write consistent). Wait
+// for the file to be written.
+const path = require('path');
+const fs = require('fs');
+const { Transform, pipeline } = require('stream');
+const FilesystemStore = require(path.join(moduleDir, 'lib', 'stores', 'filesystem'));
+FilesystemStore.prototype.putObject = async function putObject(object) {
+  const objectPath = this.getResourcePath(object.bucket, object.key, 'object');
+  await fs.promises.mkdir(path.dirname(objectPath), { recursive: true });
+  const md5 = crypto.createHash('md5');
+  let size = 0;
+  const counter = new Transform({
+    transform(chunk, encoding, callback) {
+      md5.update(chunk);
+      size += chunk.length;
+      callback(null, chunk);
+    },
+  });
+  const source = Buffer.isBuffer(object.content)
+    ? require('stream').Readable.from([object.content])
+    : object.content;
+  await new Promise((resolve, reject) =>
+    pipeline(source, counter, fs.createWriteStream(objectPath), err => (err ? reject(err) : resolve())));
+  const digest = md5.digest('hex');
+  await this.putMetadata(object.bucket, object.key, object.metadata, digest);
+  return { size, md5: digest };
+};
+
+const server = new S3rver({ address: '127.0.0.1', port: 0, silent: true, directory: dataDir });
+server.middleware.unshift(sigv4);
+server.run().then(addr => {
+  console.log(`port ${addr.port}`);
+}, err => {
+  console.error(err);
+  process.exit(1);
+});
+for (const sig of ['SIGTERM', 'SIGINT']) process.on(sig, () => server.close(() => process.exit(0)));
