@@ -151,8 +151,8 @@ static const char *stop_name(enum store_wal_stop stop)
 }
 
 /* Opens the WAL in dir from the snapshot there (if any), printing what a restart recovers. */
-static struct store_wal *open_replica(struct store_vfs *vfs, const char *dir,
-				      const uint8_t key[32], int print, struct store_wal_info *info)
+static struct store_wal *open_replica(struct store_vfs *vfs, const char *dir, const uint8_t key[32],
+				      int print, struct store_wal_info *info)
 {
 	struct store_wal_opts opts = {.replica_id = DEMO_REPLICA, .root_key = key};
 	struct store_wal_pos covers;
@@ -190,11 +190,11 @@ static void append(struct store_wal *wal, const char *record)
 int main(int argc, char **argv)
 {
 	char base[PATH_LEN], platform[PATH_LEN], data[PATH_LEN], stale[PATH_LEN],
-	    tampered[PATH_LEN];
+		tampered[PATH_LEN];
 	uint8_t key[32], root[TEE_PUBLIC_KEY_LEN], meas[TEE_MEASUREMENT_LEN], other[32];
 	uint8_t report[TEE_REPORT_DATA_LEN] = {0}, enc[TEE_QUOTE_LEN], pub[TEE_PUBLIC_KEY_LEN];
-	struct tee_options topts = {.replica_id = DEMO_REPLICA, .cluster_id = "demo",
-				    .cluster_id_len = 4};
+	struct tee_options topts = {
+		.replica_id = DEMO_REPLICA, .cluster_id = "demo", .cluster_id_len = 4};
 	struct store_vfs *vfs = store_vfs_posix();
 	struct tee_incarnation *inc;
 	struct tee_clock_reading now;

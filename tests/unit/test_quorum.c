@@ -42,13 +42,10 @@ static void test_formulas(void **state)
 		unsigned f, m_r, n, w, r0, r1, r_all;
 	} cases[] = {
 		/* The configurations every test matrix covers, with SCENARIOS.md's numbers. */
-		{1, 1, 3, 2, 2, 3, 3},
-		{1, 2, 4, 3, 2, 3, 4},
-		{2, 2, 5, 3, 3, 4, 5},
-		{2, 4, 7, 5, 3, 4, 7},
-		{1, 0, 3, 2, 2, 2, 2}, /* M_R = 0: the crash-fault majorities */
-		{2, 0, 5, 3, 3, 3, 3},
-		{0, 0, 1, 1, 1, 1, 1},
+		{1, 1, 3, 2, 2, 3, 3}, {1, 2, 4, 3, 2, 3, 4}, {2, 2, 5, 3, 3, 4, 5},
+		{2, 4, 7, 5, 3, 4, 7}, {1, 0, 3, 2, 2, 2, 2}, /* M_R = 0: the crash-fault majorities
+							       */
+		{2, 0, 5, 3, 3, 3, 3}, {0, 0, 1, 1, 1, 1, 1},
 	};
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
