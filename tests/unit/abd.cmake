@@ -1,0 +1,3 @@
+# RR-ABD core (src/core/abd.h): in-test cluster harness + scenarios; histories checked with
+# teems_lincheck (tests/sim).
+teems_unit_test(test_abd test_abd.c abd_harness.c LIBS teems_core teems_lincheck)
