@@ -15,7 +15,9 @@
  *	//   2. send every ready.sends message (encode with msg_encode);
  *	//   3. apply every ready.applies slot to the state machine, in order;
  *	//   4. for each ready.notes entry, answer the client (after applying its slot when the
- *	//      outcome is PAXOS_OUTCOME_APPLIED).
+ *	//      outcome is PAXOS_OUTCOME_APPLIED);
+ *	//   5. run every ready.execs read-only command and feed its result back
+ *	//      (PAXOS_IN_EXEC_RESULT); answer every ready.opt_reads entry.
  *
  * Ordering rules (enforced inside the core, so the shell needs no knowledge of them beyond
  * "append before send" and "report syncs truthfully"):
@@ -45,8 +47,17 @@
  *
  * Suspicion (section 4): a suspicious replica stores nothing it is asked to accept, never votes
  * or promises (it answers NACK SUSPICIOUS) and never campaigns; promises and accepts that carry
- * the suspicious header flag are never counted. Registration, fencing and recovery are the next
- * increment: they enter through paxos_set_suspicious() and the `reg` of the configuration.
+ * the suspicious header flag are never counted.
+ *
+ * Lifecycle (section 4; docs/PROTOCOL.md "RR-Paxos: persistence, registration, fencing and
+ * recovery"): a restarted core (config.restarted, or paxos_restore) is suspicious and
+ * unregistered. It sends REGISTER to the leader until its registration commits, waits
+ * T_fence on lo (a taint restarts the wait), reads the protocol state from R_Q(s) replicas
+ * (RECOVERY_REQUEST), persists what it adopted with sync, and becomes fresh once that record is
+ * durable. The leader side of REGISTER and the answers to RECOVERY_REQUEST run in every core.
+ * Every reply counted toward a quorum passes the discard rule; an incarnation that sees a
+ * newer registration of its own replica halts (ready.halted; it emits nothing ever after).
+ * The shell verifies the quote of every MSG_REGISTER before handing it to the core.
  *
  * Memory: struct paxos owns every byte it holds (values are copied in, through teems_malloc).
  * Every pointer in a struct paxos_ready (persist entries, message bodies and lists, applied
@@ -84,16 +95,47 @@ enum paxos_role {
  * Never set outside tests. */
 #define PAXOS_UNSAFE_SKIP_ADOPT 0x1u	/* a new leader ignores entries reported in promises */
 #define PAXOS_UNSAFE_SHORT_PROMISE 0x2u /* a candidate wins with W_Q - 1 promises */
+/* Recover as soon as the registration committed (no T_fence). */
+#define PAXOS_UNSAFE_NO_FENCE 0x4u
+/* Majority quorums everywhere; suspicion ignored: a suspicious replica stores, votes and its
+ * votes count. */
+#define PAXOS_UNSAFE_CFT_QUORUMS 0x8u
+/* No discard rule, no halt rule. */
+#define PAXOS_UNSAFE_NO_INCARNATION_CHECK 0x10u
+/* A restarted core is fresh at once, as its previous incarnation: no register, fence or
+ * recovery. */
+#define PAXOS_UNSAFE_NO_RECOVERY 0x20u
 
 struct paxos_config {
-	struct quorum quorum;  /* from quorum_init */
-	uint16_t self;	       /* < quorum.n */
-	struct msg_regidx reg; /* this incarnation's registration index ((0,0) until section 4) */
+	struct quorum quorum; /* from quorum_init */
+	uint16_t self;	      /* < quorum.n */
+	/* This incarnation's registration index. For a member of the initial configuration
+	 * (restarted == false) it is the index it was admitted at ((0,0): the genesis
+	 * configuration). A restarted incarnation ignores it: it is unregistered until its
+	 * REGISTER commits. */
+	struct msg_regidx reg;
+	uint8_t public_key[MSG_PUBLIC_KEY_SIZE]; /* this incarnation's key (section 4, step 1) */
+	/* false: a member of the initial configuration booting for the first time (registered at
+	 * `reg`, fresh unless `suspicious`). true: a restarted (or new) incarnation: it starts
+	 * suspicious, registers, fences, recovers, then becomes fresh (section 4). paxos_restore
+	 * sets it. */
+	bool restarted;
+	/* The platform quote binding (code, replica id, public_key), sent in REGISTER. Borrowed:
+	 * it must outlive the core. The shell verifies every REGISTER's quote before it hands the
+	 * message to a core (section 4, step 2): the core cannot verify quotes and trusts that a
+	 * MSG_REGISTER it is given was verified. */
+	const uint8_t *quote;
+	uint32_t quote_len;
 	enum paxos_sync_policy sync;
 	bool suspicious;	      /* the initial flag (section 4, step 1) */
 	uint64_t election_timeout_ns; /* randomized in [t, 2t) from the tick's random input */
 	uint64_t heartbeat_ns;	      /* the leader's COMMIT heartbeat period */
 	uint64_t t_op_ns;	      /* collection lifetime T_op */
+	uint64_t t_lease_ns;	      /* T_lease: longest lease a predecessor may have granted */
+	uint64_t t_cfg_ns;	      /* T_cfg: longest configuration lease */
+	uint32_t rho_ppm;	      /* clock drift bound rho, in parts per million */
+	uint64_t register_retry_ns;   /* REGISTER retry period (a recovery read is retried
+					 after T_op) */
 	uint32_t max_slot_bytes;      /* a slot's batch of commands (<= MSG_MAX_BLOB) */
 	uint32_t max_accept_slots;    /* slots in one ACCEPT (1 .. MSG_MAX_BATCH) */
 	uint32_t max_inflight;	      /* uncommitted slots the leader pipelines */
@@ -112,10 +154,14 @@ struct paxos_time {
 };
 
 enum paxos_input_type {
-	PAXOS_IN_TICK = 0,    /* timers; `random` feeds election timeouts and nonces */
-	PAXOS_IN_MESSAGE = 1, /* a decoded message from a peer */
-	PAXOS_IN_PROPOSE = 2, /* a client command (a read-write command for the log) */
-	PAXOS_IN_SYNCED = 3,  /* every persist record with seq <= `seq` is durable */
+	PAXOS_IN_TICK = 0,	  /* timers; `random` feeds election timeouts and nonces */
+	PAXOS_IN_MESSAGE = 1,	  /* a decoded message from a peer */
+	PAXOS_IN_PROPOSE = 2,	  /* a client command (a read-write command for the log) */
+	PAXOS_IN_SYNCED = 3,	  /* every persist record with seq <= `seq` is durable */
+	PAXOS_IN_READ = 4,	  /* a linearizable read (read index): answered by a note */
+	PAXOS_IN_OPT_READ = 5,	  /* the optimized read (any replica coordinates): answered
+				     in ready.opt_reads */
+	PAXOS_IN_EXEC_RESULT = 6, /* the result of a ready.execs entry */
 };
 
 struct paxos_input {
@@ -135,27 +181,67 @@ struct paxos_input {
 		struct {
 			uint64_t seq;
 		} synced;
+		struct {
+			uint64_t client_id;
+			uint64_t request_id;
+		} read;
+		struct {
+			uint64_t client_id;
+			uint64_t request_id;
+			const uint8_t *command; /* borrowed for the call; read-only */
+			uint32_t len;
+		} opt_read;
+		struct {
+			uint16_t to;	       /* from the paxos_exec */
+			uint64_t nonce;	       /* from the paxos_exec */
+			uint64_t applied;      /* slots applied to the state the command ran on */
+			const uint8_t *result; /* borrowed for the call */
+			uint32_t len;
+		} exec_result;
 	};
 };
 
 /* One accepted entry as it must be stored. */
 struct paxos_entry_ref {
 	uint64_t slot;
-	struct msg_ballot ballot;
+	struct msg_ballot ballot; /* the original ballot (also for an adopted entry) */
+	bool adopted; /* adopted during recovery (section 4, step 5): state, not this incarnation's
+			 vote; reported in promises, never counted as an accept, never applied
+			 before its commit is learned */
 	const uint8_t *value; /* core-owned, valid until the next step */
 	uint32_t len;
 };
 
-/* A WAL record: the promised ballot (always), then `count` entries (may be 0: a promise only).
- * On restart (next increment) the promised ballot is the max over records and entry ballots,
- * and a later record's entry for a slot supersedes an earlier one. */
+/* Flags of a persist record. */
+#define PAXOS_REC_REGISTERED 0x1u /* own_reg/own_key: this incarnation's registration committed */
+#define PAXOS_REC_RECOVERED 0x2u  /* this incarnation finished recovery and became fresh */
+
+/* A WAL record: the promised ballot (always), the commit index known when it was written, then
+ * `count` entries (may be 0: a promise only). Encode it with paxos_persist_encode, give the
+ * bytes back to paxos_restore after a restart. On restore the promised ballot is the max over
+ * records and entry ballots, and a later record's entry for a slot supersedes an earlier one.
+ * The records of recovery (section 4, step 5: raised promise, adopted entries) are ordinary
+ * records with `adopted` entries, marked sync. */
 struct paxos_persist {
-	uint64_t seq; /* strictly increasing, from 1 */
+	uint64_t seq; /* strictly increasing, from 1 (after a restore: from the highest restored
+			 seq + 1) */
 	struct msg_ballot promised;
+	uint64_t commit_index;
+	unsigned flags;			      /* PAXOS_REC_* */
+	struct msg_regidx own_reg;	      /* PAXOS_REC_REGISTERED */
+	uint8_t own_key[MSG_PUBLIC_KEY_SIZE]; /* PAXOS_REC_REGISTERED */
 	uint32_t count;
 	const struct paxos_entry_ref *entries; /* ready-owned */
 	bool sync; /* fsync now (not at leisure): withheld outputs wait for it */
 };
+
+/* The record format version written by paxos_persist_encode (first byte). */
+#define PAXOS_PERSIST_VERSION 1
+
+/* Encodes rec into buf. Returns 0 with *len = bytes written; TEEMS_EFULL with *len = the size
+ * needed when cap is too small (buf may be NULL then); TEEMS_EINVAL for a record the core never
+ * produces (an entry over MSG_MAX_BLOB, unknown flags). */
+int paxos_persist_encode(const struct paxos_persist *rec, uint8_t *buf, size_t cap, size_t *len);
 
 struct paxos_send {
 	uint16_t to;
@@ -168,6 +254,7 @@ struct paxos_apply {
 	uint64_t slot;
 	const uint8_t *value;
 	uint32_t len;
+	bool config; /* a configuration entry (paxos_config_entry), not client commands */
 };
 
 enum paxos_outcome {
@@ -175,6 +262,13 @@ enum paxos_outcome {
 	PAXOS_OUTCOME_NOT_LEADER = 1, /* never proposed: not applied; try `leader` */
 	PAXOS_OUTCOME_UNKNOWN = 2,    /* proposed, then abandoned: may or may not be applied */
 	PAXOS_OUTCOME_BUSY = 3,	      /* queue full: not applied, retry later */
+	/* PAXOS_IN_READ: the leader confirmed its ballot with W_Q acknowledgements of a nonce
+	 * sent after the read arrived, and has applied every slot up to `slot` (the read index,
+	 * its commit index when the read arrived): run the read on the state reached after this
+	 * ready's applies (any later committed state is linearizable too). A read that is not
+	 * served gets NOT_LEADER (try the leader) or BUSY (its confirmation expired or the
+	 * clock was tainted: retry); reads have no effect, so never UNKNOWN. */
+	PAXOS_OUTCOME_READ = 4,
 };
 
 struct paxos_note {
@@ -183,6 +277,52 @@ struct paxos_note {
 	enum paxos_outcome outcome;
 	uint64_t slot;	 /* APPLIED */
 	uint16_t leader; /* hint, or MSG_NO_REPLICA */
+};
+
+/* The answer to a PAXOS_IN_OPT_READ (its own output, so that paxos_outcome stays as it is). */
+enum paxos_opt_read_status {
+	/* R_Q(s) replicas answered unanimously with nothing accepted above their last executed
+	 * slot (`slot`); `result` holds the answer. */
+	PAXOS_OPT_READ_OK = 0,
+	/* The abort rule fired (replies differ, or a replier accepted a slot above its last
+	 * executed one): nothing is known; fall back to PAXOS_IN_READ. */
+	PAXOS_OPT_READ_ABORTED = 1,
+	/* No read quorum within T_op (or a clock taint): retry. */
+	PAXOS_OPT_READ_BUSY = 2,
+};
+
+struct paxos_opt_read_answer {
+	uint64_t client_id;
+	uint64_t request_id;
+	enum paxos_opt_read_status status;
+	uint64_t slot;	       /* OK: the last executed slot of the state that answered */
+	const uint8_t *result; /* OK: ready-owned */
+	uint32_t result_len;
+};
+
+/* Run a read-only command on the state machine (the optimized read): on the state reached
+ * after this ready's applies, then give the result back with PAXOS_IN_EXEC_RESULT (to, nonce,
+ * the number of slots applied to that state). `to` may be this replica itself. */
+struct paxos_exec {
+	uint16_t to;
+	uint64_t nonce;
+	const uint8_t *command; /* ready-owned */
+	uint32_t len;
+};
+
+/* A quorum this core decided on, with the incarnations it counted (for the simulator's
+ * "no two incarnations of one replica in one quorum" checker). */
+enum paxos_counted_kind {
+	PAXOS_COUNTED_ELECTION = 0, /* phase 1 won: `id` is the ballot's round */
+	PAXOS_COUNTED_COMMIT = 1,   /* a slot chosen by this leader: `id` is the slot */
+	PAXOS_COUNTED_RECOVERY = 2, /* recovery read completed: `id` is its nonce */
+};
+
+struct paxos_counted {
+	enum paxos_counted_kind kind;
+	uint64_t id;
+	uint32_t n;
+	struct msg_incarnation members[QUORUM_MAX_REPLICAS]; /* distinct replicas, self included */
 };
 
 struct paxos_ready {
@@ -194,8 +334,19 @@ struct paxos_ready {
 	size_t n_applies;
 	struct paxos_note *notes;
 	size_t n_notes;
+	struct paxos_counted *counted;
+	size_t n_counted;
+	struct paxos_exec *execs;
+	size_t n_execs;
+	struct paxos_opt_read_answer *opt_reads;
+	size_t n_opt_reads;
+	/* Set once this incarnation has seen a registration of its own replica newer than its
+	 * own (section 4, step 3: halt): the shell must stop it. A halted core emits nothing
+	 * more, ever (this ready still carries what the step produced before the halt). */
+	bool halted;
 	/* private: capacities and the scratch memory the outputs point into */
-	size_t cap_persist, cap_sends, cap_applies, cap_notes;
+	size_t cap_persist, cap_sends, cap_applies, cap_notes, cap_counted, cap_execs,
+		cap_opt_reads;
 	void **scratch;
 	size_t n_scratch, cap_scratch;
 };
@@ -203,9 +354,23 @@ struct paxos_ready {
 struct paxos;
 
 /* Creates a core with an empty log. Errors: TEEMS_EINVAL (errbuf says which field),
- * TEEMS_ENOMEM. cfg is copied. */
+ * TEEMS_ENOMEM, TEEMS_ECRYPTO (the SHA-256 context). cfg is copied. */
 int paxos_new(struct paxos **out, const struct paxos_config *cfg, char *errbuf);
 void paxos_free(struct paxos *p);
+
+/* Restart: feeds one WAL record (the bytes paxos_persist_encode produced) back into a core
+ * created by paxos_new, before its first paxos_step, once per record in WAL order (a rolled
+ * back WAL is just a shorter prefix). The promised ballot becomes the max over every record
+ * and entry ballot; a later record's entry for a slot supersedes an earlier one; slots up to
+ * a record's commit index are committed (they are applied again from slot 1 on the first
+ * step). The restored core is a new incarnation: it is restarted (config.restarted) and
+ * suspicious (section 4, step 1), unless PAXOS_UNSAFE_NO_RECOVERY; restored entries above the
+ * commit index are state, not this incarnation's votes (reported as adopted). The next
+ * persist record's seq follows the highest restored one. `rec` is borrowed.
+ * Errors: TEEMS_ECORRUPT (malformed record: the core is unchanged), TEEMS_EVERSION (a newer
+ * record version), TEEMS_EINVAL (called after the first step), TEEMS_ENOMEM (discard the
+ * core). */
+int paxos_restore(struct paxos *p, const uint8_t *rec, size_t len);
 
 void paxos_ready_init(struct paxos_ready *r);
 /* Frees what the ready holds (its outputs become invalid). */
@@ -236,8 +401,49 @@ bool paxos_can_serve_reads(const struct paxos *p);
  * next step's notes). */
 void paxos_set_suspicious(struct paxos *p, bool suspicious);
 
-/* ---- slot values: a batch of client commands ----
- * Layout: repeated { u64 client_id, u64 request_id, u32 len, len bytes }, little-endian. */
+/* Section 4 views. */
+bool paxos_halted(const struct paxos *p);
+/* This incarnation's registration index ((0,0): genesis, or not registered yet). */
+struct msg_regidx paxos_registration(const struct paxos *p);
+bool paxos_registered(const struct paxos *p);
+
+enum paxos_lifecycle {
+	PAXOS_LC_FRESH = 0,	  /* votes, coordinates */
+	PAXOS_LC_REGISTERING = 1, /* restarted: waiting for its REGISTER to commit */
+	PAXOS_LC_FENCING = 2,	  /* registered: waiting T_fence on lo */
+	PAXOS_LC_RECOVERING = 3,  /* reading the protocol state from R_Q(s) replicas */
+	PAXOS_LC_HALTED = 4,	  /* superseded by a newer incarnation of its replica */
+};
+enum paxos_lifecycle paxos_lifecycle(const struct paxos *p);
+/* T_fence = (T_op + T_lease + T_cfg) * (1 + rho), rounded up. */
+uint64_t paxos_fence_ns(const struct paxos_config *cfg);
+
+/* The registration this core's applied configuration holds for `replica` (false: none beyond
+ * genesis), with its key. */
+bool paxos_config_registration(const struct paxos *p, uint16_t replica, struct msg_regidx *idx,
+			       uint8_t key[MSG_PUBLIC_KEY_SIZE]);
+
+/* ---- slot values: a batch of client commands, or a configuration entry ----
+ * Layout: repeated { u64 client_id, u64 request_id, u32 len, len bytes }, little-endian. A
+ * configuration entry is a value holding exactly one element whose client_id is
+ * PAXOS_CONFIG_CLIENT and whose request_id names the kind (PAXOS_CONFIG_REGISTER); client ids
+ * must never take that value. paxos_batch_next skips configuration elements, so a shell that
+ * only runs client commands can ignore them; paxos_config_entry decodes one. */
+#define PAXOS_CONFIG_CLIENT UINT64_MAX
+#define PAXOS_CONFIG_REGISTER 1u
+
+/* REGISTER(replica, key, quote, expected_previous_index) as it sits in the log. Its
+ * registration index is (0, slot of the entry). */
+struct paxos_register_entry {
+	uint16_t replica;
+	uint8_t public_key[MSG_PUBLIC_KEY_SIZE];
+	struct msg_regidx expected_previous;
+	const uint8_t *quote; /* points into the value */
+	uint32_t quote_len;
+};
+
+/* True when `value` is a configuration entry; fills *out for a REGISTER. */
+bool paxos_config_entry(const uint8_t *value, uint32_t len, struct paxos_register_entry *out);
 struct paxos_command {
 	uint64_t client_id;
 	uint64_t request_id;
@@ -249,9 +455,10 @@ struct paxos_command {
  * value (which the core never produces). */
 bool paxos_batch_next(const uint8_t *value, uint32_t len, size_t *off, struct paxos_command *out);
 
-/* The digest an ACCEPTED names: of (first_slot, last_slot, each value with its length). For now
- * a 256-bit non-cryptographic hash (see paxos_core.c); to become SHA-256. */
-void paxos_digest(uint64_t first_slot, const struct msg_bytes *values, uint32_t count,
-		  uint8_t out[MSG_DIGEST_SIZE]);
+/* The digest an ACCEPTED names: SHA-256 of (u64 first_slot, u64 last_slot, then each value as
+ * u32 length and bytes), little-endian, computed with the core's own EVP context. Returns 0 or
+ * TEEMS_ECRYPTO. */
+int paxos_digest(struct paxos *p, uint64_t first_slot, const struct msg_bytes *values,
+		 uint32_t count, uint8_t out[MSG_DIGEST_SIZE]);
 
 #endif

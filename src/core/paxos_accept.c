@@ -16,13 +16,6 @@
 #include "core/paxos_internal.h"
 #include "teems/err.h"
 
-#define TRY(x)                      \
-	do {                        \
-		int rc_ = (x);      \
-		if (rc_)            \
-			return rc_; \
-	} while (0)
-
 #define BATCH_HEADER 20u /* client_id, request_id, len */
 
 static unsigned popcount64(uint64_t x)
@@ -74,6 +67,102 @@ int paxos_on_propose(struct paxos *p, struct paxos_ready *r, const struct paxos_
 
 /* ---- leader: sending rounds ---- */
 
+/* Rounds are kept in the order they were opened, which is mostly slot order, so a lookup
+ * starts where the previous one ended. */
+static struct paxos_round *round_find(struct paxos *p, uint64_t nonce)
+{
+	size_t n = p->n_rounds;
+
+	for (size_t k = 0; k < n; k++) {
+		size_t i = (p->round_hint + k) % n;
+
+		if (p->rounds[i].nonce == nonce) {
+			p->round_hint = i;
+			return &p->rounds[i];
+		}
+	}
+	return NULL;
+}
+
+static int round_open(struct paxos *p, uint64_t nonce)
+{
+	struct paxos_round *rd;
+
+	if (p->n_rounds == p->cap_rounds) {
+		size_t ncap = p->cap_rounds ? p->cap_rounds * 2 : 16;
+		void *n = teems_realloc(p->rounds, ncap * sizeof(*p->rounds));
+
+		if (!n)
+			return TEEMS_ENOMEM;
+		p->rounds = n;
+		p->cap_rounds = ncap;
+	}
+	rd = &p->rounds[p->n_rounds++];
+	rd->nonce = nonce;
+	rd->sent_hi = p->now.hi_ns;
+	paxos_col_reset(&rd->col);
+	paxos_col_self(p, &rd->col);
+	return TEEMS_OK;
+}
+
+/* Re-evaluates every open round under the discard rule (our log may have gained a REGISTER,
+ * a reply may have shown one) and forgets rounds past T_op, which count nothing more. */
+static void rounds_prune(struct paxos *p)
+{
+	struct msg_regidx known[QUORUM_MAX_REPLICAS];
+	size_t keep = 0;
+	bool checks = !(p->cfg.unsafe & PAXOS_UNSAFE_NO_INCARNATION_CHECK);
+
+	if (!p->n_rounds)
+		return;
+	if (checks)
+		paxos_known_regs(p, known);
+	for (size_t i = 0; i < p->n_rounds; i++) {
+		struct paxos_round *rd = &p->rounds[i];
+
+		if (p->now.hi_ns - rd->sent_hi > p->cfg.t_op_ns)
+			continue;
+		if (checks)
+			paxos_col_prune_known(p, &rd->col, known);
+		if (keep != i)
+			p->rounds[keep] = *rd;
+		keep++;
+	}
+	p->n_rounds = keep;
+}
+
+/* Drops the acks of replicas no longer counted in their slot's round, and the rounds that
+ * no open slot refers to any more. */
+static void rounds_mask(struct paxos *p)
+{
+	struct paxos_round *rd = NULL;
+	size_t keep = 0;
+
+	for (size_t i = 0; i < p->n_rounds; i++)
+		p->rounds[i].live = false;
+	for (uint64_t s = p->commit_index + 1; s <= p->last_slot; s++) {
+		struct paxos_slot *sl = &p->log[s - 1];
+
+		if (!sl->open || sl->chosen)
+			continue;
+		if (!rd || rd->nonce != sl->nonce)
+			rd = round_find(p, sl->nonce);
+		if (!rd)
+			continue; /* past T_op: counts nothing more, about to be retried */
+		rd->live = true;
+		sl->acked &= rd->col.members;
+		sl->synced &= rd->col.members;
+	}
+	for (size_t i = 0; i < p->n_rounds; i++) {
+		if (!p->rounds[i].live)
+			continue;
+		if (keep != i)
+			p->rounds[keep] = p->rounds[i];
+		keep++;
+	}
+	p->n_rounds = keep;
+}
+
 /* Sends slots first..last at our ballot. to < 0: to every peer as a new round (fresh nonce per
  * ACCEPT, T_op clock started, counts reset); to >= 0: a resend to one lagging peer outside any
  * round (nonce 0, so its acks are not counted; the slots are committed already). */
@@ -90,8 +179,10 @@ int paxos_send_accepts(struct paxos *p, struct paxos_ready *r, uint64_t first, u
 		values = paxos_scratch(r, n * sizeof(*values));
 		if (!values)
 			return TEEMS_ENOMEM;
-		if (to < 0)
+		if (to < 0) {
 			nonce = paxos_new_nonce(p);
+			TRY(round_open(p, nonce));
+		}
 		for (uint64_t i = 0; i < n; i++) {
 			struct paxos_slot *s = &p->log[first + i - 1];
 
@@ -243,11 +334,13 @@ static bool commit_rule(const struct paxos *p, const struct paxos_slot *s)
 {
 	unsigned need_synced;
 
-	if (popcount64(s->acked) < p->w_q)
+	if (popcount64(s->acked) < paxos_vote_quorum(p))
 		return false;
 	if (p->cfg.sync == PAXOS_SYNC_NONE)
 		return true;
-	need_synced = p->w_q > p->cfg.quorum.m_r ? p->w_q - p->cfg.quorum.m_r : 0;
+	need_synced = paxos_vote_quorum(p) > p->cfg.quorum.m_r
+			      ? paxos_vote_quorum(p) - p->cfg.quorum.m_r
+			      : 0;
 	return popcount64(s->synced) >= need_synced;
 }
 
@@ -277,6 +370,8 @@ int paxos_leader_work(struct paxos *p, struct paxos_ready *r)
 	}
 	before = p->commit_index;
 	TRY(retry_rounds(p, r, false)); /* T_op passed: retry with a new nonce */
+	rounds_prune(p);
+	rounds_mask(p);
 	for (uint64_t s = p->commit_index + 1; s <= p->last_slot; s++) {
 		struct paxos_slot *sl = &p->log[s - 1];
 		bool durable = sl->seq && sl->seq <= p->synced_seq;
@@ -289,8 +384,17 @@ int paxos_leader_work(struct paxos *p, struct paxos_ready *r)
 		else if (p->cfg.sync == PAXOS_SYNC_NONE)
 			sl->acked |= bit(p->cfg.self);
 		if (commit_rule(p, sl)) {
+			const struct paxos_round *rd = round_find(p, sl->nonce);
+			struct paxos_collection col;
+
 			sl->chosen = true;
 			sl->open = false;
+			paxos_col_reset(&col);
+			if (rd)
+				col = rd->col;
+			col.members = sl->acked;
+			col.member[p->cfg.self] = p->reg;
+			TRY(paxos_counted_add(p, r, PAXOS_COUNTED_COMMIT, s, &col));
 		}
 	}
 	while (p->commit_index < p->last_slot && p->log[p->commit_index].chosen) {
@@ -349,8 +453,7 @@ static int send_accepted(struct paxos *p, struct paxos_ready *r, uint16_t to, ui
 	s->msg.accepted.last_slot = last;
 	memcpy(s->msg.accepted.digest, digest, MSG_DIGEST_SIZE);
 	s->msg.accepted.sync = sync;
-	s->msg.accepted.regvec = paxos_regvec(p);
-	return TEEMS_OK;
+	return paxos_regvec(p, r, &s->msg.accepted.regvec);
 }
 
 int paxos_on_accept(struct paxos *p, struct paxos_ready *r, const struct msg *m)
@@ -364,7 +467,7 @@ int paxos_on_accept(struct paxos *p, struct paxos_ready *r, const struct msg *m)
 	bool raised;
 	struct paxos_held h;
 
-	if (p->suspicious)
+	if (p->suspicious && !paxos_suspicion_ignored(p))
 		return paxos_nack(p, r, m, MSG_NACK_SUSPICIOUS);
 	if (a->ballot.replica != m->from.replica || a->values.count == 0)
 		return TEEMS_OK;
@@ -396,7 +499,7 @@ int paxos_on_accept(struct paxos *p, struct paxos_ready *r, const struct msg *m)
 	paxos_learn_commit(p, &a->ballot, a->commit_index);
 
 	memset(&h, 0, sizeof(h));
-	paxos_digest(a->first_slot, values, a->values.count, h.digest);
+	TRY(paxos_digest(p, a->first_slot, values, a->values.count, h.digest));
 	if (p->cfg.sync != PAXOS_SYNC_ALWAYS)
 		TRY(send_accepted(p, r, m->from.replica, m->nonce, &a->ballot, a->first_slot, last,
 				  h.digest, MSG_VOLATILE));
@@ -441,6 +544,8 @@ int paxos_on_accepted(struct paxos *p, struct paxos_ready *r, const struct msg *
 {
 	const struct msg_accepted *a = &m->accepted;
 	uint8_t digest[MSG_DIGEST_SIZE];
+	struct paxos_round *rd;
+	bool counted;
 
 	if (p->role != PAXOS_LEADER || msg_ballot_cmp(&a->ballot, &p->promised) != 0)
 		return TEEMS_OK;
@@ -451,14 +556,23 @@ int paxos_on_accepted(struct paxos *p, struct paxos_ready *r, const struct msg *
 			return TEEMS_OK;
 		return resend_gap(p, r, m->from.replica, a->last_slot);
 	}
-	if (m->suspicious || a->first_slot == 0 || a->last_slot > p->last_slot)
+	if ((m->suspicious && !paxos_suspicion_ignored(p)) || a->first_slot == 0 ||
+	    a->last_slot > p->last_slot)
 		return TEEMS_OK; /* suspicious replicas never vote */
 	for (uint64_t s = a->first_slot; s <= a->last_slot; s++)
 		if (!p->log[s - 1].accepted || msg_ballot_cmp(&p->log[s - 1].ballot, &p->promised))
 			return TEEMS_OK;
-	paxos_range_digest(p, a->first_slot, a->last_slot, digest);
+	TRY(paxos_range_digest(p, a->first_slot, a->last_slot, digest));
 	if (memcmp(digest, a->digest, MSG_DIGEST_SIZE) != 0)
 		return TEEMS_OK; /* not a matching accept */
+	rd = round_find(p, m->nonce);
+	if (!rd || p->now.hi_ns - rd->sent_hi > p->cfg.t_op_ns)
+		return TEEMS_OK;
+	/* Discard rule (section 4, step 3), re-evaluated on every reply. */
+	paxos_col_seen(p, &rd->col, &a->regvec);
+	counted = paxos_col_member(p, &rd->col, m);
+	if (!counted)
+		return TEEMS_OK;
 	for (uint64_t s = a->first_slot; s <= a->last_slot; s++) {
 		struct paxos_slot *sl = &p->log[s - 1];
 
@@ -490,7 +604,7 @@ int paxos_on_commit(struct paxos *p, struct paxos_ready *r, const struct msg *m)
 		return TEEMS_OK;
 	if (msg_ballot_cmp(&c->ballot, &p->promised) < 0)
 		return paxos_nack(p, r, m, MSG_NACK_BALLOT); /* a deposed leader: let it know */
-	if (p->suspicious) {
+	if (p->suspicious && !paxos_suspicion_ignored(p)) {
 		p->leader = c->ballot.replica;
 		return m->nonce ? paxos_nack(p, r, m, MSG_NACK_SUSPICIOUS) : TEEMS_OK;
 	}
@@ -504,8 +618,7 @@ int paxos_on_commit(struct paxos *p, struct paxos_ready *r, const struct msg *m)
 	s->msg.heartbeat_ack.ballot = c->ballot;
 	s->msg.heartbeat_ack.lease_ns = 0; /* leader leases: section 8, a later increment */
 	s->msg.heartbeat_ack.accepted_through = accepted_through(p, &c->ballot);
-	s->msg.heartbeat_ack.regvec = paxos_regvec(p);
-	return TEEMS_OK;
+	return paxos_regvec(p, r, &s->msg.heartbeat_ack.regvec);
 }
 
 int paxos_on_heartbeat_ack(struct paxos *p, struct paxos_ready *r, const struct msg *m)
@@ -513,7 +626,7 @@ int paxos_on_heartbeat_ack(struct paxos *p, struct paxos_ready *r, const struct 
 	const struct msg_heartbeat_ack *a = &m->heartbeat_ack;
 
 	if (p->role != PAXOS_LEADER || msg_ballot_cmp(&a->ballot, &p->promised) != 0 ||
-	    m->nonce != p->hb_nonce || m->suspicious)
+	    m->nonce != p->hb_nonce || (m->suspicious && !paxos_suspicion_ignored(p)))
 		return TEEMS_OK;
 	return resend_gap(p, r, m->from.replica, a->accepted_through);
 }
@@ -553,6 +666,12 @@ int paxos_apply_committed(struct paxos *p, struct paxos_ready *r)
 		a->slot = p->applied;
 		a->value = s->value;
 		a->len = s->len;
+		a->config = s->is_register;
+		if (s->is_register) {
+			TRY(paxos_config_apply(p, r, p->applied));
+			if (p->halted)
+				return TEEMS_OK;
+		}
 		if (p->n_pending) {
 			size_t keep = 0;
 

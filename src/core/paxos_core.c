@@ -7,12 +7,7 @@
 #include "core/paxos_internal.h"
 #include "teems/err.h"
 
-#define TRY(x)                      \
-	do {                        \
-		int rc_ = (x);      \
-		if (rc_)            \
-			return rc_; \
-	} while (0)
+static int grow(void **arr, size_t *cap, size_t need, size_t elem);
 
 static uint64_t splitmix64(uint64_t x)
 {
@@ -33,6 +28,19 @@ void paxos_config_default(struct paxos_config *cfg)
 	cfg->max_accept_slots = 64;
 	cfg->max_inflight = 64;
 	cfg->max_queue = 4096;
+	cfg->t_lease_ns = 2000ull * 1000 * 1000;
+	cfg->t_cfg_ns = 2000ull * 1000 * 1000;
+	cfg->rho_ppm = 1000;
+	cfg->register_retry_ns = 100ull * 1000 * 1000;
+}
+
+uint64_t paxos_fence_ns(const struct paxos_config *cfg)
+{
+	uint64_t base = cfg->t_op_ns + cfg->t_lease_ns + cfg->t_cfg_ns;
+
+	/* base * (1 + rho), rounded up; base < 2^60 in any sane configuration */
+	return base + (base / 1000000) * cfg->rho_ppm +
+	       ((base % 1000000) * cfg->rho_ppm + 999999) / 1000000;
 }
 
 int paxos_new(struct paxos **out, const struct paxos_config *cfg, char *errbuf)
@@ -61,13 +69,30 @@ int paxos_new(struct paxos **out, const struct paxos_config *cfg, char *errbuf)
 				  "paxos: max_accept_slots * max_slot_bytes exceeds a frame");
 	if (cfg->max_inflight == 0 || cfg->max_queue == 0)
 		return teems_errf(errbuf, TEEMS_EINVAL, "paxos: max_inflight and max_queue >= 1");
+	if (cfg->register_retry_ns == 0)
+		return teems_errf(errbuf, TEEMS_EINVAL,
+				  "paxos: register_retry_ns must be positive");
+	if (cfg->rho_ppm >= 1000000)
+		return teems_errf(errbuf, TEEMS_EINVAL, "paxos: rho_ppm must be below 1000000");
 	p = teems_calloc(1, sizeof(*p));
 	if (!p)
 		return TEEMS_ENOMEM;
+	p->md = EVP_MD_CTX_new();
+	if (!p->md) {
+		teems_free(p);
+		return TEEMS_ECRYPTO;
+	}
 	p->cfg = *cfg;
 	p->n = cfg->quorum.n;
 	p->w_q = quorum_write(&cfg->quorum);
+	if (cfg->unsafe & PAXOS_UNSAFE_CFT_QUORUMS)
+		p->w_q = p->n / 2 + 1;
 	p->suspicious = cfg->suspicious;
+	p->registered = true;
+	p->reg = cfg->reg;
+	p->lc = PAXOS_LC_FRESH;
+	if (cfg->restarted)
+		paxos_mark_restarted(p);
 	p->role = PAXOS_FOLLOWER;
 	p->leader = MSG_NO_REPLICA;
 	p->next_seq = 1;
@@ -90,7 +115,62 @@ void paxos_free(struct paxos *p)
 	teems_free(p->queue);
 	teems_free(p->pending);
 	teems_free(p->held);
+	teems_free(p->keys);
+	teems_free(p->reg_wait);
+	teems_free(p->rounds);
+	teems_free(p->ri_wait);
+	teems_free(p->ri_fly);
+	for (size_t i = 0; i < p->n_oreads; i++)
+		teems_free(p->oreads[i].result);
+	teems_free(p->oreads);
+	EVP_MD_CTX_free(p->md);
 	teems_free(p);
+}
+
+void paxos_mark_restarted(struct paxos *p)
+{
+	p->restarted = true;
+	if (p->cfg.unsafe & PAXOS_UNSAFE_NO_RECOVERY) {
+		/* The naive restart: carry on as the previous incarnation. */
+		p->suspicious = false;
+		return;
+	}
+	p->suspicious = true;
+	p->registered = false;
+	memset(&p->reg, 0, sizeof(p->reg));
+	p->lc = PAXOS_LC_REGISTERING;
+}
+
+unsigned paxos_vote_quorum(const struct paxos *p)
+{
+	return p->w_q;
+}
+
+bool paxos_suspicion_ignored(const struct paxos *p)
+{
+	return (p->cfg.unsafe & PAXOS_UNSAFE_CFT_QUORUMS) != 0;
+}
+
+int paxos_counted_add(struct paxos *p, struct paxos_ready *r, enum paxos_counted_kind kind,
+		      uint64_t id, const struct paxos_collection *col)
+{
+	struct paxos_counted *c;
+
+	(void)p;
+	if (grow((void **)&r->counted, &r->cap_counted, r->n_counted + 1, sizeof(*c)))
+		return TEEMS_ENOMEM;
+	c = &r->counted[r->n_counted++];
+	c->kind = kind;
+	c->id = id;
+	c->n = 0;
+	for (uint16_t i = 0; i < QUORUM_MAX_REPLICAS; i++) {
+		if (!(col->members & (1ull << i)))
+			continue;
+		c->members[c->n].replica = i;
+		c->members[c->n].reg = col->member[i];
+		c->n++;
+	}
+	return TEEMS_OK;
 }
 
 /* ---- the ready ---- */
@@ -105,7 +185,9 @@ static void ready_clear(struct paxos_ready *r)
 	for (size_t i = 0; i < r->n_scratch; i++)
 		teems_free(r->scratch[i]);
 	r->n_scratch = 0;
-	r->n_persist = r->n_sends = r->n_applies = r->n_notes = 0;
+	r->n_persist = r->n_sends = r->n_applies = r->n_notes = r->n_counted = r->n_execs = 0;
+	r->n_opt_reads = 0;
+	r->halted = false;
 }
 
 void paxos_ready_free(struct paxos_ready *r)
@@ -116,6 +198,9 @@ void paxos_ready_free(struct paxos_ready *r)
 	teems_free(r->sends);
 	teems_free(r->applies);
 	teems_free(r->notes);
+	teems_free(r->counted);
+	teems_free(r->execs);
+	teems_free(r->opt_reads);
 	memset(r, 0, sizeof(*r));
 }
 
@@ -175,7 +260,7 @@ struct paxos_send *paxos_send_new(struct paxos *p, struct paxos_ready *r, uint16
 	s->to = to;
 	s->msg.type = type;
 	s->msg.from.replica = p->cfg.self;
-	s->msg.from.reg = p->cfg.reg;
+	s->msg.from.reg = p->reg;
 	s->msg.suspicious = p->suspicious;
 	s->msg.nonce = nonce;
 	return s;
@@ -188,6 +273,7 @@ int paxos_note(struct paxos_ready *r, uint64_t client_id, uint64_t request_id,
 
 	TRY(grow((void **)&r->notes, &r->cap_notes, r->n_notes + 1, sizeof(*n)));
 	n = &r->notes[r->n_notes++];
+	memset(n, 0, sizeof(*n));
 	n->client_id = client_id;
 	n->request_id = request_id;
 	n->outcome = outcome;
@@ -248,6 +334,7 @@ int paxos_slot_set(struct paxos *p, struct paxos_ready *r, uint64_t slot,
 	s->ballot = *b;
 	s->value = copy;
 	s->len = len;
+	paxos_slot_classify(s);
 	if (slot > p->last_slot)
 		p->last_slot = slot;
 	return TEEMS_OK;
@@ -260,6 +347,7 @@ int paxos_persist(struct paxos *p, struct paxos_ready *r, uint64_t first, uint64
 {
 	struct paxos_persist *rec;
 	struct paxos_entry_ref *refs = NULL;
+	uint32_t k = 0;
 
 	if (count) {
 		refs = paxos_scratch(r, count * sizeof(*refs));
@@ -268,20 +356,33 @@ int paxos_persist(struct paxos *p, struct paxos_ready *r, uint64_t first, uint64
 	}
 	TRY(grow((void **)&r->persist, &r->cap_persist, r->n_persist + 1, sizeof(*rec)));
 	rec = &r->persist[r->n_persist++];
+	memset(rec, 0, sizeof(*rec));
 	rec->seq = p->next_seq++;
 	rec->promised = p->promised;
-	rec->count = (uint32_t)count;
+	rec->commit_index = p->commit_index;
 	rec->entries = refs;
 	rec->sync = sync;
+	if (p->reg_record) {
+		/* The first record after learning our registration committed carries it. */
+		rec->flags |= PAXOS_REC_REGISTERED;
+		rec->own_reg = p->reg;
+		memcpy(rec->own_key, p->cfg.public_key, MSG_PUBLIC_KEY_SIZE);
+		p->reg_record = false;
+	}
 	for (uint64_t i = 0; i < count; i++) {
 		struct paxos_slot *s = &p->log[first + i - 1];
 
-		refs[i].slot = first + i;
-		refs[i].ballot = s->ballot;
-		refs[i].value = s->value;
-		refs[i].len = s->len;
+		if (!s->accepted)
+			continue; /* a hole (recovery): nothing to store */
+		refs[k].slot = first + i;
+		refs[k].ballot = s->ballot;
+		refs[k].adopted = s->adopted;
+		refs[k].value = s->value;
+		refs[k].len = s->len;
+		k++;
 		s->seq = rec->seq;
 	}
+	rec->count = k;
 	if (seq)
 		*seq = rec->seq;
 	return TEEMS_OK;
@@ -303,6 +404,8 @@ static int release_one(struct paxos *p, struct paxos_ready *r, const struct paxo
 		return paxos_release_promise(p, r, h);
 	case HELD_ACCEPTED:
 		return paxos_release_accepted(p, r, h);
+	case HELD_RECOVERED:
+		return paxos_release_recovered(p, r, h);
 	}
 	return TEEMS_OK;
 }
@@ -348,84 +451,59 @@ void paxos_reset_election_timer(struct paxos *p)
 	p->election_deadline = p->now.hi_ns + t + p->random % t;
 }
 
-struct msg_incarnation_list paxos_regvec(const struct paxos *p)
-{
-	/* Registration vectors arrive with the registration increment (section 4). */
-	struct msg_incarnation_list l = {0, NULL, NULL, 0};
-
-	(void)p;
-	return l;
-}
-
 bool paxos_is_peer(const struct paxos *p, const struct msg *m)
 {
 	return m->from.replica < p->n && m->from.replica != p->cfg.self;
 }
 
-/* A small 256-bit hash: four splitmix64-mixed lanes. Values reach acceptors over
- * authenticated channels from the leader that picked them, so the digest guards against
- * confusion (a rolled-back or forked acceptor holding another value for the same slot and
- * ballot), not against a forger.
- * TODO(paxos): switch to SHA-256 once a core-side implementation exists (no OpenSSL here). */
-struct digest {
-	uint64_t h[4];
-	uint64_t n;
-};
-
-static void digest_word(struct digest *d, uint64_t w)
+/* SHA-256 over (u64 first, u64 last, then u32 length and bytes of each value). */
+static int digest_begin(struct paxos *p, uint64_t first, uint64_t last)
 {
-	for (int i = 0; i < 4; i++)
-		d->h[i] = splitmix64(d->h[i] ^ w ^ (0x100000001b3ull * (uint64_t)(i + 1) * ++d->n));
+	uint8_t w[16];
+
+	put_le64(w, first);
+	put_le64(w + 8, last);
+	if (EVP_DigestInit_ex(p->md, EVP_sha256(), NULL) != 1 ||
+	    EVP_DigestUpdate(p->md, w, sizeof(w)) != 1)
+		return TEEMS_ECRYPTO;
+	return TEEMS_OK;
 }
 
-static void digest_bytes(struct digest *d, const uint8_t *b, uint32_t len)
+static int digest_value(struct paxos *p, const uint8_t *b, uint32_t len)
 {
-	uint32_t i = 0;
+	uint8_t w[4];
 
-	digest_word(d, len);
-	for (; i + 8 <= len; i += 8) {
-		digest_word(d, get_le64(b + i));
-	}
-	if (i < len) {
-		uint8_t tail[8] = {0};
-
-		memcpy(tail, b + i, len - i);
-		digest_word(d, get_le64(tail));
-	}
+	put_le32(w, len);
+	if (EVP_DigestUpdate(p->md, w, sizeof(w)) != 1 ||
+	    (len && EVP_DigestUpdate(p->md, b, len) != 1))
+		return TEEMS_ECRYPTO;
+	return TEEMS_OK;
 }
 
-static void digest_final(struct digest *d, uint8_t out[MSG_DIGEST_SIZE])
+static int digest_end(struct paxos *p, uint8_t out[MSG_DIGEST_SIZE])
 {
-	for (int i = 0; i < 4; i++) {
-		uint64_t v = splitmix64(d->h[i] ^ d->h[(i + 1) % 4]);
+	unsigned int n = 0;
 
-		for (int j = 0; j < 8; j++)
-			out[i * 8 + j] = (uint8_t)(v >> (8 * j));
-	}
+	if (EVP_DigestFinal_ex(p->md, out, &n) != 1 || n != MSG_DIGEST_SIZE)
+		return TEEMS_ECRYPTO;
+	return TEEMS_OK;
 }
 
-void paxos_digest(uint64_t first_slot, const struct msg_bytes *values, uint32_t count,
-		  uint8_t out[MSG_DIGEST_SIZE])
+int paxos_digest(struct paxos *p, uint64_t first_slot, const struct msg_bytes *values,
+		 uint32_t count, uint8_t out[MSG_DIGEST_SIZE])
 {
-	struct digest d = {{1, 2, 3, 4}, 0};
-
-	digest_word(&d, first_slot);
-	digest_word(&d, first_slot + count - 1);
+	TRY(digest_begin(p, first_slot, first_slot + count - 1));
 	for (uint32_t i = 0; i < count; i++)
-		digest_bytes(&d, values[i].p, values[i].len);
-	digest_final(&d, out);
+		TRY(digest_value(p, values[i].p, values[i].len));
+	return digest_end(p, out);
 }
 
-void paxos_range_digest(struct paxos *p, uint64_t first, uint64_t last,
-			uint8_t out[MSG_DIGEST_SIZE])
+int paxos_range_digest(struct paxos *p, uint64_t first, uint64_t last, uint8_t out[MSG_DIGEST_SIZE])
 {
-	struct digest d = {{1, 2, 3, 4}, 0};
-
-	digest_word(&d, first);
-	digest_word(&d, last);
+	TRY(digest_begin(p, first, last));
 	for (uint64_t s = first; s <= last; s++)
-		digest_bytes(&d, p->log[s - 1].value, p->log[s - 1].len);
-	digest_final(&d, out);
+		TRY(digest_value(p, p->log[s - 1].value, p->log[s - 1].len));
+	return digest_end(p, out);
 }
 
 int paxos_nack(struct paxos *p, struct paxos_ready *r, const struct msg *m,
@@ -464,6 +542,8 @@ int paxos_step_down(struct paxos *p, struct paxos_ready *r, uint16_t leader)
 		}
 		p->noop_slot = 0;
 		p->hb_nonce = 0;
+		p->n_rounds = 0;
+		p->n_reg_wait = 0;
 	}
 	if (p->role == PAXOS_CANDIDATE)
 		paxos_cand_clear(p);
@@ -480,8 +560,11 @@ static int on_message(struct paxos *p, struct paxos_ready *r, const struct msg *
 	if (!paxos_is_peer(p, m))
 		return TEEMS_OK;
 	/* A suspicious incarnation never campaigns or leads (section 4): ignore its requests. */
-	if (m->suspicious &&
+	if (m->suspicious && !paxos_suspicion_ignored(p) &&
 	    (m->type == MSG_PREPARE || m->type == MSG_ACCEPT || m->type == MSG_COMMIT))
+		return TEEMS_OK;
+	paxos_check_halt(p, m);
+	if (p->halted)
 		return TEEMS_OK;
 	switch (m->type) {
 	case MSG_PREPARE:
@@ -498,6 +581,22 @@ static int on_message(struct paxos *p, struct paxos_ready *r, const struct msg *
 		return paxos_on_heartbeat_ack(p, r, m);
 	case MSG_NACK:
 		return paxos_on_nack(p, r, m);
+	case MSG_REGISTER:
+		return paxos_on_register(p, r, m);
+	case MSG_REGISTER_RESULT:
+		return paxos_on_register_result(p, r, m);
+	case MSG_RECOVERY_REQUEST:
+		return paxos_on_recovery_request(p, r, m);
+	case MSG_RECOVERY_REPLY:
+		return paxos_on_recovery_reply(p, r, m);
+	case MSG_READ_INDEX:
+		return paxos_on_read_index(p, r, m);
+	case MSG_READ_INDEX_ACK:
+		return paxos_on_read_index_ack(p, r, m);
+	case MSG_READ:
+		return paxos_on_read_msg(p, r, m);
+	case MSG_READ_REPLY:
+		return paxos_on_read_reply(p, r, m);
 	default:
 		return TEEMS_OK; /* not this core's (reads, registration, ABD, ...) */
 	}
@@ -506,11 +605,13 @@ static int on_message(struct paxos *p, struct paxos_ready *r, const struct msg *
 /* A taint of the trusted clock abandons every open collection (section 4, section 8). */
 static int on_taint(struct paxos *p, struct paxos_ready *r)
 {
+	TRY(paxos_oread_expire(p, r, true));
 	if (p->role == PAXOS_CANDIDATE)
 		TRY(paxos_elect_abandon(p));
 	if (p->role == PAXOS_LEADER) {
 		p->hb_nonce = 0;
 		TRY(paxos_accept_abandon(p, r));
+		TRY(paxos_read_abandon(p, r, PAXOS_OUTCOME_BUSY, false));
 	}
 	return TEEMS_OK;
 }
@@ -520,8 +621,12 @@ int paxos_step(struct paxos *p, const struct paxos_input *in, struct paxos_ready
 	bool tainted;
 
 	ready_clear(r);
-	if (in->type > PAXOS_IN_SYNCED || (in->type == PAXOS_IN_MESSAGE && !in->message))
+	if (in->type > PAXOS_IN_EXEC_RESULT || (in->type == PAXOS_IN_MESSAGE && !in->message))
 		return TEEMS_EINVAL;
+	if (p->halted) {
+		r->halted = true; /* section 4, step 3: emits nothing, ever */
+		return TEEMS_OK;
+	}
 	tainted = p->have_time && in->now.epoch != p->now.epoch;
 	if (in->type == PAXOS_IN_TICK) {
 		p->random = splitmix64(p->random ^ in->tick.random);
@@ -546,6 +651,8 @@ int paxos_step(struct paxos *p, const struct paxos_input *in, struct paxos_ready
 
 	switch (in->type) {
 	case PAXOS_IN_TICK:
+		TRY(paxos_oread_expire(p, r, false));
+		TRY(paxos_lifecycle_tick(p, r));
 		TRY(paxos_elect_tick(p, r));
 		break;
 	case PAXOS_IN_MESSAGE:
@@ -554,15 +661,37 @@ int paxos_step(struct paxos *p, const struct paxos_input *in, struct paxos_ready
 	case PAXOS_IN_PROPOSE:
 		TRY(paxos_on_propose(p, r, in));
 		break;
+	case PAXOS_IN_READ:
+		TRY(paxos_on_read(p, r, in));
+		break;
+	case PAXOS_IN_OPT_READ:
+		TRY(paxos_on_opt_read(p, r, in));
+		break;
+	case PAXOS_IN_EXEC_RESULT:
+		TRY(paxos_on_exec_result(p, r, in));
+		break;
 	case PAXOS_IN_SYNCED:
 		if (in->synced.seq > p->synced_seq)
 			p->synced_seq =
 				in->synced.seq < p->next_seq ? in->synced.seq : p->next_seq - 1;
 		break;
 	}
-	TRY(release_held(p, r));
-	TRY(paxos_leader_work(p, r));
-	return paxos_apply_committed(p, r);
+	if (!p->halted) {
+		TRY(release_held(p, r));
+		TRY(paxos_leader_work(p, r));
+		TRY(paxos_apply_committed(p, r));
+		if (!p->halted)
+			TRY(paxos_read_work(p, r));
+	}
+	if (p->halted) {
+		/* Nothing leaves a halted incarnation, not even what this step produced. */
+		r->n_sends = 0;
+		r->n_notes = 0;
+		r->n_execs = 0;
+		r->n_opt_reads = 0;
+		r->halted = true;
+	}
+	return TEEMS_OK;
 }
 
 /* ---- views ---- */
@@ -602,6 +731,38 @@ bool paxos_can_serve_reads(const struct paxos *p)
 	return p->role == PAXOS_LEADER && p->noop_slot && p->commit_index >= p->noop_slot;
 }
 
+bool paxos_halted(const struct paxos *p)
+{
+	return p->halted;
+}
+
+struct msg_regidx paxos_registration(const struct paxos *p)
+{
+	return p->reg;
+}
+
+bool paxos_registered(const struct paxos *p)
+{
+	return p->registered;
+}
+
+enum paxos_lifecycle paxos_lifecycle(const struct paxos *p)
+{
+	return p->halted ? PAXOS_LC_HALTED : p->lc;
+}
+
+bool paxos_config_registration(const struct paxos *p, uint16_t replica, struct msg_regidx *idx,
+			       uint8_t key[MSG_PUBLIC_KEY_SIZE])
+{
+	if (replica >= QUORUM_MAX_REPLICAS || !p->regs[replica].set)
+		return false;
+	if (idx)
+		*idx = p->regs[replica].idx;
+	if (key)
+		memcpy(key, p->regs[replica].key, MSG_PUBLIC_KEY_SIZE);
+	return true;
+}
+
 void paxos_set_suspicious(struct paxos *p, bool suspicious)
 {
 	/* A leader or candidate steps down at the start of the next step, where the notes for
@@ -611,7 +772,8 @@ void paxos_set_suspicious(struct paxos *p, bool suspicious)
 
 /* ---- batches ---- */
 
-bool paxos_batch_next(const uint8_t *value, uint32_t len, size_t *off, struct paxos_command *out)
+static bool batch_element(const uint8_t *value, uint32_t len, size_t *off,
+			  struct paxos_command *out)
 {
 	const uint8_t *b = value + *off;
 	size_t left = len - *off;
@@ -628,4 +790,58 @@ bool paxos_batch_next(const uint8_t *value, uint32_t len, size_t *off, struct pa
 	out->len = clen;
 	*off += 20 + (size_t)clen;
 	return true;
+}
+
+bool paxos_batch_next(const uint8_t *value, uint32_t len, size_t *off, struct paxos_command *out)
+{
+	while (batch_element(value, len, off, out))
+		if (out->client_id != PAXOS_CONFIG_CLIENT)
+			return true;
+	return false;
+}
+
+#define REGISTER_PAYLOAD (1u + 2u + MSG_PUBLIC_KEY_SIZE + 16u + 4u)
+
+bool paxos_config_entry(const uint8_t *value, uint32_t len, struct paxos_register_entry *out)
+{
+	struct paxos_command c;
+	size_t off = 0;
+	const uint8_t *b;
+
+	if (!value || !batch_element(value, len, &off, &c) || off != len ||
+	    c.client_id != PAXOS_CONFIG_CLIENT)
+		return false;
+	if (c.request_id != PAXOS_CONFIG_REGISTER || c.len < REGISTER_PAYLOAD || c.command[0] != 1)
+		return false;
+	b = c.command;
+	if (out) {
+		out->replica = get_le16(b + 1);
+		memcpy(out->public_key, b + 3, MSG_PUBLIC_KEY_SIZE);
+		out->expected_previous.epoch = get_le64(b + 3 + MSG_PUBLIC_KEY_SIZE);
+		out->expected_previous.slot = get_le64(b + 11 + MSG_PUBLIC_KEY_SIZE);
+		out->quote_len = get_le32(b + 19 + MSG_PUBLIC_KEY_SIZE);
+		out->quote = b + REGISTER_PAYLOAD;
+	}
+	return get_le32(b + 19 + MSG_PUBLIC_KEY_SIZE) == c.len - REGISTER_PAYLOAD;
+}
+
+uint32_t paxos_register_encode(const struct msg_register *m, uint8_t *buf)
+{
+	uint32_t plen = REGISTER_PAYLOAD + m->quote.len;
+
+	if (!buf)
+		return 20 + plen;
+	put_le64(buf, PAXOS_CONFIG_CLIENT);
+	put_le64(buf + 8, PAXOS_CONFIG_REGISTER);
+	put_le32(buf + 16, plen);
+	buf += 20;
+	buf[0] = 1;
+	put_le16(buf + 1, m->replica);
+	memcpy(buf + 3, m->public_key, MSG_PUBLIC_KEY_SIZE);
+	put_le64(buf + 3 + MSG_PUBLIC_KEY_SIZE, m->expected_previous.epoch);
+	put_le64(buf + 11 + MSG_PUBLIC_KEY_SIZE, m->expected_previous.slot);
+	put_le32(buf + 19 + MSG_PUBLIC_KEY_SIZE, m->quote.len);
+	if (m->quote.len)
+		memcpy(buf + REGISTER_PAYLOAD, m->quote.p, m->quote.len);
+	return 20 + plen;
 }

@@ -17,13 +17,6 @@
 #include "core/paxos_internal.h"
 #include "teems/err.h"
 
-#define TRY(x)                      \
-	do {                        \
-		int rc_ = (x);      \
-		if (rc_)            \
-			return rc_; \
-	} while (0)
-
 static unsigned popcount64(uint64_t x)
 {
 	return (unsigned)__builtin_popcountll(x);
@@ -39,11 +32,11 @@ void paxos_cand_clear(struct paxos *p)
 	p->cand_sent = false;
 	p->cand_nonce = 0;
 	p->cand_promised = 0;
+	paxos_col_reset(&p->cand_col);
 }
 
-/* Remembers entry e if it is the highest-ballot one seen for its slot. */
-static int cand_merge(struct paxos *p, uint64_t slot, const struct msg_ballot *b,
-		      const uint8_t *value, uint32_t len)
+int paxos_cand_merge(struct paxos *p, uint64_t slot, const struct msg_ballot *b,
+		     const uint8_t *value, uint32_t len, bool committed)
 {
 	uint64_t i;
 	struct paxos_slot *c;
@@ -66,7 +59,7 @@ static int cand_merge(struct paxos *p, uint64_t slot, const struct msg_ballot *b
 		p->cand_cap = ncap;
 	}
 	c = &p->cand_log[i];
-	if (c->accepted && msg_ballot_cmp(&c->ballot, b) >= 0)
+	if (c->committed || (!committed && c->accepted && msg_ballot_cmp(&c->ballot, b) >= 0))
 		return TEEMS_OK;
 	if (len) {
 		copy = teems_malloc(len);
@@ -76,6 +69,7 @@ static int cand_merge(struct paxos *p, uint64_t slot, const struct msg_ballot *b
 	}
 	teems_free(c->value);
 	c->accepted = true;
+	c->committed = committed;
 	c->ballot = *b;
 	c->value = copy;
 	c->len = len;
@@ -95,7 +89,7 @@ static int start_candidacy(struct paxos *p, struct paxos_ready *r)
 	p->leader = MSG_NO_REPLICA;
 	p->cand_ballot.round = round + 1;
 	p->cand_ballot.replica = p->cfg.self;
-	p->cand_ballot.reg = p->cfg.reg;
+	p->cand_ballot.reg = p->reg;
 	p->max_round_seen = round + 1;
 	p->promised = p->cand_ballot;
 	p->cand_from = p->commit_index + 1;
@@ -120,7 +114,7 @@ int paxos_elect_abandon(struct paxos *p)
 
 int paxos_elect_tick(struct paxos *p, struct paxos_ready *r)
 {
-	if (p->role == PAXOS_LEADER || p->suspicious)
+	if (p->role == PAXOS_LEADER || p->suspicious || p->lc != PAXOS_LC_FRESH)
 		return TEEMS_OK;
 	if (p->role == PAXOS_CANDIDATE && p->cand_sent &&
 	    p->now.hi_ns - p->cand_sent_hi > p->cfg.t_op_ns)
@@ -175,12 +169,17 @@ static int become_leader(struct paxos *p, struct paxos_ready *r)
 
 static int check_won(struct paxos *p, struct paxos_ready *r)
 {
-	unsigned need = p->w_q;
+	unsigned need = paxos_vote_quorum(p);
 
 	if ((p->cfg.unsafe & PAXOS_UNSAFE_SHORT_PROMISE) && need > 1)
 		need--;
-	if (popcount64(p->cand_promised) >= need)
+	paxos_col_prune(p, &p->cand_col);
+	p->cand_promised = p->cand_col.members;
+	if (popcount64(p->cand_promised) >= need) {
+		TRY(paxos_counted_add(p, r, PAXOS_COUNTED_ELECTION, p->cand_ballot.round,
+				      &p->cand_col));
 		return become_leader(p, r);
+	}
 	return TEEMS_OK;
 }
 
@@ -196,9 +195,11 @@ int paxos_release_prepare(struct paxos *p, struct paxos_ready *r, const struct p
 		const struct paxos_slot *sl = &p->log[s - 1];
 
 		if (sl->accepted)
-			TRY(cand_merge(p, s, &sl->ballot, sl->value, sl->len));
+			TRY(paxos_cand_merge(p, s, &sl->ballot, sl->value, sl->len, false));
 	}
-	p->cand_promised |= 1ull << p->cfg.self;
+	paxos_col_reset(&p->cand_col);
+	paxos_col_self(p, &p->cand_col);
+	p->cand_promised = p->cand_col.members;
 	for (uint16_t i = 0; i < p->n; i++)
 		if (i != p->cfg.self)
 			TRY(send_prepare(p, r, i, p->cand_from));
@@ -216,8 +217,7 @@ static int send_refusal(struct paxos *p, struct paxos_ready *r, uint16_t to, uin
 	s->msg.promise.ok = false;
 	s->msg.promise.promised = p->promised;
 	s->msg.promise.commit_index = p->commit_index;
-	s->msg.promise.regvec = paxos_regvec(p);
-	return TEEMS_OK;
+	return paxos_regvec(p, r, &s->msg.promise.regvec);
 }
 
 int paxos_on_prepare(struct paxos *p, struct paxos_ready *r, const struct msg *m)
@@ -226,7 +226,7 @@ int paxos_on_prepare(struct paxos *p, struct paxos_ready *r, const struct msg *m
 	struct paxos_held h;
 	int cmp;
 
-	if (p->suspicious)
+	if (p->suspicious && !paxos_suspicion_ignored(p))
 		return paxos_nack(p, r, m, MSG_NACK_SUSPICIOUS);
 	if (pr->ballot.replica != m->from.replica)
 		return TEEMS_OK; /* only the ballot's owner campaigns for it */
@@ -287,7 +287,7 @@ int paxos_release_promise(struct paxos *p, struct paxos_ready *r, const struct p
 			continue;
 		items[count].slot = s0;
 		items[count].ballot = sl->ballot;
-		items[count].adopted = false; /* adopted entries arrive with recovery (section 4) */
+		items[count].adopted = sl->adopted && !sl->committed;
 		items[count].value.p = sl->value;
 		items[count].value.len = sl->len;
 		count++;
@@ -304,8 +304,7 @@ int paxos_release_promise(struct paxos *p, struct paxos_ready *r, const struct p
 	s->msg.promise.more = s0 <= p->last_slot;
 	s->msg.promise.entries.count = count;
 	s->msg.promise.entries.items = items;
-	s->msg.promise.regvec = paxos_regvec(p);
-	return TEEMS_OK;
+	return paxos_regvec(p, r, &s->msg.promise.regvec);
 }
 
 int paxos_on_promise(struct paxos *p, struct paxos_ready *r, const struct msg *m)
@@ -328,19 +327,25 @@ int paxos_on_promise(struct paxos *p, struct paxos_ready *r, const struct msg *m
 		}
 		return TEEMS_OK;
 	}
-	if (m->suspicious)
+	if (m->suspicious && !paxos_suspicion_ignored(p))
 		return TEEMS_OK; /* a suspicious replica never votes (section 4) */
-	if (p->cand_promised & (1ull << m->from.replica))
+	/* Discard rule (section 4, step 3): this reply's vector may show that a replica already
+	 * counted, or the sender itself, has a newer incarnation. */
+	paxos_col_seen(p, &p->cand_col, &pr->regvec);
+	paxos_col_prune(p, &p->cand_col);
+	p->cand_promised = p->cand_col.members;
+	if ((p->cand_promised & (1ull << m->from.replica)) &&
+	    paxos_regidx_cmp(&p->cand_col.member[m->from.replica], &m->from.reg) >= 0)
 		return TEEMS_OK; /* duplicate */
 	msg_entries_begin(&it, &pr->entries);
 	while (msg_entries_next(&it, &e)) {
 		last = e.slot;
 		if (p->cfg.unsafe & PAXOS_UNSAFE_SKIP_ADOPT)
 			continue;
-		TRY(cand_merge(p, e.slot, &e.ballot, e.value.p, e.value.len));
+		TRY(paxos_cand_merge(p, e.slot, &e.ballot, e.value.p, e.value.len, false));
 	}
 	if (pr->more)
 		return send_prepare(p, r, m->from.replica, last + 1);
-	p->cand_promised |= 1ull << m->from.replica;
+	paxos_col_member(p, &p->cand_col, m);
 	return check_won(p, r);
 }

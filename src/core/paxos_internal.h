@@ -3,12 +3,25 @@
 #ifndef TEEMS_CORE_PAXOS_INTERNAL_H
 #define TEEMS_CORE_PAXOS_INTERNAL_H
 
+#include <openssl/evp.h>
+
 #include "core/paxos.h"
+
+/* Propagates a non-zero teems_err from an internal step. */
+#define TRY(x)                      \
+	do {                        \
+		int rc_ = (x);      \
+		if (rc_)            \
+			return rc_; \
+	} while (0)
 
 /* One log slot. Slot s lives at log[s - 1]. */
 struct paxos_slot {
-	bool accepted;		  /* holds an entry (own accept, or the leader's proposal) */
-	bool committed;		  /* chosen and learned (only the contiguous prefix is set) */
+	bool accepted;	  /* holds an entry (own accept, or the leader's proposal) */
+	bool committed;	  /* chosen and learned (only the contiguous prefix is set) */
+	bool adopted;	  /* state from recovery or restore, not this incarnation's vote */
+	bool is_register; /* the value is a REGISTER entry of replica reg_replica */
+	uint16_t reg_replica;
 	struct msg_ballot ballot; /* the entry's ballot */
 	uint8_t *value;		  /* owned; NULL when len is 0 */
 	uint32_t len;
@@ -37,9 +50,65 @@ struct paxos_pending {
 
 /* A message withheld until a persist record is synced. */
 enum paxos_held_kind {
-	HELD_PREPARE = 0,  /* broadcast PREPARE for `ballot` */
-	HELD_PROMISE = 1,  /* PROMISE to `to` for `ballot`, entries from `from_slot` */
-	HELD_ACCEPTED = 2, /* synced ACCEPTED to `to` */
+	HELD_PREPARE = 0,   /* broadcast PREPARE for `ballot` */
+	HELD_PROMISE = 1,   /* PROMISE to `to` for `ballot`, entries from `from_slot` */
+	HELD_ACCEPTED = 2,  /* synced ACCEPTED to `to` */
+	HELD_RECOVERED = 3, /* recovery's record synced: become fresh (section 4, step 6) */
+};
+
+/* One incarnation's view of the registrations of a collection (section 4, step 3): the
+ * incarnation each counted replica replied as, and the highest registration index of each
+ * replica that any reply's vector showed. */
+struct paxos_collection {
+	uint64_t members; /* counted replicas */
+	struct msg_regidx member[QUORUM_MAX_REPLICAS];
+	struct msg_regidx seen[QUORUM_MAX_REPLICAS];
+	uint64_t seen_mask;
+};
+
+/* An open ACCEPT round (one nonce) and its collection. */
+struct paxos_round {
+	uint64_t nonce;
+	uint64_t sent_hi;
+	bool live;
+	struct paxos_collection col;
+};
+
+/* The committed registration of one replica (the applied configuration). */
+struct paxos_reg {
+	bool set; /* beyond genesis */
+	struct msg_regidx idx;
+	uint8_t key[MSG_PUBLIC_KEY_SIZE];
+};
+
+/* A read waiting for the leader to confirm its ballot (paxos_read.c). */
+struct paxos_read_req {
+	uint64_t client_id;
+	uint64_t request_id;
+	uint64_t index; /* commit index when it arrived */
+};
+
+/* An optimized read this replica coordinates (paxos_oread.c). */
+struct paxos_oread {
+	uint64_t client_id;
+	uint64_t request_id;
+	uint64_t nonce;
+	uint64_t sent_hi;
+	struct paxos_collection col;
+	uint64_t suspicious; /* counted members flagged suspicious */
+	bool aborted;
+	bool have_result;
+	uint8_t digest[MSG_DIGEST_SIZE]; /* of (last_executed, result) of the first reply */
+	uint64_t last_executed;
+	uint8_t *result; /* owned */
+	uint32_t result_len;
+};
+
+/* A REGISTER this leader proposed, to answer once applied. */
+struct paxos_reg_wait {
+	uint16_t replica;
+	uint64_t slot;
+	uint64_t nonce;
 };
 
 struct paxos_held {
@@ -56,7 +125,56 @@ struct paxos_held {
 struct paxos {
 	struct paxos_config cfg;
 	unsigned n, w_q;
+	EVP_MD_CTX *md; /* SHA-256, reused for every digest */
 	bool suspicious;
+	bool halted;
+	bool restarted;
+	bool registered;
+	struct msg_regidx reg; /* own registration index (header, ballots) */
+	enum paxos_lifecycle lc;
+
+	/* configuration (section 4): applied registrations and every key ever registered */
+	struct paxos_reg regs[QUORUM_MAX_REPLICAS];
+	uint8_t (*keys)[MSG_PUBLIC_KEY_SIZE];
+	size_t n_keys, cap_keys;
+	struct paxos_reg_wait *reg_wait;
+	size_t n_reg_wait, cap_reg_wait;
+
+	/* registering (step 2) */
+	uint64_t reg_nonce;
+	uint64_t reg_next_send; /* hi */
+	struct msg_regidx reg_expected;
+	uint16_t reg_target;
+	bool reg_record; /* persist the REGISTERED record at the end of the step */
+
+	/* fencing (step 4) */
+	uint64_t fence_start_lo;
+	uint64_t fence_epoch;
+
+	/* recovering (step 5) */
+	uint64_t rec_nonce;
+	uint64_t rec_sent_hi;
+	uint64_t rec_epoch;
+	uint64_t rec_suspicious; /* counted members flagged suspicious */
+	struct paxos_collection rec_col;
+	struct msg_ballot rec_promised;
+	uint64_t rec_from;
+	bool rec_finishing; /* the record is written; waiting for its sync */
+
+	/* read index (leader) */
+	struct paxos_read_req *ri_wait, *ri_fly;
+	size_t n_ri_wait, cap_ri_wait, n_ri_fly, cap_ri_fly;
+	uint64_t ri_nonce;
+	uint64_t ri_sent_hi;
+	struct paxos_collection ri_col;
+
+	/* optimized reads this replica coordinates */
+	struct paxos_oread *oreads;
+	size_t n_oreads, cap_oreads;
+
+	/* accept rounds (leader) */
+	struct paxos_round *rounds;
+	size_t n_rounds, cap_rounds, round_hint;
 	enum paxos_role role;
 	struct msg_ballot promised; /* highest promised (or accepted) ballot */
 	uint64_t promised_seq;	    /* the record that holds `promised` */
@@ -92,6 +210,7 @@ struct paxos {
 	uint64_t cand_sent_hi;
 	uint64_t cand_from;	/* from_slot of the PREPARE */
 	uint64_t cand_promised; /* mask of counted promises */
+	struct paxos_collection cand_col;
 	/* highest-ballot entry per slot reported so far, from cand_from on */
 	struct paxos_slot *cand_log; /* cand_log[s - cand_from]: accepted, ballot, value */
 	uint64_t cand_cap;
@@ -109,6 +228,15 @@ struct paxos {
 	struct paxos_pending *pending;
 	size_t n_pending, cap_pending;
 };
+
+static inline int paxos_regidx_cmp(const struct msg_regidx *a, const struct msg_regidx *b)
+{
+	if (a->epoch != b->epoch)
+		return a->epoch < b->epoch ? -1 : 1;
+	if (a->slot != b->slot)
+		return a->slot < b->slot ? -1 : 1;
+	return 0;
+}
 
 /* ---- paxos_core.c ---- */
 struct paxos_slot *paxos_slot_get(struct paxos *p, uint64_t slot); /* NULL above last_slot */
@@ -128,15 +256,82 @@ int paxos_persist(struct paxos *p, struct paxos_ready *r, uint64_t first, uint64
 int paxos_hold(struct paxos *p, const struct paxos_held *h);
 uint64_t paxos_new_nonce(struct paxos *p);
 void paxos_reset_election_timer(struct paxos *p);
-struct msg_incarnation_list paxos_regvec(const struct paxos *p);
+/* This replica's registration vector, in ready-owned memory. */
+int paxos_regvec(struct paxos *p, struct paxos_ready *r, struct msg_incarnation_list *out);
 bool paxos_is_peer(const struct paxos *p, const struct msg *m);
-void paxos_range_digest(struct paxos *p, uint64_t first, uint64_t last,
-			uint8_t out[MSG_DIGEST_SIZE]);
+int paxos_range_digest(struct paxos *p, uint64_t first, uint64_t last,
+		       uint8_t out[MSG_DIGEST_SIZE]);
+void paxos_mark_restarted(struct paxos *p);
+/* Encodes a REGISTER as a configuration slot value into buf (NULL: returns the size). */
+uint32_t paxos_register_encode(const struct msg_register *m, uint8_t *buf);
+/* Write/vote quorum (W_Q, or a majority under PAXOS_UNSAFE_CFT_QUORUMS). */
+unsigned paxos_vote_quorum(const struct paxos *p);
+/* Whether a suspicious replica votes (only under PAXOS_UNSAFE_CFT_QUORUMS). */
+bool paxos_suspicion_ignored(const struct paxos *p);
+int paxos_counted_add(struct paxos *p, struct paxos_ready *r, enum paxos_counted_kind kind,
+		      uint64_t id, const struct paxos_collection *col);
 int paxos_nack(struct paxos *p, struct paxos_ready *r, const struct msg *m,
 	       enum msg_nack_reason reason);
 /* Steps down to follower of `leader` (MSG_NO_REPLICA: unknown); pending proposals become
  * UNKNOWN and queued ones NOT_LEADER. */
 int paxos_step_down(struct paxos *p, struct paxos_ready *r, uint16_t leader);
+
+/* ---- paxos_persist.c ---- */
+
+/* ---- paxos_register.c: configuration, REGISTER, discard and halt, fence ---- */
+/* Records a committed slot's REGISTER (if it is one) in the configuration, without the halt
+ * and learn rules (restore). */
+int paxos_config_note(struct paxos *p, uint64_t slot);
+/* Classifies a slot's value (sets is_register / reg_replica). */
+void paxos_slot_classify(struct paxos_slot *s);
+/* The newest registration of `replica` this core knows from its own log: accepted or adopted
+ * REGISTERs above the commit index, else the applied configuration. */
+struct msg_regidx paxos_known_reg(const struct paxos *p, uint16_t replica);
+/* Applies a committed configuration entry (slot `slot`). */
+int paxos_config_apply(struct paxos *p, struct paxos_ready *r, uint64_t slot);
+/* Halt checks on an incoming message (regvec, ACCEPT batch). Sets p->halted. */
+void paxos_check_halt(struct paxos *p, const struct msg *m);
+void paxos_halt(struct paxos *p);
+/* Collections: starts one, adds a reply (false: discarded), re-evaluates every member. */
+void paxos_col_reset(struct paxos_collection *c);
+void paxos_col_self(struct paxos *p, struct paxos_collection *c);
+/* Merges a reply's registration vector into the collection (then prune). */
+void paxos_col_seen(const struct paxos *p, struct paxos_collection *c,
+		    const struct msg_incarnation_list *regvec);
+/* Counts the sender of m unless a newer incarnation of it is known; re-evaluates every
+ * member. Returns whether the sender is counted. */
+bool paxos_col_member(struct paxos *p, struct paxos_collection *c, const struct msg *m);
+void paxos_col_prune(const struct paxos *p, struct paxos_collection *c);
+void paxos_known_regs(const struct paxos *p, struct msg_regidx out[QUORUM_MAX_REPLICAS]);
+void paxos_col_prune_known(const struct paxos *p, struct paxos_collection *c,
+			   const struct msg_regidx known[QUORUM_MAX_REPLICAS]);
+int paxos_on_register(struct paxos *p, struct paxos_ready *r, const struct msg *m);
+int paxos_on_register_result(struct paxos *p, struct paxos_ready *r, const struct msg *m);
+/* Lifecycle timers: REGISTER retries, the fence, recovery retries. */
+int paxos_lifecycle_tick(struct paxos *p, struct paxos_ready *r);
+/* Leader: answers the REGISTERs applied in slot. */
+int paxos_register_applied(struct paxos *p, struct paxos_ready *r, uint64_t slot);
+
+/* ---- paxos_recover.c ---- */
+int paxos_recover_start(struct paxos *p, struct paxos_ready *r);
+int paxos_on_recovery_request(struct paxos *p, struct paxos_ready *r, const struct msg *m);
+int paxos_on_recovery_reply(struct paxos *p, struct paxos_ready *r, const struct msg *m);
+int paxos_release_recovered(struct paxos *p, struct paxos_ready *r, const struct paxos_held *h);
+
+/* ---- paxos_read.c ---- */
+int paxos_on_read(struct paxos *p, struct paxos_ready *r, const struct paxos_input *in);
+int paxos_read_work(struct paxos *p, struct paxos_ready *r);
+int paxos_read_abandon(struct paxos *p, struct paxos_ready *r, enum paxos_outcome outcome,
+		       bool all);
+int paxos_on_read_index(struct paxos *p, struct paxos_ready *r, const struct msg *m);
+int paxos_on_read_index_ack(struct paxos *p, struct paxos_ready *r, const struct msg *m);
+
+/* ---- paxos_oread.c ---- */
+int paxos_on_opt_read(struct paxos *p, struct paxos_ready *r, const struct paxos_input *in);
+int paxos_on_exec_result(struct paxos *p, struct paxos_ready *r, const struct paxos_input *in);
+int paxos_on_read_msg(struct paxos *p, struct paxos_ready *r, const struct msg *m);
+int paxos_on_read_reply(struct paxos *p, struct paxos_ready *r, const struct msg *m);
+int paxos_oread_expire(struct paxos *p, struct paxos_ready *r, bool all);
 
 /* ---- paxos_elect.c ---- */
 int paxos_elect_tick(struct paxos *p, struct paxos_ready *r);
@@ -146,6 +341,10 @@ int paxos_on_promise(struct paxos *p, struct paxos_ready *r, const struct msg *m
 int paxos_release_prepare(struct paxos *p, struct paxos_ready *r, const struct paxos_held *h);
 int paxos_release_promise(struct paxos *p, struct paxos_ready *r, const struct paxos_held *h);
 void paxos_cand_clear(struct paxos *p);
+/* Remembers an entry in cand_log if it has the highest ballot seen for its slot; `committed`
+ * entries (from a replier whose commit index covers the slot) override and stay. */
+int paxos_cand_merge(struct paxos *p, uint64_t slot, const struct msg_ballot *b,
+		     const uint8_t *value, uint32_t len, bool committed);
 
 /* ---- paxos_accept.c ---- */
 int paxos_on_propose(struct paxos *p, struct paxos_ready *r, const struct paxos_input *in);
