@@ -1,0 +1,428 @@
+/* The RESP command table and argument checks (commands.h). Error texts are Redis 7's
+ * (redis/src/server.c processCommand, t_string.c setCommand / parseExtendedStringArguments,
+ * networking.c helloCommand). */
+#include "net/commands.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#define W CMD_F_WRITE
+#define R CMD_F_READ
+#define A CMD_F_ADMIN
+#define NA CMD_F_NOAUTH
+#define L CMD_F_LOCAL
+
+/* LEASE.* arguments (teems's own commands, DESIGN.md section 8):
+ *   LEASE.ACQUIRE name ttl-ms       -> [token, ttl-ms] or null if held by another
+ *   LEASE.RENEW name token ttl-ms   -> ttl-ms, or an error if the token is stale
+ *   LEASE.RELEASE name token        -> 1 if released, 0 if the token is stale
+ *   LEASE.INFO name                 -> map {holder token, ttl remaining (bound), generation}
+ * A lease name is a key for permissions (key-prefix rules apply). */
+static const struct cmd_spec table[CMD_COUNT_] = {
+	[CMD_PING] = {CMD_PING, "ping", -1, L, 0, 0, 0},
+	[CMD_HELLO] = {CMD_HELLO, "hello", -1, NA | L, 0, 0, 0},
+	[CMD_AUTH] = {CMD_AUTH, "auth", -2, NA | L, 0, 0, 0},
+	[CMD_QUIT] = {CMD_QUIT, "quit", -1, NA | L, 0, 0, 0},
+	[CMD_GET] = {CMD_GET, "get", 2, R, 1, 1, 1},
+	[CMD_SET] = {CMD_SET, "set", -3, W, 1, 1, 1},
+	[CMD_DEL] = {CMD_DEL, "del", -2, W, 1, -1, 1},
+	[CMD_EXISTS] = {CMD_EXISTS, "exists", -2, R, 1, -1, 1},
+	[CMD_MGET] = {CMD_MGET, "mget", -2, R, 1, -1, 1},
+	[CMD_MSET] = {CMD_MSET, "mset", -3, W, 1, -1, 2},
+	[CMD_INCR] = {CMD_INCR, "incr", 2, W, 1, 1, 1},
+	[CMD_INCRBY] = {CMD_INCRBY, "incrby", 3, W, 1, 1, 1},
+	[CMD_SCAN] = {CMD_SCAN, "scan", -2, R, 0, 0, 0},
+	[CMD_VGET] = {CMD_VGET, "vget", 2, R, 1, 1, 1},
+	[CMD_VSET] = {CMD_VSET, "vset", 4, W, 1, 1, 1},
+	[CMD_LEASE_ACQUIRE] = {CMD_LEASE_ACQUIRE, "lease.acquire", 3, W, 1, 1, 1},
+	[CMD_LEASE_RENEW] = {CMD_LEASE_RENEW, "lease.renew", 4, W, 1, 1, 1},
+	[CMD_LEASE_RELEASE] = {CMD_LEASE_RELEASE, "lease.release", 3, W, 1, 1, 1},
+	[CMD_LEASE_INFO] = {CMD_LEASE_INFO, "lease.info", 2, R, 1, 1, 1},
+	[CMD_INFO] = {CMD_INFO, "info", -1, L, 0, 0, 0},
+	[CMD_TEEMS_STATUS] = {CMD_TEEMS_STATUS, "teems.status", 1, L | A, 0, 0, 0},
+};
+
+const struct cmd_spec *cmd_table(void)
+{
+	return table;
+}
+
+static bool arg_is(const struct resp_arg *a, const char *s)
+{
+	size_t n = strlen(s);
+
+	return a->len == n && strncasecmp((const char *)a->p, s, n) == 0;
+}
+
+const struct cmd_spec *cmd_lookup(const uint8_t *name, size_t len)
+{
+	struct resp_arg a = {name, len, 0};
+
+	for (size_t i = 0; i < CMD_COUNT_; i++)
+		if (arg_is(&a, table[i].name))
+			return &table[i];
+	return NULL;
+}
+
+/* Appends "%.*s" to err at *pos, replacing bytes Redis would not print (it sanitizes error
+ * replies to one printable line) by spaces. */
+static void append(char *err, size_t *pos, const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n && *pos + 1 < CMD_ERR_LEN; i++)
+		err[(*pos)++] = (p[i] >= 0x20 && p[i] < 0x7f) ? (char)p[i] : ' ';
+	err[*pos] = '\0';
+}
+
+const struct cmd_spec *cmd_check(const struct resp_arg *argv, size_t argc, char *err)
+{
+	const struct cmd_spec *s = cmd_lookup(argv[0].p, argv[0].len);
+	size_t pos = 0;
+
+	if (s == NULL) {
+		size_t args = 0; /* length of the quoted-args part, capped at 128 as Redis does */
+
+		append(err, &pos, (const uint8_t *)"ERR unknown command '", 21);
+		append(err, &pos, argv[0].p, argv[0].len < 128 ? argv[0].len : 128);
+		append(err, &pos, (const uint8_t *)"', with args beginning with: ", 29);
+		for (size_t i = 1; i < argc && args < 128; i++) {
+			size_t n = argv[i].len < 128 - args ? argv[i].len : 128 - args;
+
+			append(err, &pos, (const uint8_t *)"'", 1);
+			append(err, &pos, argv[i].p, n);
+			append(err, &pos, (const uint8_t *)"' ", 2);
+			args += n + 3;
+		}
+		return NULL;
+	}
+	if ((s->arity > 0 && argc != (size_t)s->arity) ||
+	    (s->arity < 0 && argc < (size_t)-s->arity)) {
+		snprintf(err, CMD_ERR_LEN, "ERR wrong number of arguments for '%s' command",
+			 s->name);
+		return NULL;
+	}
+	if (s->id == CMD_MSET && argc % 2 == 0) {
+		snprintf(err, CMD_ERR_LEN, "ERR wrong number of arguments for 'mset' command");
+		return NULL;
+	}
+	return s;
+}
+
+size_t cmd_keys(const struct cmd_spec *spec, size_t argc, size_t *idx, size_t max)
+{
+	size_t n = 0, last;
+
+	if (spec->first_key <= 0 || (size_t)spec->first_key >= argc)
+		return 0;
+	last = spec->last_key < 0 ? argc - (size_t)(-spec->last_key) : (size_t)spec->last_key;
+	for (size_t i = (size_t)spec->first_key; i <= last && i < argc;
+	     i += (size_t)spec->key_step) {
+		if (n < max)
+			idx[n] = i;
+		n++;
+	}
+	return n < max ? n : max;
+}
+
+static int fail(char *err, const char *msg)
+{
+	snprintf(err, CMD_ERR_LEN, "%s", msg);
+	return -1;
+}
+
+/* Redis's string2ll on a view. */
+static bool view_ll(const struct resp_arg *a, long long *out)
+{
+	char tmp[24];
+	size_t i = 0;
+	bool neg = false;
+	unsigned long long v = 0;
+
+	if (a->len == 0 || a->len > 20)
+		return false;
+	memcpy(tmp, a->p, a->len);
+	tmp[a->len] = '\0';
+	if (a->len == 1 && tmp[0] == '0') {
+		*out = 0;
+		return true;
+	}
+	if (tmp[0] == '-') {
+		neg = true;
+		i = 1;
+	}
+	if (tmp[i] < '1' || tmp[i] > '9')
+		return false;
+	for (; i < a->len; i++) {
+		if (tmp[i] < '0' || tmp[i] > '9')
+			return false;
+		if (v > (ULLONG_MAX - (unsigned)(tmp[i] - '0')) / 10)
+			return false;
+		v = v * 10 + (unsigned)(tmp[i] - '0');
+	}
+	if (neg ? v > (unsigned long long)LLONG_MAX + 1 : v > (unsigned long long)LLONG_MAX)
+		return false;
+	*out = neg ? (v == (unsigned long long)LLONG_MAX + 1 ? LLONG_MIN : -(long long)v)
+		   : (long long)v;
+	return true;
+}
+
+int cmd_parse_int(const struct resp_arg *a, long long *v, char *err)
+{
+	if (!view_ll(a, v))
+		return fail(err, "ERR value is not an integer or out of range");
+	return 0;
+}
+
+int cmd_parse_u64(const struct resp_arg *a, uint64_t *v, char *err)
+{
+	uint64_t x = 0;
+
+	if (a->len == 0 || a->len > 20 || (a->len > 1 && a->p[0] == '0'))
+		return fail(err, "ERR value is not an integer or out of range");
+	for (size_t i = 0; i < a->len; i++) {
+		if (a->p[i] < '0' || a->p[i] > '9' || x > (UINT64_MAX - (a->p[i] - '0')) / 10)
+			return fail(err, "ERR value is not an integer or out of range");
+		x = x * 10 + (uint64_t)(a->p[i] - '0');
+	}
+	*v = x;
+	return 0;
+}
+
+int cmd_parse_set(const struct resp_arg *argv, size_t argc, struct cmd_set_opts *o, char *err)
+{
+	memset(o, 0, sizeof(*o));
+	for (size_t i = 3; i < argc; i++) {
+		const struct resp_arg *a = &argv[i];
+		bool has_next = i + 1 < argc;
+
+		if (arg_is(a, "nx") && !o->xx) {
+			o->nx = true;
+		} else if (arg_is(a, "xx") && !o->nx) {
+			o->xx = true;
+		} else if (arg_is(a, "get")) {
+			o->get = true;
+		} else if (arg_is(a, "keepttl") && !o->has_expire) {
+			o->keepttl = true;
+		} else if ((arg_is(a, "ex") || arg_is(a, "px")) && !o->keepttl && !o->has_expire &&
+			   has_next) {
+			long long v;
+			bool ex = arg_is(a, "ex");
+
+			if (cmd_parse_int(&argv[++i], &v, err) != 0)
+				return -1;
+			if (v <= 0 || (ex && v > LLONG_MAX / 1000))
+				return fail(err, "ERR invalid expire time in 'set' command");
+			o->has_expire = true;
+			o->expire_ms = (uint64_t)v * (ex ? 1000u : 1u);
+		} else {
+			return fail(err, "ERR syntax error");
+		}
+	}
+	return 0;
+}
+
+int cmd_parse_hello(const struct resp_arg *argv, size_t argc, struct cmd_hello *h, char *err)
+{
+	size_t i = 2;
+
+	memset(h, 0, sizeof(*h));
+	if (argc < 2)
+		return 0;
+	{
+		long long v;
+
+		if (!view_ll(&argv[1], &v) || v < INT_MIN || v > INT_MAX)
+			return fail(err, "ERR Protocol version is not an integer or out of range");
+		if (v != 2 && v != 3)
+			return fail(err, "NOPROTO unsupported protocol version");
+		h->proto = (int)v;
+	}
+	for (; i < argc; i++) {
+		size_t more = argc - i - 1;
+
+		if (arg_is(&argv[i], "auth") && more >= 2) {
+			h->user = &argv[i + 1];
+			h->pass = &argv[i + 2];
+			i += 2;
+		} else if (arg_is(&argv[i], "setname") && more >= 1) {
+			h->name = &argv[i + 1];
+			i += 1;
+		} else {
+			size_t pos;
+
+			snprintf(err, CMD_ERR_LEN, "ERR Syntax error in HELLO option '");
+			pos = strlen(err);
+			append(err, &pos, argv[i].p, argv[i].len < 128 ? argv[i].len : 128);
+			append(err, &pos, (const uint8_t *)"'", 1);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int cmd_parse_auth(const struct resp_arg *argv, size_t argc, const struct resp_arg **user,
+		   const struct resp_arg **pass, char *err)
+{
+	if (argc > 3)
+		return fail(err, "ERR syntax error");
+	*user = argc == 3 ? &argv[1] : NULL;
+	*pass = &argv[argc - 1];
+	return 0;
+}
+
+int cmd_parse_scan(const struct resp_arg *argv, size_t argc, struct cmd_scan *s, char *err)
+{
+	memset(s, 0, sizeof(*s));
+	s->count = 10;
+	if (cmd_parse_u64(&argv[1], &s->cursor, err) != 0)
+		return fail(err, "ERR invalid cursor");
+	for (size_t i = 2; i < argc; i++) {
+		if (i + 1 >= argc)
+			return fail(err, "ERR syntax error");
+		if (arg_is(&argv[i], "match")) {
+			s->match = &argv[++i];
+		} else if (arg_is(&argv[i], "count")) {
+			long long v;
+
+			if (cmd_parse_int(&argv[++i], &v, err) != 0)
+				return -1;
+			if (v < 1)
+				return fail(err, "ERR syntax error");
+			s->count = (uint64_t)v;
+		} else {
+			return fail(err, "ERR syntax error");
+		}
+	}
+	return 0;
+}
+
+static int key_op(enum kv_op op, const struct resp_arg *k, const struct resp_arg *v,
+		  uint64_t expected, struct kv_cmd *out, char *err)
+{
+	if (k->len == 0)
+		return fail(err, "ERR empty key");
+	if (k->len > KV_MAX_KEY)
+		return fail(err, "ERR key is too long");
+	if (v != NULL && v->len > KV_MAX_VALUE)
+		return fail(err, "ERR value is too large");
+	memset(out, 0, sizeof(*out));
+	out->op = op;
+	out->key = k->p;
+	out->key_len = (uint16_t)k->len;
+	out->expected_version = expected;
+	if (v != NULL) {
+		out->value = v->p;
+		out->value_len = (uint32_t)v->len;
+	}
+	return 0;
+}
+
+int cmd_to_kv(const struct cmd_spec *spec, const struct resp_arg *argv, size_t argc,
+	      struct kv_cmd *ops, size_t max_ops, char *err)
+{
+	size_t n = 0;
+
+	switch (spec->id) {
+	case CMD_GET:
+	case CMD_VGET:
+		if (max_ops < 1)
+			return fail(err, "ERR too many keys");
+		return key_op(KV_GET, &argv[1], NULL, 0, &ops[0], err) ? -1 : 1;
+	case CMD_SET: {
+		struct cmd_set_opts o;
+
+		if (cmd_parse_set(argv, argc, &o, err) != 0)
+			return -1;
+		if (o.nx || o.xx || o.get || o.keepttl || o.has_expire)
+			return fail(err, "ERR SET options NX, XX, GET, EX, PX and KEEPTTL are not "
+					 "supported yet");
+		if (max_ops < 1)
+			return fail(err, "ERR too many keys");
+		return key_op(KV_SET, &argv[1], &argv[2], 0, &ops[0], err) ? -1 : 1;
+	}
+	case CMD_VSET: {
+		uint64_t ver;
+
+		if (cmd_parse_u64(&argv[3], &ver, err) != 0)
+			return -1;
+		if (max_ops < 1)
+			return fail(err, "ERR too many keys");
+		return key_op(KV_CAS, &argv[1], &argv[2], ver, &ops[0], err) ? -1 : 1;
+	}
+	case CMD_DEL:
+	case CMD_EXISTS:
+	case CMD_MGET:
+		for (size_t i = 1; i < argc; i++, n++) {
+			if (n >= max_ops)
+				return fail(err, "ERR too many keys");
+			if (key_op(spec->id == CMD_DEL ? KV_DEL : KV_GET, &argv[i], NULL, 0,
+				   &ops[n], err))
+				return -1;
+		}
+		return (int)n;
+	case CMD_MSET:
+		for (size_t i = 1; i + 1 < argc; i += 2, n++) {
+			if (n >= max_ops)
+				return fail(err, "ERR too many keys");
+			if (key_op(KV_SET, &argv[i], &argv[i + 1], 0, &ops[n], err))
+				return -1;
+		}
+		return (int)n;
+	default:
+		snprintf(err, CMD_ERR_LEN, "ERR '%s' is not supported yet", spec->name);
+		return -1;
+	}
+}
+
+static void reply_value(const struct kv_result *r, struct resp_out *out)
+{
+	if (r->found)
+		resp_add_bulk(out, r->value, r->value_len);
+	else
+		resp_add_null(out);
+}
+
+int cmd_reply(const struct cmd_spec *spec, const struct kv_result *res, size_t n,
+	      struct resp_out *out)
+{
+	long long found = 0;
+
+	switch (spec->id) {
+	case CMD_GET:
+		if (n != 1)
+			return -1;
+		reply_value(&res[0], out);
+		return 0;
+	case CMD_VGET:
+		if (n != 1 || res[0].version > (uint64_t)LLONG_MAX)
+			return -1;
+		resp_add_array(out, 2);
+		reply_value(&res[0], out);
+		resp_add_int(out, (long long)res[0].version);
+		return 0;
+	case CMD_SET:
+	case CMD_MSET:
+		resp_add_simple(out, "OK");
+		return 0;
+	case CMD_VSET:
+		if (n != 1 || res[0].version > (uint64_t)LLONG_MAX)
+			return -1;
+		resp_add_array(out, 2);
+		resp_add_int(out, res[0].status == KV_OK ? 1 : 0);
+		resp_add_int(out, (long long)res[0].version);
+		return 0;
+	case CMD_EXISTS:
+		for (size_t i = 0; i < n; i++)
+			found += res[i].found ? 1 : 0;
+		resp_add_int(out, found);
+		return 0;
+	case CMD_MGET:
+		resp_add_array(out, n);
+		for (size_t i = 0; i < n; i++)
+			reply_value(&res[i], out);
+		return 0;
+	default:
+		return -1;
+	}
+}

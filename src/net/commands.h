@@ -1,0 +1,154 @@
+/* The RESP command table (DESIGN.md section 9): names, arities, flags and key positions, the
+ * argument checks with Redis's exact error texts, and the translation of valid commands into
+ * src/kv commands. Pure: no I/O, no allocation.
+ *
+ * Error texts are written without the leading "-" and trailing CRLF, ready for
+ * resp_add_error(): "ERR wrong number of arguments for 'get' command". Buffers named `err` are
+ * CMD_ERR_LEN bytes and owned by the caller.
+ *
+ * Arity is Redis's convention: counted with the command name, positive = exactly, negative =
+ * at least |arity|. Key positions are Redis's (first, last, step); last < 0 counts from the
+ * end (-1: the last argument). */
+#ifndef TEEMS_NET_COMMANDS_H
+#define TEEMS_NET_COMMANDS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kv/kv.h"
+#include "net/resp.h"
+
+#define CMD_ERR_LEN 512
+
+enum cmd_id {
+	CMD_PING,
+	CMD_HELLO,
+	CMD_AUTH,
+	CMD_QUIT,
+	CMD_GET,
+	CMD_SET,
+	CMD_DEL,
+	CMD_EXISTS,
+	CMD_MGET,
+	CMD_MSET,
+	CMD_INCR,
+	CMD_INCRBY,
+	CMD_SCAN,
+	CMD_VGET,
+	CMD_VSET,
+	CMD_LEASE_ACQUIRE,
+	CMD_LEASE_RENEW,
+	CMD_LEASE_RELEASE,
+	CMD_LEASE_INFO,
+	CMD_INFO,
+	CMD_TEEMS_STATUS,
+	CMD_COUNT_
+};
+
+enum cmd_flag {
+	CMD_F_WRITE = 1u << 0,	/* changes replicated state: goes through the log (leader) */
+	CMD_F_READ = 1u << 1,	/* reads keys: a linearizable read (lease, read-index or oread) */
+	CMD_F_ADMIN = 1u << 2,	/* needs the admin permission */
+	CMD_F_NOAUTH = 1u << 3, /* allowed before AUTH (as Redis: AUTH, HELLO, QUIT) */
+	CMD_F_LOCAL = 1u << 4,	/* answered by the replica itself, no quorum */
+};
+
+struct cmd_spec {
+	enum cmd_id id;
+	const char *name; /* lower case, as Redis prints it in errors */
+	int arity;
+	unsigned flags;
+	int first_key; /* 0: no keys */
+	int last_key;
+	int key_step;
+};
+
+/* Case-insensitive lookup; NULL if unknown. */
+const struct cmd_spec *cmd_lookup(const uint8_t *name, size_t len);
+/* The whole table (CMD_COUNT_ entries, indexed by enum cmd_id). */
+const struct cmd_spec *cmd_table(void);
+
+/* Looks argv[0] up and checks the arity. Returns the spec, or NULL with err filled:
+ * "ERR unknown command 'foo', with args beginning with: 'a' 'b' " (Redis 7's text, args
+ * truncated to 128 bytes in all) or "ERR wrong number of arguments for 'get' command".
+ * argc must be at least 1. */
+const struct cmd_spec *cmd_check(const struct resp_arg *argv, size_t argc, char *err);
+
+/* Indices of the key arguments of a checked command, in order; returns how many (at most
+ * max are stored). */
+size_t cmd_keys(const struct cmd_spec *spec, size_t argc, size_t *idx, size_t max);
+
+/* SET key value [NX|XX] [GET] [EX seconds|PX milliseconds|KEEPTTL]. */
+struct cmd_set_opts {
+	bool nx, xx, get, keepttl;
+	bool has_expire;
+	uint64_t expire_ms; /* EX converted to milliseconds */
+};
+/* Errors (return -1, err filled): "ERR syntax error" (unknown or conflicting option, missing
+ * argument), "ERR value is not an integer or out of range",
+ * "ERR invalid expire time in 'set' command". Returns 0 on success. */
+int cmd_parse_set(const struct resp_arg *argv, size_t argc, struct cmd_set_opts *o, char *err);
+
+/* HELLO [protover [AUTH username password] [SETNAME clientname]]. proto is 0 when absent. */
+struct cmd_hello {
+	int proto;
+	const struct resp_arg *user, *pass, *name;
+};
+/* Errors: "ERR Protocol version is not an integer or out of range",
+ * "NOPROTO unsupported protocol version", "ERR Syntax error in HELLO option 'auth'",
+ * "ERR Syntax error in HELLO option '<opt>'". */
+int cmd_parse_hello(const struct resp_arg *argv, size_t argc, struct cmd_hello *h, char *err);
+
+/* AUTH [username] password: user is NULL for the one-argument form ("default" in Redis).
+ * Error: "ERR syntax error" for more than two arguments. */
+int cmd_parse_auth(const struct resp_arg *argv, size_t argc, const struct resp_arg **user,
+		   const struct resp_arg **pass, char *err);
+
+/* INCRBY's increment, VSET's version, lease TTLs: Redis's integer rule (no spaces, no '+', no
+ * leading zeros). Error: "ERR value is not an integer or out of range". */
+int cmd_parse_int(const struct resp_arg *a, long long *v, char *err);
+int cmd_parse_u64(const struct resp_arg *a, uint64_t *v, char *err);
+
+/* SCAN cursor [MATCH pattern] [COUNT count]. Errors: "ERR invalid cursor",
+ * "ERR value is not an integer or out of range", "ERR syntax error". */
+struct cmd_scan {
+	uint64_t cursor;
+	const struct resp_arg *match; /* NULL: every key */
+	uint64_t count;		      /* default 10 */
+};
+int cmd_parse_scan(const struct resp_arg *argv, size_t argc, struct cmd_scan *s, char *err);
+
+/* Translates a checked command into the src/kv commands that implement it, in order:
+ *   GET k            -> KV_GET k                  (reply: bulk or null)
+ *   VGET k           -> KV_GET k                  (reply: [value|null, version])
+ *   SET k v          -> KV_SET k v                (plain SET only; see below)
+ *   VSET k v ver     -> KV_CAS k ver v
+ *   DEL k...         -> KV_DEL per key            (see below for the reply count)
+ *   EXISTS k...      -> KV_GET per key
+ *   MGET k...        -> KV_GET per key
+ *   MSET k v...      -> KV_SET per pair
+ * ops[i] point into argv. Returns the number of ops (<= max_ops), or -1 with err filled:
+ * a key over KV_MAX_KEY or empty ("ERR key is too long" / "ERR empty key"), a value over
+ * KV_MAX_VALUE ("ERR value is too large"), more ops than max_ops ("ERR too many keys"), and
+ * for what the KV model cannot express yet ("ERR 'incr' is not supported yet" ...).
+ * DEL and EXISTS replies count keys that existed: the caller needs a GET per key before the
+ * DEL, in the same log batch, for Redis's count. */
+int cmd_to_kv(const struct cmd_spec *spec, const struct resp_arg *argv, size_t argc,
+	      struct kv_cmd *ops, size_t max_ops, char *err);
+
+/* Encodes the reply to a command from the results of the ops cmd_to_kv gave (n of them, in
+ * the same order):
+ *   GET     bulk, or null
+ *   VGET    [bulk or null, version]   (RESP3: the same two-element array)
+ *   SET     +OK;  MSET +OK
+ *   VSET    [1, new version] if the compare-and-set took effect, else [0, current version]:
+ *           the loser learns the version to retry against without another round trip
+ *   EXISTS  the number of keys found (a key given twice counts twice, as Redis)
+ *   MGET    array of bulk or null
+ * Returns 0, or -1 for a command without a KV reply (DEL needs the found counts of GETs
+ * before it; see cmd_to_kv). Allocation failures are in out->err. */
+int cmd_reply(const struct cmd_spec *spec, const struct kv_result *res, size_t n,
+	      struct resp_out *out);
+
+#endif
