@@ -669,27 +669,29 @@ GEN_STRUCT(lease_reply, struct msg_lease_reply, LEASE_REPLY_FIELDS)
 #define RESTART_PREPARE_FIELDS(X) X(u64, epoch, 0) X(ballot, proposal, 0)
 GEN_STRUCT(restart_prepare, struct msg_restart_prepare, RESTART_PREPARE_FIELDS)
 
-#define RESTART_ANSWER_FIELDS(X)                        \
-	X(u64, epoch, 0)                                \
-	X(ballot, proposal, 0)                          \
-	X(ballot, promised, 0)                          \
-	X(u64, commit_index, 0)                         \
-	X(u64, snapshot_index, 0)                       \
-	X(u64, last_accepted, 0)                        \
-	X(b32, log_digest, 0)                           \
-	X(u32, ranges, 0)                               \
-	X(range_digests, range_digests, MSG_MAX_RANGES) \
-	X(incarnations, regvec, MSG_MAX_REPLICAS)       \
-	X(bool, has_accepted, 0)                        \
-	X(ballot, accepted_proposal, 0)                 \
-	X(incarnations, accepted_members, MSG_MAX_REPLICAS) X(b32, accepted_digest, 0)
+#define RESTART_ANSWER_FIELDS(X)                            \
+	X(u64, epoch, 0)                                    \
+	X(ballot, proposal, 0)                              \
+	X(ballot, promised, 0)                              \
+	X(u64, commit_index, 0)                             \
+	X(u64, snapshot_index, 0)                           \
+	X(u64, last_accepted, 0)                            \
+	X(b32, log_digest, 0)                               \
+	X(u32, ranges, 0)                                   \
+	X(range_digests, range_digests, MSG_MAX_RANGES)     \
+	X(incarnations, regvec, MSG_MAX_REPLICAS)           \
+	X(bool, has_accepted, 0)                            \
+	X(ballot, accepted_proposal, 0)                     \
+	X(incarnations, accepted_members, MSG_MAX_REPLICAS) \
+	X(b32, accepted_digest, 0) X(u64, tag, 0)
 GEN_STRUCT(restart_answer, struct msg_restart_answer, RESTART_ANSWER_FIELDS)
 
 #define RESTART_ACCEPT_FIELDS(X)                   \
 	X(u64, epoch, 0)                           \
 	X(ballot, proposal, 0)                     \
 	X(incarnations, members, MSG_MAX_REPLICAS) \
-	X(b32, state_digest, 0) X(bytes, authorization, MSG_MAX_AUTH)
+	X(b32, state_digest, 0)                    \
+	X(bytes, authorization, MSG_MAX_AUTH) X(bool, decided, 0)
 GEN_STRUCT(restart_accept, struct msg_restart_accept, RESTART_ACCEPT_FIELDS)
 
 #define RESTART_ACCEPTED_FIELDS(X) \

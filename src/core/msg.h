@@ -499,6 +499,10 @@ struct msg_restart_answer {
 	struct msg_ballot accepted_proposal;
 	struct msg_incarnation_list accepted_members; /* non-empty iff has_accepted */
 	uint8_t accepted_digest[MSG_DIGEST_SIZE];
+	/* The answering incarnation's restart tag (non-zero, fixed for the incarnation): the
+	 * configuration of epoch + 1 names a member as (replica, (epoch + 1, tag)), so two
+	 * incarnations of one replica (a fork) are told apart. */
+	uint64_t tag;
 };
 
 /* The configuration of epoch + 1: at most one incarnation per replica (ascending ids). */
@@ -509,6 +513,9 @@ struct msg_restart_accept {
 	uint8_t state_digest[MSG_DIGEST_SIZE];
 	struct msg_bytes
 		authorization; /* operator signature (recovery = operator), <= MSG_MAX_AUTH */
+	/* false: phase 2a (accept this proposal). true: the proposal was accepted by a quorum:
+	 * epoch + 1 is decided with this configuration (learners install it or halt). */
+	bool decided;
 };
 
 struct msg_restart_accepted {

@@ -59,6 +59,13 @@
  * newer registration of its own replica halts (ready.halted; it emits nothing ever after).
  * The shell verifies the quote of every MSG_REGISTER before handing it to the core.
  *
+ * Epoch restart (section 6; docs/PROTOCOL.md "RR-Paxos: epoch restart"), with
+ * config.t_restart_ns set: a stuck replica runs a single-decree Paxos round (RESTART_PREPARE,
+ * _ANSWER, _ACCEPT, _ACCEPTED) on the next epoch. Answers and accepts are promises, synced
+ * before they leave (the same "append before send" rule); an answering incarnation turns
+ * suspicious. Members of the decided epoch are registered at (epoch, 0), wait T_fence from
+ * their first answer and recover as in step 5; an incarnation left out halts.
+ *
  * Memory: struct paxos owns every byte it holds (values are copied in, through teems_malloc).
  * Every pointer in a struct paxos_ready (persist entries, message bodies and lists, applied
  * values) points into memory owned by the core or by the ready, valid until the next
@@ -140,7 +147,16 @@ struct paxos_config {
 	uint32_t max_accept_slots;    /* slots in one ACCEPT (1 .. MSG_MAX_BATCH) */
 	uint32_t max_inflight;	      /* uncommitted slots the leader pipelines */
 	uint32_t max_queue;	      /* client commands waiting for a slot */
-	unsigned unsafe;	      /* PAXOS_UNSAFE_*, tests only */
+	/* Epoch restart (section 6; docs/PROTOCOL.md "RR-Paxos: epoch restart"): a replica that
+	 * for t_restart_ns has heard from fewer than W_Q fresh registered incarnations of its
+	 * epoch (itself included if fresh; a fresh leader's ACCEPT or COMMIT counts as proof of
+	 * W_Q) is stuck and proposes the next epoch. 0: never stuck (no epoch restart). */
+	uint64_t t_restart_ns;
+	/* recovery = operator: the accept step waits for an operator's signed authorization.
+	 * Not implemented yet: with this set a proposer never sends RESTART_ACCEPT (it answers
+	 * and promises as usual, so nothing is lost, but no epoch restart completes). */
+	bool restart_operator;
+	unsigned unsafe; /* PAXOS_UNSAFE_*, tests only */
 };
 
 /* Sensible defaults for everything but quorum and self. */
@@ -215,6 +231,20 @@ struct paxos_entry_ref {
 /* Flags of a persist record. */
 #define PAXOS_REC_REGISTERED 0x1u /* own_reg/own_key: this incarnation's registration committed */
 #define PAXOS_REC_RECOVERED 0x2u  /* this incarnation finished recovery and became fresh */
+#define PAXOS_REC_RESTART 0x4u	  /* restart: the epoch and the restart promises (version 2) */
+
+/* The epoch-restart state a record carries (PAXOS_REC_RESTART): the replica's epoch, its
+ * restart promise for epoch `rs_epoch` and the restart proposal it accepted there (the decided
+ * one once epoch + 1 is installed). Restored from the last record that carries it. */
+struct paxos_restart_rec {
+	uint64_t epoch;
+	uint64_t rs_epoch;
+	struct msg_ballot promised; /* (0, 0, (0, 0)): none */
+	bool has_accepted;
+	struct msg_ballot accepted;
+	uint32_t n_members;
+	struct msg_incarnation members[QUORUM_MAX_REPLICAS];
+};
 
 /* A WAL record: the promised ballot (always), the commit index known when it was written, then
  * `count` entries (may be 0: a promise only). Encode it with paxos_persist_encode, give the
@@ -230,13 +260,15 @@ struct paxos_persist {
 	unsigned flags;			      /* PAXOS_REC_* */
 	struct msg_regidx own_reg;	      /* PAXOS_REC_REGISTERED */
 	uint8_t own_key[MSG_PUBLIC_KEY_SIZE]; /* PAXOS_REC_REGISTERED */
+	struct paxos_restart_rec restart;     /* PAXOS_REC_RESTART */
 	uint32_t count;
 	const struct paxos_entry_ref *entries; /* ready-owned */
 	bool sync; /* fsync now (not at leisure): withheld outputs wait for it */
 };
 
-/* The record format version written by paxos_persist_encode (first byte). */
-#define PAXOS_PERSIST_VERSION 1
+/* The record format version written by paxos_persist_encode (first byte): 1 for records
+ * without PAXOS_REC_RESTART (as before), 2 for records with it. Both are restored. */
+#define PAXOS_PERSIST_VERSION 2
 
 /* Encodes rec into buf. Returns 0 with *len = bytes written; TEEMS_EFULL with *len = the size
  * needed when cap is too small (buf may be NULL then); TEEMS_EINVAL for a record the core never
@@ -417,6 +449,11 @@ enum paxos_lifecycle {
 enum paxos_lifecycle paxos_lifecycle(const struct paxos *p);
 /* T_fence = (T_op + T_lease + T_cfg) * (1 + rho), rounded up. */
 uint64_t paxos_fence_ns(const struct paxos_config *cfg);
+
+/* Epoch restart (section 6). The current epoch (0 at genesis); whether this replica is stuck
+ * now (it would propose or answer a restart). */
+uint64_t paxos_epoch(const struct paxos *p);
+bool paxos_stuck(const struct paxos *p);
 
 /* The registration this core's applied configuration holds for `replica` (false: none beyond
  * genesis), with its key. */

@@ -32,6 +32,7 @@ void paxos_config_default(struct paxos_config *cfg)
 	cfg->t_cfg_ns = 2000ull * 1000 * 1000;
 	cfg->rho_ppm = 1000;
 	cfg->register_retry_ns = 100ull * 1000 * 1000;
+	cfg->t_restart_ns = 0; /* off unless the shell sets it (section 6) */
 }
 
 uint64_t paxos_fence_ns(const struct paxos_config *cfg)
@@ -90,6 +91,11 @@ int paxos_new(struct paxos **out, const struct paxos_config *cfg, char *errbuf)
 	p->suspicious = cfg->suspicious;
 	p->registered = true;
 	p->reg = cfg->reg;
+	p->epoch = cfg->restarted ? 0 : cfg->reg.epoch;
+	for (unsigned i = 0; i < MSG_PUBLIC_KEY_SIZE; i += 8)
+		p->rs_tag = splitmix64(p->rs_tag ^ get_le64(cfg->public_key + i));
+	if (p->rs_tag == 0)
+		p->rs_tag = 1;
 	p->lc = PAXOS_LC_FRESH;
 	if (cfg->restarted)
 		paxos_mark_restarted(p);
@@ -369,6 +375,7 @@ int paxos_persist(struct paxos *p, struct paxos_ready *r, uint64_t first, uint64
 		memcpy(rec->own_key, p->cfg.public_key, MSG_PUBLIC_KEY_SIZE);
 		p->reg_record = false;
 	}
+	paxos_restart_persist(p, rec);
 	for (uint64_t i = 0; i < count; i++) {
 		struct paxos_slot *s = &p->log[first + i - 1];
 
@@ -406,6 +413,11 @@ static int release_one(struct paxos *p, struct paxos_ready *r, const struct paxo
 		return paxos_release_accepted(p, r, h);
 	case HELD_RECOVERED:
 		return paxos_release_recovered(p, r, h);
+	case HELD_RS_PREPARE:
+	case HELD_RS_ANSWER:
+	case HELD_RS_ACCEPTED:
+	case HELD_RS_SELF:
+		return paxos_release_restart(p, r, h);
 	}
 	return TEEMS_OK;
 }
@@ -559,6 +571,10 @@ static int on_message(struct paxos *p, struct paxos_ready *r, const struct msg *
 {
 	if (!paxos_is_peer(p, m))
 		return TEEMS_OK;
+	if (!paxos_restart_filter(p, r, m))
+		return TEEMS_OK;
+	if (m->type >= MSG_RESTART_PREPARE && m->type <= MSG_RESTART_ACCEPTED)
+		return paxos_on_restart_msg(p, r, m);
 	/* A suspicious incarnation never campaigns or leads (section 4): ignore its requests. */
 	if (m->suspicious && !paxos_suspicion_ignored(p) &&
 	    (m->type == MSG_PREPARE || m->type == MSG_ACCEPT || m->type == MSG_COMMIT))
@@ -605,6 +621,7 @@ static int on_message(struct paxos *p, struct paxos_ready *r, const struct msg *
 /* A taint of the trusted clock abandons every open collection (section 4, section 8). */
 static int on_taint(struct paxos *p, struct paxos_ready *r)
 {
+	p->rs_window_hi = p->now.hi_ns; /* a tainted interval never counts toward T_restart */
 	TRY(paxos_oread_expire(p, r, true));
 	if (p->role == PAXOS_CANDIDATE)
 		TRY(paxos_elect_abandon(p));
@@ -642,6 +659,7 @@ int paxos_step(struct paxos *p, const struct paxos_input *in, struct paxos_ready
 		p->now.epoch = in->now.epoch;
 	if (!p->have_time) {
 		p->have_time = true;
+		p->rs_window_hi = p->now.hi_ns;
 		paxos_reset_election_timer(p);
 	}
 	if (tainted)
@@ -653,6 +671,9 @@ int paxos_step(struct paxos *p, const struct paxos_input *in, struct paxos_ready
 	case PAXOS_IN_TICK:
 		TRY(paxos_oread_expire(p, r, false));
 		TRY(paxos_lifecycle_tick(p, r));
+		TRY(paxos_restart_tick(p, r));
+		if (p->halted)
+			break;
 		TRY(paxos_elect_tick(p, r));
 		break;
 	case PAXOS_IN_MESSAGE:

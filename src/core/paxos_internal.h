@@ -22,6 +22,7 @@ struct paxos_slot {
 	bool adopted;	  /* state from recovery or restore, not this incarnation's vote */
 	bool is_register; /* the value is a REGISTER entry of replica reg_replica */
 	uint16_t reg_replica;
+	uint64_t reg_prev_epoch;  /* its expected_previous.epoch: older than ours means void */
 	struct msg_ballot ballot; /* the entry's ballot */
 	uint8_t *value;		  /* owned; NULL when len is 0 */
 	uint32_t len;
@@ -50,10 +51,14 @@ struct paxos_pending {
 
 /* A message withheld until a persist record is synced. */
 enum paxos_held_kind {
-	HELD_PREPARE = 0,   /* broadcast PREPARE for `ballot` */
-	HELD_PROMISE = 1,   /* PROMISE to `to` for `ballot`, entries from `from_slot` */
-	HELD_ACCEPTED = 2,  /* synced ACCEPTED to `to` */
-	HELD_RECOVERED = 3, /* recovery's record synced: become fresh (section 4, step 6) */
+	HELD_PREPARE = 0,     /* broadcast PREPARE for `ballot` */
+	HELD_PROMISE = 1,     /* PROMISE to `to` for `ballot`, entries from `from_slot` */
+	HELD_ACCEPTED = 2,    /* synced ACCEPTED to `to` */
+	HELD_RECOVERED = 3,   /* recovery's record synced: become fresh (section 4, step 6) */
+	HELD_RS_PREPARE = 4,  /* epoch restart: own promise synced, broadcast RESTART_PREPARE */
+	HELD_RS_ANSWER = 5,   /* RESTART_ANSWER to `to` for proposal `ballot` */
+	HELD_RS_ACCEPTED = 6, /* RESTART_ACCEPTED to `to` for proposal `ballot` */
+	HELD_RS_SELF = 7,     /* the proposer's own accept of `ballot` is synced: count it */
 };
 
 /* One incarnation's view of the registrations of a collection (section 4, step 3): the
@@ -160,6 +165,39 @@ struct paxos {
 	struct msg_ballot rec_promised;
 	uint64_t rec_from;
 	bool rec_finishing; /* the record is written; waiting for its sync */
+
+	/* epoch restart (section 6, paxos_restart.c) */
+	uint64_t epoch;				/* the current epoch (0: genesis) */
+	uint64_t rs_tag;			/* this incarnation's name in a configuration */
+	uint64_t heard_hi[QUORUM_MAX_REPLICAS]; /* last message from a fresh registered
+						   incarnation of our epoch (hi; 0: never) */
+	uint64_t leader_heard_hi;		/* last ACCEPT or COMMIT of a fresh leader */
+	uint64_t rs_window_hi;			/* stuck needs t_restart since this (hi) */
+	/* promises (persisted in PAXOS_REC_RESTART) */
+	uint64_t rs_epoch;
+	struct msg_ballot rs_promised;
+	bool rs_has_acc;
+	struct msg_ballot rs_acc;
+	uint32_t rs_n_acc;
+	struct msg_incarnation rs_acc_m[QUORUM_MAX_REPLICAS];
+	bool rs_record;	  /* the next persist record carries the restart state */
+	bool rs_answered; /* this incarnation promised a restart in its epoch */
+	uint64_t rs_first_lo, rs_first_epoch; /* its first answer (lo, taint epoch) */
+	bool rs_fence;			      /* installed: wait, then fresh (no recovery read) */
+	/* proposer */
+	int rs_phase; /* 0 idle, 1 collecting answers, 2 collecting accepts */
+	struct msg_ballot rs_prop;
+	uint64_t rs_nonce;
+	uint64_t rs_sent_hi;
+	uint64_t rs_next_hi; /* earliest next proposal (hi) */
+	uint64_t rs_mask;    /* replicas that answered */
+	uint64_t rs_tags[QUORUM_MAX_REPLICAS];
+	bool rs_best_set;
+	struct msg_ballot rs_best;
+	uint32_t rs_n_best;
+	struct msg_incarnation rs_best_m[QUORUM_MAX_REPLICAS];
+	uint64_t rs_acc_mask;			   /* replicas whose accept was counted */
+	uint64_t rs_dec_sent[QUORUM_MAX_REPLICAS]; /* decision last sent to a laggard (hi) */
 
 	/* read index (leader) */
 	struct paxos_read_req *ri_wait, *ri_fly;
@@ -317,6 +355,20 @@ int paxos_recover_start(struct paxos *p, struct paxos_ready *r);
 int paxos_on_recovery_request(struct paxos *p, struct paxos_ready *r, const struct msg *m);
 int paxos_on_recovery_reply(struct paxos *p, struct paxos_ready *r, const struct msg *m);
 int paxos_release_recovered(struct paxos *p, struct paxos_ready *r, const struct paxos_held *h);
+
+/* ---- paxos_restart.c: epoch restart (section 6) ---- */
+int paxos_restart_restore(struct paxos *p, const struct paxos_restart_rec *x);
+/* Sets the epoch and the baseline configuration of an epoch entered by a restart: every
+ * replica registered at (epoch, 0) until a REGISTER of that epoch commits. */
+void paxos_enter_epoch(struct paxos *p, uint64_t epoch);
+/* Every incoming message, before anything else: liveness bookkeeping, laggards. Returns false
+ * when the message must be ignored. */
+bool paxos_restart_filter(struct paxos *p, struct paxos_ready *r, const struct msg *m);
+int paxos_on_restart_msg(struct paxos *p, struct paxos_ready *r, const struct msg *m);
+int paxos_restart_tick(struct paxos *p, struct paxos_ready *r);
+int paxos_release_restart(struct paxos *p, struct paxos_ready *r, const struct paxos_held *h);
+/* Fills rec->restart when the restart state must be persisted. */
+void paxos_restart_persist(struct paxos *p, struct paxos_persist *rec);
 
 /* ---- paxos_read.c ---- */
 int paxos_on_read(struct paxos *p, struct paxos_ready *r, const struct paxos_input *in);

@@ -1,15 +1,18 @@
 /* RR-Paxos: the WAL record format and restart from it (DESIGN.md sections 4 and 7).
  *
- * Record layout, version 1 (little-endian; docs/PROTOCOL.md "Paxos WAL record"):
+ * Record layout, version 2 (little-endian; docs/PROTOCOL.md "Paxos WAL record"):
  *
- *	u8  version (1)       u8  flags (PAXOS_REC_*)      u64 seq
+ *	u8  version (2)       u8  flags (PAXOS_REC_*)      u64 seq
  *	ballot promised       u64 commit_index
  *	[flags & REGISTERED:  regidx own_reg, u8[32] own_key]
+ *	[flags & RESTART:     u64 epoch, u64 rs_epoch, ballot rs_promised, u8 has_accepted,
+ *	                      ballot accepted, u16 n, n x (u16 replica, regidx)]
  *	u32 count, then count entries in strictly ascending slot order:
  *	    u64 slot (>= 1), ballot, u8 adopted (0 or 1), u32 len (<= MSG_MAX_BLOB), len bytes
  *
  * with ballot = u64 round, u16 replica, u64 reg.epoch, u64 reg.slot and regidx = u64 epoch,
- * u64 slot. The record must be consumed exactly. Records reach the core through the sealed WAL
+ * u64 slot. Version 1 is the same layout without the RESTART flag; it is still restored.
+ * The record must be consumed exactly. Records reach the core through the sealed WAL
  * (authenticated), so a malformed one is a bug or a foreign file: it is refused, never trusted,
  * and never crashes the core. */
 #include <string.h>
@@ -23,7 +26,9 @@
 #define HEADER_SIZE (1u + 1u + 8u + BALLOT_SIZE + 8u + 4u)
 #define REG_SIZE (16u + MSG_PUBLIC_KEY_SIZE)
 #define ENTRY_HEADER (8u + BALLOT_SIZE + 1u + 4u)
-#define KNOWN_FLAGS (PAXOS_REC_REGISTERED | PAXOS_REC_RECOVERED)
+#define KNOWN_FLAGS (PAXOS_REC_REGISTERED | PAXOS_REC_RECOVERED | PAXOS_REC_RESTART)
+#define RESTART_SIZE (8u + 8u + BALLOT_SIZE + 1u + BALLOT_SIZE + 2u)
+#define MEMBER_SIZE (2u + 16u)
 /* Slots above this are refused on restore: a log that long is not a log this core wrote. */
 #define RESTORE_MAX_SLOT (1ull << 40)
 
@@ -54,6 +59,11 @@ int paxos_persist_encode(const struct paxos_persist *rec, uint8_t *buf, size_t c
 		return TEEMS_EINVAL;
 	if (rec->flags & PAXOS_REC_REGISTERED)
 		need += REG_SIZE;
+	if (rec->flags & PAXOS_REC_RESTART) {
+		if (rec->restart.n_members > QUORUM_MAX_REPLICAS)
+			return TEEMS_EINVAL;
+		need += RESTART_SIZE + MEMBER_SIZE * rec->restart.n_members;
+	}
 	for (uint32_t i = 0; i < rec->count; i++) {
 		if (rec->entries[i].len > MSG_MAX_BLOB || rec->entries[i].slot == 0 ||
 		    (i && rec->entries[i].slot <= rec->entries[i - 1].slot))
@@ -75,6 +85,23 @@ int paxos_persist_encode(const struct paxos_persist *rec, uint8_t *buf, size_t c
 		put_le64(o + 8, rec->own_reg.slot);
 		memcpy(o + 16, rec->own_key, MSG_PUBLIC_KEY_SIZE);
 		o += REG_SIZE;
+	}
+	if (rec->flags & PAXOS_REC_RESTART) {
+		const struct paxos_restart_rec *x = &rec->restart;
+
+		put_le64(o, x->epoch);
+		put_le64(o + 8, x->rs_epoch);
+		o = put_ballot(o + 16, &x->promised);
+		*o++ = x->has_accepted ? 1 : 0;
+		o = put_ballot(o, &x->accepted);
+		put_le16(o, (uint16_t)x->n_members);
+		o += 2;
+		for (uint32_t k = 0; k < x->n_members; k++) {
+			put_le16(o, x->members[k].replica);
+			put_le64(o + 2, x->members[k].reg.epoch);
+			put_le64(o + 10, x->members[k].reg.slot);
+			o += MEMBER_SIZE;
+		}
 	}
 	put_le32(o, rec->count);
 	o += 4;
@@ -99,6 +126,7 @@ struct parsed {
 	struct msg_ballot promised;
 	uint64_t commit_index;
 	unsigned flags;
+	struct paxos_restart_rec restart;
 	uint32_t count;
 	const uint8_t *entries;
 	size_t entries_len;
@@ -118,10 +146,10 @@ static int parse(const uint8_t *rec, size_t len, struct parsed *out)
 
 	if (len < HEADER_SIZE)
 		return TEEMS_ECORRUPT;
-	if (rec[0] != PAXOS_PERSIST_VERSION)
+	if (rec[0] != PAXOS_PERSIST_VERSION && rec[0] != 1)
 		return rec[0] > PAXOS_PERSIST_VERSION ? TEEMS_EVERSION : TEEMS_ECORRUPT;
 	out->flags = rec[1];
-	if (out->flags & ~KNOWN_FLAGS)
+	if ((out->flags & ~KNOWN_FLAGS) || (rec[0] == 1 && (out->flags & PAXOS_REC_RESTART)))
 		return TEEMS_ECORRUPT;
 	out->seq = get_le64(rec + 2);
 	i = get_ballot(rec + 10, &out->promised);
@@ -133,6 +161,34 @@ static int parse(const uint8_t *rec, size_t len, struct parsed *out)
 		if ((size_t)(end - i) < REG_SIZE + 4)
 			return TEEMS_ECORRUPT;
 		i += REG_SIZE;
+	}
+	if (out->flags & PAXOS_REC_RESTART) {
+		struct paxos_restart_rec *x = &out->restart;
+
+		if ((size_t)(end - i) < RESTART_SIZE + 4)
+			return TEEMS_ECORRUPT;
+		x->epoch = get_le64(i);
+		x->rs_epoch = get_le64(i + 8);
+		i = get_ballot(i + 16, &x->promised);
+		if (*i > 1)
+			return TEEMS_ECORRUPT;
+		x->has_accepted = *i++ == 1;
+		i = get_ballot(i, &x->accepted);
+		x->n_members = get_le16(i);
+		i += 2;
+		if (x->n_members > QUORUM_MAX_REPLICAS || !ballot_ok(&x->promised) ||
+		    !ballot_ok(&x->accepted) || x->has_accepted != (x->n_members > 0) ||
+		    (size_t)(end - i) < (size_t)MEMBER_SIZE * x->n_members + 4)
+			return TEEMS_ECORRUPT;
+		for (uint32_t k = 0; k < x->n_members; k++) {
+			x->members[k].replica = get_le16(i);
+			x->members[k].reg.epoch = get_le64(i + 2);
+			x->members[k].reg.slot = get_le64(i + 10);
+			if (x->members[k].replica >= QUORUM_MAX_REPLICAS ||
+			    (k && x->members[k].replica <= x->members[k - 1].replica))
+				return TEEMS_ECORRUPT;
+			i += MEMBER_SIZE;
+		}
 	}
 	out->count = get_le32(i);
 	i += 4;
@@ -182,6 +238,11 @@ int paxos_restore(struct paxos *p, const uint8_t *rec, size_t len)
 	if (rc)
 		return rc;
 	raise_promise(p, &pr.promised);
+	if (pr.flags & PAXOS_REC_RESTART) {
+		rc = paxos_restart_restore(p, &pr.restart);
+		if (rc)
+			return rc;
+	}
 	i = pr.entries;
 	for (uint32_t k = 0; k < pr.count; k++) {
 		struct paxos_slot *s;

@@ -225,6 +225,29 @@ int paxos_on_recovery_reply(struct paxos *p, struct paxos_ready *r, const struct
 	}
 	if (rr->more)
 		return send_request(p, r, m->from.replica, last + 1);
+	if (p->rs_fence && m->suspicious && m->from.reg.epoch < p->epoch &&
+	    m->from.replica < p->n) {
+		/* After an epoch restart (section 6) every member recovers from members only, all
+		 * suspicious. A member that crashed meanwhile is back as a new, unregistered
+		 * incarnation: its durable state is the member's (a rollback counted in s), so its
+		 * reply counts for the member's replica while no newer registration of it exists.
+		 */
+		struct msg_regidx base = {p->epoch, 0};
+		struct msg_regidx known = paxos_known_reg(p, m->from.replica);
+
+		if (paxos_regidx_cmp(&known, &base) == 0) {
+			struct msg as_member = *m;
+
+			as_member.from.reg = base;
+			m = &as_member;
+			if (paxos_col_member(p, &p->rec_col, m))
+				p->rec_suspicious |= bit(m->from.replica);
+			paxos_col_prune(p, &p->rec_col);
+			if (popcount64(p->rec_col.members) >= recovery_quorum(p))
+				return finish(p, r);
+			return TEEMS_OK;
+		}
+	}
 	if (paxos_col_member(p, &p->rec_col, m)) {
 		if (m->suspicious && !paxos_suspicion_ignored(p))
 			p->rec_suspicious |= bit(m->from.replica);

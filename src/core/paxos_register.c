@@ -1,12 +1,14 @@
 /* RR-Paxos: the configuration in the log, REGISTER, the discard and halt rules, and the fence
  * (DESIGN.md section 4, steps 2-4).
  *
- * Registration indexes are (0, slot of the REGISTER entry): epochs belong to the epoch
- * restart (section 6), which does not exist yet. Members of the initial configuration are
- * registered at (0, 0). The applied configuration maps each replica to its newest committed
- * registration (index and key); registration vectors add, per replica, the newest accepted or
- * adopted REGISTER above the commit index, so a superseded incarnation's votes are discarded
- * from the moment the new REGISTER is accepted, not when it is applied. */
+ * Registration indexes are (epoch, slot of the REGISTER entry). Members of the initial
+ * configuration are registered at (0, 0); an epoch restart (paxos_restart.c) registers every
+ * member of epoch E at (E, 0), and a REGISTER whose expected previous index is from an earlier
+ * epoch than ours is void (it was proposed before the restart). The applied configuration maps each
+ * replica to its newest committed registration (index and key); registration vectors add, per
+ * replica, the newest accepted or adopted REGISTER above the commit index, so a superseded
+ * incarnation's votes are discarded from the moment the new REGISTER is accepted, not when it is
+ * applied. */
 #include <string.h>
 
 #include "common/alloc.h"
@@ -29,10 +31,12 @@ void paxos_slot_classify(struct paxos_slot *s)
 
 	s->is_register = false;
 	s->reg_replica = 0;
+	s->reg_prev_epoch = 0;
 	if (s->accepted && s->len && paxos_config_entry(s->value, s->len, &e) &&
 	    e.replica < QUORUM_MAX_REPLICAS) {
 		s->is_register = true;
 		s->reg_replica = e.replica;
+		s->reg_prev_epoch = e.expected_previous.epoch;
 	}
 }
 
@@ -43,8 +47,9 @@ struct msg_regidx paxos_known_reg(const struct paxos *p, uint16_t replica)
 	for (uint64_t s = p->last_slot; s > p->commit_index; s--) {
 		const struct paxos_slot *sl = &p->log[s - 1];
 
-		if (sl->accepted && sl->is_register && sl->reg_replica == replica) {
-			struct msg_regidx idx = {0, s};
+		if (sl->accepted && sl->is_register && sl->reg_replica == replica &&
+		    sl->reg_prev_epoch >= p->epoch) {
+			struct msg_regidx idx = {p->epoch, s};
 
 			return idx;
 		}
@@ -62,8 +67,9 @@ void paxos_known_regs(const struct paxos *p, struct msg_regidx out[QUORUM_MAX_RE
 	for (uint64_t s = p->commit_index + 1; s <= p->last_slot; s++) {
 		const struct paxos_slot *sl = &p->log[s - 1];
 
-		if (sl->accepted && sl->is_register && sl->reg_replica < p->n) {
-			out[sl->reg_replica].epoch = 0;
+		if (sl->accepted && sl->is_register && sl->reg_replica < p->n &&
+		    sl->reg_prev_epoch >= p->epoch) {
+			out[sl->reg_replica].epoch = p->epoch;
 			out[sl->reg_replica].slot = s;
 		}
 	}
@@ -114,10 +120,11 @@ static int config_note(struct paxos *p, uint64_t slot, struct paxos_register_ent
 {
 	const struct paxos_slot *sl = &p->log[slot - 1];
 
-	if (!sl->is_register || !paxos_config_entry(sl->value, sl->len, e) || e->replica >= p->n)
+	if (!sl->is_register || !paxos_config_entry(sl->value, sl->len, e) || e->replica >= p->n ||
+	    e->expected_previous.epoch < p->epoch)
 		return 1;
 	p->regs[e->replica].set = true;
-	p->regs[e->replica].idx.epoch = 0;
+	p->regs[e->replica].idx.epoch = p->epoch;
 	p->regs[e->replica].idx.slot = slot;
 	memcpy(p->regs[e->replica].key, e->public_key, MSG_PUBLIC_KEY_SIZE);
 	if (key_known(p, e->public_key))
@@ -166,7 +173,7 @@ static void registered(struct paxos *p, const struct msg_regidx *idx)
 int paxos_config_apply(struct paxos *p, struct paxos_ready *r, uint64_t slot)
 {
 	struct paxos_register_entry e;
-	struct msg_regidx idx = {0, slot};
+	struct msg_regidx idx = {p->epoch, slot};
 	int rc = config_note(p, slot, &e);
 
 	if (rc)
@@ -228,9 +235,10 @@ void paxos_check_halt(struct paxos *p, const struct msg *m)
 
 		msg_values_begin(&it, &m->accept.values);
 		for (; msg_values_next(&it, &v); slot++) {
-			struct msg_regidx at = {0, slot};
+			struct msg_regidx at = {p->epoch, slot};
 
 			if (paxos_config_entry(v.p, v.len, &e) && e.replica == p->cfg.self &&
+			    e.expected_previous.epoch >= p->epoch &&
 			    paxos_regidx_cmp(&at, &p->reg) > 0) {
 				paxos_halt(p);
 				return;
@@ -367,7 +375,7 @@ int paxos_register_applied(struct paxos *p, struct paxos_ready *r, uint64_t slot
 	for (size_t i = 0; i < p->n_reg_wait; i++) {
 		struct paxos_reg_wait w = p->reg_wait[i];
 		const struct paxos_slot *sl = &p->log[w.slot - 1];
-		struct msg_regidx idx = {0, w.slot};
+		struct msg_regidx idx = {p->epoch, w.slot};
 
 		if (w.slot > slot) {
 			p->reg_wait[keep++] = w;
@@ -489,6 +497,11 @@ int paxos_on_register_result(struct paxos *p, struct paxos_ready *r, const struc
 	if (p->lc != PAXOS_LC_REGISTERING || !p->reg_nonce || m->nonce != p->reg_nonce ||
 	    res->replica != p->cfg.self)
 		return TEEMS_OK;
+	/* The cluster restarted into a later epoch meanwhile (section 6): enter it. */
+	if (res->current.epoch > p->epoch)
+		paxos_enter_epoch(p, res->current.epoch);
+	if (res->status == MSG_REGISTER_COMMITTED && res->index.epoch > p->epoch)
+		paxos_enter_epoch(p, res->index.epoch);
 	switch (res->status) {
 	case MSG_REGISTER_COMMITTED:
 		p->leader = m->from.replica;
@@ -534,6 +547,9 @@ int paxos_lifecycle_tick(struct paxos *p, struct paxos_ready *r)
 			start_fence(p);
 			return TEEMS_OK;
 		}
+		/* After an epoch restart (section 6, "After") the wait counts from our first
+		 * answer; then the ordinary recovery read (R_Q(s) members, every one suspicious)
+		 * merges the members' states. */
 		if ((p->cfg.unsafe & PAXOS_UNSAFE_NO_FENCE) ||
 		    p->now.lo_ns - p->fence_start_lo >= paxos_fence_ns(&p->cfg))
 			return paxos_recover_start(p, r);

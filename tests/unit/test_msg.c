@@ -290,6 +290,7 @@ static void sample(enum msg_type t, enum variant v, struct msg *m)
 				(struct msg_incarnation_list)LIST(regvec_items);
 			m->restart_answer.accepted_digest[0] = 0x5a;
 		}
+		m->restart_answer.tag = e ? 1 : 0x1234567890abcdefull;
 		break;
 	case MSG_RESTART_ACCEPT:
 		m->restart_accept.epoch = 5;
@@ -299,6 +300,7 @@ static void sample(enum msg_type t, enum variant v, struct msg *m)
 			m->restart_accept.members.count = 1;
 		memcpy(m->restart_accept.state_digest, digest_x, MSG_DIGEST_SIZE);
 		m->restart_accept.authorization = e ? (struct msg_bytes){0} : BYTES("signature");
+		m->restart_accept.decided = !e;
 		break;
 	case MSG_RESTART_ACCEPTED:
 		m->restart_accepted.epoch = 5;

@@ -36,6 +36,11 @@
  *   fence            a taint restarts the fence in full; PAXOS_UNSAFE_NO_FENCE skips it
  *   reads            read index (suspicious replicas never acknowledge; a deposed leader is
  *                    refused) and the optimized read (unanimity, abort rule, T_op)
+ *   epoch restart    (section 6) the RESTART block of a WAL record; S11 total crash after a
+ *                    burst of writes under sync=rr with power loss of unsynced records, on
+ *                    every configuration, twice in a row; S8 a partitioned proposer is
+ *                    ignored and later halts; S9 two proposers share an answerer; S10 a fork
+ *                    answers twice; a replica restarts in the middle of the restart round
  *   random           restarts, rollbacks and drops within the bounds over many seeds
  *                    (PAXOS_SEEDS=n for more), with reads; then the same runs with
  *                    PAXOS_UNSAFE_NO_RECOVERY must be caught
@@ -141,7 +146,14 @@ struct cluster {
 	bool read_stale;
 	bool allow_enomem; /* the allocation sweep: a core that fails is discarded (a crash) */
 	unsigned enomem_hits;
+	/* epoch restart tests: records not marked `sync` stay volatile (lost on a power loss)
+	 * until a record marked `sync` is written (an fsync makes everything before it durable) */
+	bool lazy_sync;
+	unsigned restart_accepts; /* non-decided RESTART_ACCEPTs delivered (restart_filter) */
 };
+
+/* T_restart for the cores make_config builds (0: no epoch restart, as in most tests). */
+static uint64_t g_t_restart;
 
 static uint64_t rnd(struct cluster *c)
 {
@@ -332,6 +344,13 @@ static void take_ready(struct cluster *c, int i)
 		}
 		free(ex);
 	}
+	if (wrote && c->lazy_sync) {
+		bool urgent = false;
+
+		for (size_t k = 0; k < r->n_persist; k++)
+			urgent = urgent || r->persist[k].sync;
+		wrote = urgent;
+	}
 	if (wrote) { /* every record is durable at once (restarts pick synced prefixes) */
 		struct paxos_input in = {.type = PAXOS_IN_SYNCED};
 
@@ -395,6 +414,7 @@ static void make_config(struct cluster *c, struct paxos_config *cfg, int id, uns
 	cfg->max_accept_slots = 8;
 	cfg->max_inflight = 16;
 	cfg->register_retry_ns = 20 * MS;
+	cfg->t_restart_ns = g_t_restart;
 	cfg->unsafe = c->unsafe;
 	cfg->restarted = restarted;
 	memset(cfg->public_key, 0, sizeof(cfg->public_key));
@@ -764,7 +784,7 @@ static void test_persist_round_trip(void **state)
 		const size_t adopted_at = 48 + 48 + 8 + 26; /* header, reg, first entry's byte */
 
 		memcpy(bad, buf, len);
-		bad[0] = 2;
+		bad[0] = PAXOS_PERSIST_VERSION + 1;
 		assert_int_equal(paxos_restore(p, bad, len), TEEMS_EVERSION);
 		bad[0] = 0;
 		assert_int_equal(paxos_restore(p, bad, len), TEEMS_ECORRUPT);
@@ -821,6 +841,58 @@ static void test_persist_round_trip(void **state)
 		paxos_ready_free(&r);
 	}
 	paxos_free(p);
+}
+
+/* The epoch-restart block of a WAL record (PAXOS_REC_RESTART, version 2): round trip, the
+ * restored epoch and configuration, truncations refused, and version 1 never carries it. */
+static void test_persist_restart_block(void **state)
+{
+	struct paxos_config cfg;
+	struct paxos_persist rec;
+	struct paxos *p;
+	struct cluster c;
+	uint8_t buf[512];
+	size_t len;
+	struct msg_regidx idx;
+
+	(void)state;
+	cluster_init(&c, 3, 1, 1, 0, 1);
+	make_config(&c, &cfg, 1, 1, true);
+	memset(&rec, 0, sizeof(rec));
+	rec.seq = 3;
+	rec.flags = PAXOS_REC_RESTART;
+	rec.restart.epoch = 2;
+	rec.restart.rs_epoch = 1;
+	rec.restart.promised = (struct msg_ballot){4, 2, {1, 77}};
+	rec.restart.has_accepted = true;
+	rec.restart.accepted = rec.restart.promised;
+	rec.restart.n_members = 2;
+	rec.restart.members[0] = (struct msg_incarnation){0, {2, 5}};
+	rec.restart.members[1] = (struct msg_incarnation){2, {2, 9}};
+	assert_int_equal(paxos_persist_encode(&rec, buf, sizeof(buf), &len), TEEMS_OK);
+	assert_int_equal(buf[0], PAXOS_PERSIST_VERSION);
+	assert_int_equal(paxos_new(&p, &cfg, NULL), TEEMS_OK);
+	for (size_t k = 0; k < len; k++)
+		assert_int_equal(paxos_restore(p, buf, k), TEEMS_ECORRUPT);
+	buf[0] = 1; /* version 1 has no RESTART flag */
+	assert_int_equal(paxos_restore(p, buf, len), TEEMS_ECORRUPT);
+	buf[0] = PAXOS_PERSIST_VERSION;
+	assert_int_equal(paxos_epoch(p), 0);
+	assert_int_equal(paxos_restore(p, buf, len), TEEMS_OK);
+	assert_int_equal(paxos_epoch(p), 2);
+	/* every replica is registered at (2, 0) until a REGISTER of epoch 2 commits */
+	assert_true(paxos_config_registration(p, 0, &idx, NULL));
+	assert_int_equal(idx.epoch, 2);
+	assert_int_equal(idx.slot, 0);
+	assert_true(paxos_suspicious(p));
+	paxos_free(p);
+	/* members out of order are refused */
+	rec.restart.members[1].replica = 0;
+	assert_int_equal(paxos_persist_encode(&rec, buf, sizeof(buf), &len), TEEMS_OK);
+	assert_int_equal(paxos_new(&p, &cfg, NULL), TEEMS_OK);
+	assert_int_equal(paxos_restore(p, buf, len), TEEMS_ECORRUPT);
+	paxos_free(p);
+	cluster_free(&c);
 }
 
 static void test_digest_is_sha256(void **state)
@@ -1497,6 +1569,249 @@ static bool random_restarts(unsigned n, unsigned f, unsigned m_r, uint64_t seed,
 	return bad;
 }
 
+/* ---- epoch restart (DESIGN.md section 6; SCENARIOS.md S8-S11) ---- */
+
+#define T_RESTART (1000 * MS)
+
+static bool rs_all_fresh(struct cluster *c, int unused)
+{
+	(void)unused;
+	for (int i = 0; i < c->nn; i++)
+		if (!c->nodes[i].halted && c->nodes[i].up && !is_fresh(c, i))
+			return false;
+	return true;
+}
+
+static bool has_leader(struct cluster *c, int unused)
+{
+	int l = leader_of(c);
+
+	(void)unused;
+	return l >= 0 && can_read(c, l);
+}
+
+/* A cluster with the epoch restart on, a leader (node 0) and `writes` acknowledged commands
+ * (request ids 1..writes). With M_R > 0 followers' records stay volatile until an fsync
+ * (lazy_sync: sync=rr commits on the leader's synced ack alone); with M_R = 0 every ack must
+ * be synced, so everything is. */
+static void restart_cluster(struct cluster *c, unsigned n, unsigned f, unsigned m_r, int writes)
+{
+	g_t_restart = T_RESTART;
+	cluster_init(c, n, f, m_r, 0, 11);
+	c->lazy_sync = m_r > 0;
+	elect(c, 0);
+	for (int k = 1; k <= writes; k++) {
+		propose(c, 0, (uint64_t)k);
+		run(c, 5 * MS);
+	}
+	run(c, 300 * MS);
+	assert_int_equal(c->n_acked, (size_t)writes);
+}
+
+/* Power loss everywhere: every replica restarts from what it synced. */
+static void total_crash(struct cluster *c)
+{
+	for (int i = 0; i < c->n; i++)
+		restart(c, i, synced_records(&c->nodes[i]));
+}
+
+/* After the restart: one epoch (`epoch`, or any with UINT64_MAX), everyone fresh in it, the
+ * log keeps every acknowledged command and commits again. A replica left out of the new epoch
+ * halted: the host starts it again (a new incarnation, which registers normally). */
+static void check_after_restart(struct cluster *c, uint64_t top, uint64_t epoch)
+{
+	int l;
+
+	assert_true(run_until(c, 60000 * MS, rs_all_fresh, 0));
+	for (int i = 0; i < c->n; i++)
+		if (c->nodes[i].halted)
+			restart(c, i, synced_records(&c->nodes[i]));
+	assert_true(run_until(c, 60000 * MS, rs_all_fresh, 0));
+	assert_true(run_until(c, 10000 * MS, has_leader, 0));
+	l = leader_of(c);
+	if (epoch == UINT64_MAX)
+		epoch = paxos_epoch(c->nodes[l].p);
+	propose(c, l, 1000);
+	run(c, 500 * MS);
+	assert_true(request_chosen(c, 1000));
+	for (int i = 0; i < c->nn; i++) {
+		if (c->nodes[i].halted || !c->nodes[i].up)
+			continue;
+		assert_int_equal(paxos_epoch(c->nodes[i].p), epoch);
+		assert_true(c->nodes[i].applied >= top);
+	}
+	assert_false(c->violation);
+	assert_false(c->rule_violation);
+	assert_true(no_lost_ack(c));
+}
+
+/* S11: every replica loses power after a burst of writes under sync=rr (the followers' entries
+ * were never fsynced); the epoch restart brings the cluster back with every acknowledged
+ * write, on every configuration. */
+static void test_s11_total_crash(void **state)
+{
+	static const unsigned cfgs[][3] = {{3, 1, 1}, {4, 1, 2}, {5, 2, 2}, {7, 2, 4}};
+
+	(void)state;
+	for (size_t k = 0; k < sizeof(cfgs) / sizeof(cfgs[0]); k++) {
+		struct cluster c;
+		uint64_t top;
+
+		restart_cluster(&c, cfgs[k][0], cfgs[k][1], cfgs[k][2], 20);
+		top = paxos_commit_index(c.nodes[0].p);
+		assert_true(top >= 20);
+		total_crash(&c);
+		for (int i = 0; i < c.n; i++)
+			assert_true(paxos_suspicious(c.nodes[i].p));
+		check_after_restart(&c, top, 1);
+		/* and a second total crash, in epoch 1 */
+		top = paxos_commit_index(c.nodes[leader_of(&c)].p);
+		total_crash(&c);
+		check_after_restart(&c, top, 2);
+		cluster_free(&c);
+	}
+	g_t_restart = 0;
+}
+
+static bool cut_node2(struct cluster *c, int from, int to, const struct msg *m)
+{
+	(void)m;
+	return c->nodes[from].id != 2 && c->nodes[to].id != 2;
+}
+
+/* S8: a partitioned replica proposes a restart while the cluster is healthy: the others ignore
+ * it and keep committing; once it hears from them again it halts (it promised) and comes back
+ * as a new incarnation that registers normally. */
+static void test_s8_partitioned_proposer(void **state)
+{
+	struct cluster c;
+	uint64_t before;
+
+	(void)state;
+	restart_cluster(&c, 3, 1, 1, 5);
+	c.filter = cut_node2;
+	run(&c, 3 * T_RESTART);
+	assert_true(paxos_stuck(c.nodes[2].p));
+	assert_true(paxos_suspicious(c.nodes[2].p)); /* it proposed: its own promise */
+	for (int k = 100; k < 110; k++) {
+		propose(&c, 0, (uint64_t)k);
+		run(&c, 20 * MS);
+	}
+	run(&c, 200 * MS);
+	for (int k = 100; k < 110; k++)
+		assert_true(request_chosen(&c, (uint64_t)k));
+	assert_true(is_fresh(&c, 0) && is_fresh(&c, 1));
+	assert_int_equal(paxos_epoch(c.nodes[0].p), 0);
+	assert_int_equal(paxos_epoch(c.nodes[1].p), 0);
+	before = paxos_commit_index(c.nodes[0].p);
+	c.filter = NULL;
+	run(&c, 2 * T_RESTART);
+	assert_true(c.nodes[2].halted);
+	restart(&c, 2, synced_records(&c.nodes[2]));
+	check_after_restart(&c, before, 0);
+	cluster_free(&c);
+	g_t_restart = 0;
+}
+
+static bool cut_0_2(struct cluster *c, int from, int to, const struct msg *m)
+{
+	int a = c->nodes[from].id, b = c->nodes[to].id;
+
+	(void)m;
+	return !((a == 0 && b == 2) || (a == 2 && b == 0));
+}
+
+/* S9: two proposers (0 and 2, cut from each other) share the answerer 1: exactly one epoch 1
+ * exists (M_R = 0, so S_Q = 2 and either side could decide alone). */
+static void test_s9_two_proposers(void **state)
+{
+	struct cluster c;
+	uint64_t top;
+
+	(void)state;
+	restart_cluster(&c, 3, 1, 0, 10);
+	top = paxos_commit_index(c.nodes[0].p);
+	total_crash(&c);
+	c.filter = cut_0_2;
+	assert_true(run_until(&c, 60000 * MS, rs_all_fresh, 0));
+	/* one epoch 1: every replica that installed it is in it; one left out halted */
+	for (int i = 0; i < c.n; i++)
+		assert_true(c.nodes[i].halted || paxos_epoch(c.nodes[i].p) == 1);
+	c.filter = NULL;
+	check_after_restart(&c, top, 1);
+	cluster_free(&c);
+	g_t_restart = 0;
+}
+
+/* S10: replica 0 is forked after the total crash; both copies answer. Epoch 1 names at most
+ * one of them; the other halts on seeing it. */
+static void test_s10_fork_answers_twice(void **state)
+{
+	struct cluster c;
+	uint64_t top;
+	int fork, installed = 0, halted = 0;
+
+	(void)state;
+	restart_cluster(&c, 3, 1, 1, 10);
+	top = paxos_commit_index(c.nodes[0].p);
+	total_crash(&c);
+	fork = fork_node(&c, 0);
+	assert_true(run_until(&c, 60000 * MS, rs_all_fresh, 0));
+	for (int i = 0; i < c.nn; i++) {
+		if (c.nodes[i].id != 0)
+			continue;
+		if (c.nodes[i].halted)
+			halted++;
+		else if (paxos_epoch(c.nodes[i].p) == 1 && paxos_registered(c.nodes[i].p))
+			installed++;
+	}
+	assert_int_equal(installed, 1);
+	assert_int_equal(halted, 1);
+	assert_true(fork > 0);
+	check_after_restart(&c, top, 1);
+	cluster_free(&c);
+	g_t_restart = 0;
+}
+
+static bool count_restart_accepts(struct cluster *c, int from, int to, const struct msg *m)
+{
+	(void)from;
+	if (m->type == MSG_RESTART_ACCEPT && !m->restart_accept.decided && c->nodes[to].id == 1)
+		c->restart_accepts++;
+	return true;
+}
+
+/* Restarts during the restart round: replica 1 crashes right after it was asked to accept
+ * (its promise and accept are durable), then again while it registers in the new epoch. */
+static void test_restart_during_restart(void **state)
+{
+	struct cluster c;
+	uint64_t top;
+	bool crashed = false;
+
+	(void)state;
+	restart_cluster(&c, 3, 1, 1, 10);
+	top = paxos_commit_index(c.nodes[0].p);
+	total_crash(&c);
+	c.filter = count_restart_accepts;
+	for (uint64_t t = 0; t < 30000 && !crashed; t++) {
+		drain(&c);
+		if (c.restart_accepts > 0) {
+			restart(&c, 1, synced_records(&c.nodes[1]));
+			crashed = true;
+		}
+		tick(&c, MS);
+	}
+	assert_true(crashed);
+	run(&c, 200 * MS);
+	restart(&c, 1, synced_records(&c.nodes[1]));
+	c.filter = NULL;
+	check_after_restart(&c, top, UINT64_MAX);
+	assert_true(paxos_epoch(c.nodes[0].p) >= 1);
+	cluster_free(&c);
+	g_t_restart = 0;
+}
+
 static void test_random_restarts(void **state)
 {
 	unsigned seeds = 12;
@@ -1740,6 +2055,12 @@ int main(void)
 		cmocka_unit_test(test_no_fence_switch),
 		cmocka_unit_test(test_read_index),
 		cmocka_unit_test(test_optimized_read),
+		cmocka_unit_test(test_persist_restart_block),
+		cmocka_unit_test(test_s11_total_crash),
+		cmocka_unit_test(test_s8_partitioned_proposer),
+		cmocka_unit_test(test_s9_two_proposers),
+		cmocka_unit_test(test_s10_fork_answers_twice),
+		cmocka_unit_test(test_restart_during_restart),
 		cmocka_unit_test(test_random_restarts),
 		cmocka_unit_test(test_random_restarts_negative),
 		cmocka_unit_test(test_alloc_failures_lifecycle),
