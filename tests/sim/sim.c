@@ -37,6 +37,9 @@ enum deferred_kind {
 #define T_ELECT (150 * MS)
 #define T_HB (50 * MS)
 #define T_OP (500 * MS)
+#define T_RESTART (5 * SEC) /* epoch restart: stuck after this long without W_Q fresh peers */
+/* An --unsafe name for the adversary (not a core switch): a total crash plus rollbacks. */
+#define SIM_UNSAFE_TOTAL_CRASH_ROLLBACK 0x10000u
 #define T_GROUP_SYNC (2 * MS)
 #define T_URGENT_SYNC (200 * US)
 #define T_CLIENT_TIMEOUT (3 * SEC)
@@ -144,9 +147,14 @@ struct instance {
 	uint64_t *slot_seq; /* [slot]: seq of the last record holding it, 0: none */
 	size_t cap_slot_seq;
 	uint64_t restored_last; /* slots up to this came from the WAL (durable) */
-	uint64_t tick_gen;	/* ticks of an old generation are ignored */
-	int lifecycle;		/* last enum paxos_lifecycle seen (for the trace) */
-	int role;		/* last enum paxos_role seen (for the trace) */
+	/* Rounds per op (ABD engine work; sim_rounds_*): per slot, the ACCEPT rounds (distinct
+	 * nonces) this instance sent for it, and the nonce of the last one. */
+	uint32_t *rnd_count;
+	uint64_t *rnd_nonce;
+	size_t cap_rnd;
+	uint64_t tick_gen; /* ticks of an old generation are ignored */
+	int lifecycle;	   /* last enum paxos_lifecycle seen (for the trace) */
+	int role;	   /* last enum paxos_role seen (for the trace) */
 };
 
 struct replica {
@@ -525,6 +533,65 @@ static void persist(struct sim *s, struct instance *in, const struct paxos_persi
 	}
 }
 
+/* ---- rounds per client op (for the rounds table next to the ABD engine's) ----
+ * A Paxos op's message rounds are the ACCEPT rounds its slot went through at the leader that
+ * answered it: each ACCEPT with a new nonce covering the slot is one round (re-sends with the
+ * same nonce are not). A read-index read is one READ_INDEX confirmation round by construction
+ * (not measured). Redirects (NOT_LEADER) are client round trips, not counted. */
+static void sim_rounds_on_send(struct sim *s, struct instance *in, const struct msg *m)
+{
+	uint64_t last;
+
+	if (m->type != MSG_ACCEPT || m->accept.values.count == 0)
+		return;
+	last = m->accept.first_slot + m->accept.values.count - 1;
+	if (last >= in->cap_rnd) {
+		size_t ncap = in->cap_rnd ? in->cap_rnd : 256;
+		uint32_t *nc;
+		uint64_t *nn;
+
+		while (ncap <= last)
+			ncap *= 2;
+		nc = xrealloc(s, in->rnd_count, ncap * sizeof(*nc));
+		if (nc == NULL)
+			return;
+		in->rnd_count = nc;
+		nn = xrealloc(s, in->rnd_nonce, ncap * sizeof(*nn));
+		if (nn == NULL)
+			return;
+		in->rnd_nonce = nn;
+		memset(nc + in->cap_rnd, 0, (ncap - in->cap_rnd) * sizeof(*nc));
+		memset(nn + in->cap_rnd, 0, (ncap - in->cap_rnd) * sizeof(*nn));
+		in->cap_rnd = ncap;
+	}
+	for (uint64_t slot = m->accept.first_slot; slot <= last; slot++) {
+		if (in->rnd_nonce[slot] != m->nonce || in->rnd_count[slot] == 0) {
+			in->rnd_nonce[slot] = m->nonce;
+			in->rnd_count[slot]++;
+		}
+	}
+}
+
+static void sim_rounds_on_note(struct sim *s, const struct instance *in, const struct paxos_note *n,
+			       bool write)
+{
+	uint64_t rounds = 1;
+
+	if (n->outcome == PAXOS_OUTCOME_APPLIED)
+		rounds = n->slot < in->cap_rnd && in->rnd_count[n->slot] ? in->rnd_count[n->slot]
+									 : 1;
+	else if (n->outcome != PAXOS_OUTCOME_READ)
+		return;
+	if (write) {
+		s->rep->writes_ok++;
+		s->rep->write_rounds += rounds;
+	} else {
+		s->rep->reads_ok++;
+		s->rep->read_rounds += rounds;
+	}
+}
+/* ---- end of rounds per client op ---- */
+
 /* The ordering rules of paxos.h, checked on every message a core sends: no PREPARE or
  * positive PROMISE before the promise of its ballot is durable, no synced ACCEPTED before the
  * records holding its slots are, and (DESIGN.md section 4) no vote from a suspicious replica
@@ -584,6 +651,7 @@ static void net_send(struct sim *s, const struct instance *in, const struct paxo
 		return;
 	}
 	check_send(s, in, &snd->msg);
+	sim_rounds_on_send(s, (struct instance *)in, &snd->msg); /* rounds per client op */
 	if (!link_up(s, from, snd->to))
 		return;
 	if (s->loss_pct && rng_pct(&s->rng, s->loss_pct))
@@ -745,6 +813,8 @@ static void take_ready(struct sim *s, int idx)
 			continue;
 		if (n->outcome == PAXOS_OUTCOME_READ && !serve_read(s, in, n))
 			return;
+		sim_rounds_on_note(s, in, n, /* rounds per client op */
+				   s->clients[s->attempts[n->request_id].client].cmd.op != KV_GET);
 		s->attempts[n->request_id].outcome = (int)n->outcome;
 		s->attempts[n->request_id].leader = n->leader;
 		if ((n->outcome == PAXOS_OUTCOME_NOT_LEADER || n->outcome == PAXOS_OUTCOME_BUSY) &&
@@ -878,12 +948,13 @@ static int instance_new(struct sim *s, int replica, struct store_vfs *vfs, bool 
 	cfg.election_timeout_ns = T_ELECT;
 	cfg.heartbeat_ns = T_HB;
 	cfg.t_op_ns = T_OP;
+	cfg.t_restart_ns = T_RESTART;
 	cfg.rho_ppm = (uint32_t)(RHO * 1e6);
 	cfg.max_slot_bytes = 4096;
 	cfg.max_accept_slots = 16;
 	cfg.max_inflight = 32;
 	cfg.max_queue = 256;
-	cfg.unsafe = s->o.unsafe;
+	cfg.unsafe = s->o.unsafe & ~SIM_UNSAFE_TOTAL_CRASH_ROLLBACK;
 	rc = paxos_new(&in->p, &cfg, errbuf);
 	if (rc != TEEMS_OK) {
 		fprintf(stderr, "teems-sim: %s\n", errbuf);
@@ -934,6 +1005,11 @@ static void instance_free(struct instance *in)
 {
 	free(in->pending);
 	free(in->slot_seq);
+	free(in->rnd_count); /* rounds per client op */
+	free(in->rnd_nonce);
+	in->rnd_count = NULL;
+	in->rnd_nonce = NULL;
+	in->cap_rnd = 0;
 	in->pending = NULL;
 	in->slot_seq = NULL;
 	in->n_pending = in->cap_pending = in->cap_slot_seq = 0;
@@ -1648,6 +1724,12 @@ static void restart_fault(struct sim *s, unsigned fault)
 	if (!rp->compromised && compromised + 1 > s->o.m_r &&
 	    (fault != SIM_FAULT_CRASH || crash_counts))
 		return;
+	/* After a total crash under rr or none every replica counts against M_R until it has
+	 * recovered: no rollback or fork on top (outside the bounds, SCENARIOS.md S11), unless
+	 * the negative control asks for it. */
+	if (compromised > s->o.m_r && (fault != SIM_FAULT_CRASH || crash_counts) &&
+	    !(s->o.unsafe & SIM_UNSAFE_TOTAL_CRASH_ROLLBACK))
+		return;
 	/* Liveness: a restarted or forked incarnation cannot vote until it is fresh, and a
 	 * REGISTER needs W_Q fresh voters, so at most F replicas may be unable to vote at once
 	 * (beyond that only the epoch restart of section 6 would bring the cluster back). */
@@ -2005,6 +2087,8 @@ static const struct {
 	{"no-recovery", PAXOS_UNSAFE_NO_RECOVERY},
 	{"skip-adopt", PAXOS_UNSAFE_SKIP_ADOPT},
 	{"short-promise", PAXOS_UNSAFE_SHORT_PROMISE},
+	/* the adversary, not the core: rollbacks and forks on top of a total crash under rr */
+	{"total-crash-rollback", SIM_UNSAFE_TOTAL_CRASH_ROLLBACK},
 };
 
 bool sim_parse_unsafe(const char *name, unsigned *out)
@@ -2021,7 +2105,7 @@ bool sim_parse_unsafe(const char *name, unsigned *out)
 const char *sim_unsafe_names(void)
 {
 	return "no-fence, cft-quorums, no-incarnation-check, no-recovery, skip-adopt, "
-	       "short-promise";
+	       "short-promise, total-crash-rollback";
 }
 
 static int setup(struct sim *s)

@@ -66,6 +66,9 @@ struct sim_report {
 	uint64_t quorums;    /* counted quorums the core reported (and the simulator checked) */
 	uint64_t virtual_ns; /* simulated time at the end */
 	unsigned ops_ok, ops_unknown, ops_failed;
+	/* Message rounds of the client ops that completed ok (the ABD core's abd_reply.rounds;
+	 * the Paxos engine leaves them 0). */
+	uint64_t reads_ok, read_rounds, writes_ok, write_rounds;
 };
 
 /* Parses a fault list ("crash,partition" or "all"). Returns false on an unknown name (errbuf
@@ -81,5 +84,14 @@ const char *sim_unsafe_names(void);
  * a core that refused its configuration); a protocol violation is a successful run with
  * report->failed set. */
 int sim_run(const struct sim_options *opt, struct sim_report *report);
+
+/* ---- the ABD engine (sim_abd.c; docs/TESTING.md, "ABD engine") ----
+ * The same options, faults, adversary and report, with each replica running the RR-ABD core
+ * (data plane) next to the RR-Paxos core (control plane: REGISTER, fence). For this engine
+ * opt->unsafe holds ABD_UNSAFE_* bits (sim_abd_parse_unsafe) and opt->reads is ignored. A
+ * total crash is survived through the control plane's epoch restart (paxos t_restart_ns). */
+int sim_abd_run(const struct sim_options *opt, struct sim_report *report);
+bool sim_abd_parse_unsafe(const char *name, unsigned *out);
+const char *sim_abd_unsafe_names(void);
 
 #endif
