@@ -252,15 +252,33 @@ static void self_ack(struct abd *a, struct abd_opst *op)
 	abd_col_self(a, &op->col);
 }
 
+/* The discard rule again, against the configuration as it is now: a member dropped takes its
+ * ack with it (a later ack of its successor is counted afresh). */
+static void op_refilter(struct abd *a, struct abd_opst *op)
+{
+	uint64_t dropped = abd_col_refilter(a, &op->col);
+
+	op->acked &= ~dropped;
+	op->synced &= ~dropped;
+}
+
+void abd_coord_refilter_all(struct abd *a)
+{
+	for (uint32_t i = 0; i < a->cfg.max_ops; i++)
+		if (a->ops[i].phase != ABD_PH_FREE)
+			op_refilter(a, &a->ops[i]);
+}
+
 static int write_check(struct abd *a, struct abd_ready *r, struct abd_opst *op)
 {
 	unsigned wq = abd_wq(a);
-	unsigned acked = (unsigned)__builtin_popcountll(op->acked & op->col.members);
-	unsigned synced = (unsigned)__builtin_popcountll(op->synced & op->col.members);
-	unsigned need = 0;
+	unsigned acked, synced, need = 0;
 	struct msg_timestamp ts = op->ts;
 	int rc;
 
+	op_refilter(a, op); /* no quorum is decided on a superseded member */
+	acked = (unsigned)__builtin_popcountll(op->acked & op->col.members);
+	synced = (unsigned)__builtin_popcountll(op->synced & op->col.members);
 	if (a->cfg.sync != ABD_SYNC_NONE && wq > a->cfg.quorum.m_r)
 		need = wq - a->cfg.quorum.m_r;
 	if (acked < wq || synced < need)
@@ -322,11 +340,15 @@ static int read_done(struct abd *a, struct abd_ready *r, struct abd_opst *op, in
 /* Read (paper figure 3) after each counted reply. */
 static int read_decide(struct abd *a, struct abd_ready *r, struct abd_opst *op)
 {
-	unsigned s = abd_col_s(a, &op->col), rq = abd_rq(a, s), wq = abd_wq(a);
-	unsigned count = (unsigned)__builtin_popcountll(op->col.members);
+	unsigned s, rq, wq = abd_wq(a), count;
 	uint64_t holders = 0, fresh_holders;
 	struct msg_timestamp ht;
 	int who, rc;
+
+	op_refilter(a, op); /* no quorum is decided on a superseded member */
+	s = abd_col_s(a, &op->col);
+	rq = abd_rq(a, s);
+	count = (unsigned)__builtin_popcountll(op->col.members);
 
 	/* the coordinator's own reply counts once durable (self_query_wait); the others
 	 * may decide without it */
@@ -376,10 +398,13 @@ static int read_decide(struct abd *a, struct abd_ready *r, struct abd_opst *op)
 /* Write (paper figure 4), query round. */
 static int wquery_decide(struct abd *a, struct abd_ready *r, struct abd_opst *op)
 {
-	unsigned s = abd_col_s(a, &op->col);
-	unsigned count = (unsigned)__builtin_popcountll(op->col.members);
+	unsigned s, count;
 	struct msg_timestamp ht;
 	int who, rc;
+
+	op_refilter(a, op); /* no quorum is decided on a superseded member */
+	s = abd_col_s(a, &op->col);
+	count = (unsigned)__builtin_popcountll(op->col.members);
 
 	if (count < abd_rq(a, s))
 		return 0;

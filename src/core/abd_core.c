@@ -494,6 +494,35 @@ static void col_see(struct abd_col *col, uint16_t replica, const struct msg_regi
 	}
 }
 
+bool abd_incarnation_checks(const struct abd *a)
+{
+	return !checks_off(a);
+}
+
+/* The discard rule over members already counted: drops every member (self excepted) whose
+ * incarnation the configuration or a reply in the same collection shows superseded. Run when
+ * the collection or the configuration changes, and again before every quorum decision. */
+uint64_t abd_col_refilter(struct abd *a, struct abd_col *col)
+{
+	uint64_t dropped = 0;
+
+	if (checks_off(a))
+		return 0;
+	for (unsigned i = 0; i < a->n; i++) {
+		uint64_t b = 1ull << i;
+
+		if (i == a->cfg.self || !(col->members & b))
+			continue;
+		if (((col->seen_mask & b) && msg_regidx_cmp(&col->member[i], &col->seen[i]) < 0) ||
+		    ((a->cfg_mask & b) && msg_regidx_cmp(&col->member[i], &a->cfg_reg[i]) < 0)) {
+			col->members &= ~b;
+			dropped |= b;
+			a->stats.discarded++;
+		}
+	}
+	return dropped;
+}
+
 bool abd_col_add(struct abd *a, struct abd_ready *r, struct abd_col *col, const struct msg *m,
 		 const struct msg_incarnation_list *regvec)
 {
@@ -526,18 +555,7 @@ bool abd_col_add(struct abd *a, struct abd_ready *r, struct abd_col *col, const 
 		col->members |= bit;
 		col->member[x] = m->from.reg;
 		/* a later vector may supersede earlier members: drop them */
-		for (unsigned i = 0; i < a->n; i++) {
-			uint64_t b = 1ull << i;
-
-			if (i == a->cfg.self || !(col->members & b) || !(col->seen_mask & b))
-				continue;
-			if (msg_regidx_cmp(&col->member[i], &col->seen[i]) < 0 ||
-			    ((a->cfg_mask & b) &&
-			     msg_regidx_cmp(&col->member[i], &a->cfg_reg[i]) < 0)) {
-				col->members &= ~b;
-				a->stats.discarded++;
-			}
-		}
+		abd_col_refilter(a, col);
 	}
 	if (m->suspicious)
 		col->suspicious |= bit;
@@ -847,6 +865,14 @@ int abd_set_config(struct abd *a, const struct msg_incarnation *regs, size_t n)
 	if (!checks_off(a) && registered(a) && (a->cfg_mask & (1ull << a->cfg.self)) &&
 	    msg_regidx_cmp(&a->cfg_reg[a->cfg.self], &a->reg) > 0)
 		a->halted = true; /* reported (and ops abandoned) by the next step */
+	/* Section 4, step 3: the discard rule holds against the counter's own configuration at
+	 * every moment, not only when the next reply arrives. Every open collection drops the
+	 * members this configuration supersedes (their acks with them); a quorum decided later
+	 * is then decided without them. */
+	if (!a->halted) {
+		abd_coord_refilter_all(a);
+		abd_recover_refilter(a);
+	}
 	return 0;
 }
 

@@ -134,6 +134,7 @@ struct abd {
 	bool rec_active;
 	bool rec_frozen; /* the digest quorum is complete */
 	bool rec_finishing;
+	bool rec_redo; /* a frozen quorum lost a member to the discard rule: new collection */
 	uint64_t rec_marker_seq;
 	uint64_t rec_nonce, rec_sent_hi, rec_resend_hi;
 	struct abd_col rec_col;
@@ -167,6 +168,11 @@ int abd_persist_append(struct abd *a, struct abd_ready *r, struct abd_persist **
 bool abd_col_add(struct abd *a, struct abd_ready *r, struct abd_col *col, const struct msg *m,
 		 const struct msg_incarnation_list *regvec);
 void abd_col_self(struct abd *a, struct abd_col *col);
+/* Discard rule over the members already in col (configuration and col's own vectors; self is
+ * never dropped). Returns the replicas dropped. */
+uint64_t abd_col_refilter(struct abd *a, struct abd_col *col);
+/* false under ABD_UNSAFE_NO_INCARNATION_CHECK */
+bool abd_incarnation_checks(const struct abd *a);
 int abd_counted(struct abd *a, struct abd_ready *r, enum abd_counted_kind kind, uint64_t id,
 		const struct abd_col *col);
 unsigned abd_wq(const struct abd *a);
@@ -183,6 +189,8 @@ int abd_coord_timers(struct abd *a, struct abd_ready *r, bool taint);
 int abd_coord_synced(struct abd *a, struct abd_ready *r);
 int abd_coord_abandon_all(struct abd *a, struct abd_ready *r);
 void abd_op_clear(struct abd_opst *op);
+/* Re-applies the discard rule to every open op's collection (after a configuration change). */
+void abd_coord_refilter_all(struct abd *a);
 
 /* ---- abd_recover.c ---- */
 int abd_range_digests(struct abd *a, uint32_t ranges, uint8_t *digests, uint64_t *keys);
@@ -193,5 +201,8 @@ int abd_recover_timers(struct abd *a, struct abd_ready *r, bool taint);
 int abd_recover_start(struct abd *a, struct abd_ready *r);
 int abd_recover_synced(struct abd *a, struct abd_ready *r);
 void abd_recover_clear(struct abd *a);
+/* Re-applies the discard rule to the recovery collection (after a configuration change); a
+ * frozen quorum that loses a member is redone with a new collection by the next step. */
+void abd_recover_refilter(struct abd *a);
 
 #endif

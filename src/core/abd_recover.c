@@ -268,6 +268,7 @@ int abd_recover_start(struct abd *a, struct abd_ready *r)
 	a->rec_active = true;
 	a->rec_frozen = false;
 	a->rec_finishing = false;
+	a->rec_redo = false;
 	a->rec_nonce = abd_new_nonce(a);
 	a->rec_sent_hi = a->now.hi_ns;
 	memset(&a->rec_col, 0, sizeof(a->rec_col));
@@ -333,10 +334,22 @@ static int freeze(struct abd *a, struct abd_ready *r)
 	return finish_transfer(a, r);
 }
 
+void abd_recover_refilter(struct abd *a)
+{
+	if (!a->rec_active)
+		return;
+	/* a frozen quorum (or one whose transfer is finishing) that loses a member is void:
+	 * the next step redoes the digest collection; adopted registers stay */
+	if (abd_col_refilter(a, &a->rec_col) && a->rec_frozen)
+		a->rec_redo = true;
+}
+
 static int check_quorum(struct abd *a, struct abd_ready *r)
 {
-	unsigned s = abd_col_s(a, &a->rec_col);
+	unsigned s;
 
+	abd_col_refilter(a, &a->rec_col); /* no quorum is decided on a superseded member */
+	s = abd_col_s(a, &a->rec_col);
 	if (a->rec_frozen || (unsigned)__builtin_popcountll(a->rec_col.members) < abd_rq(a, s))
 		return 0;
 	return freeze(a, r);
@@ -380,6 +393,12 @@ static int range_reply(struct abd *a, const struct msg *m, struct abd_ready *r)
 			f = &a->fetches[i];
 	if (!f)
 		return 0;
+	/* a page counts only from the incarnation the frozen quorum counted (discard rule) */
+	if (abd_incarnation_checks(a) &&
+	    msg_regidx_cmp(&m->from.reg, &a->rec_col.member[f->peer]) != 0) {
+		a->stats.discarded++;
+		return 0;
+	}
 	a->stats.range_pages++;
 	msg_items_begin(&it, &q->items);
 	while (msg_items_next(&it, &item)) {
@@ -427,6 +446,8 @@ int abd_recover_timers(struct abd *a, struct abd_ready *r, bool taint)
 {
 	if (a->rec_pending)
 		return abd_recover_start(a, r);
+	if (a->rec_active && a->rec_redo)
+		return abd_recover_start(a, r); /* a new collection; adopted state stays */
 	if (!a->rec_active || a->rec_finishing)
 		return 0;
 	if (taint || a->now.hi_ns - a->rec_sent_hi > a->cfg.t_op_ns)
@@ -448,7 +469,7 @@ int abd_recover_timers(struct abd *a, struct abd_ready *r, bool taint)
 
 int abd_recover_synced(struct abd *a, struct abd_ready *r)
 {
-	if (!a->rec_finishing || a->synced_seq < a->rec_marker_seq)
+	if (!a->rec_finishing || a->rec_redo || a->synced_seq < a->rec_marker_seq)
 		return 0;
 	a->rec_finishing = false;
 	a->rec_active = false;

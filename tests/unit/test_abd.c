@@ -29,6 +29,9 @@
  *   interface       configuration lease (refused without it; an op whose lease lapses is
  *                   abandoned: the core's half of S15), halt (configuration and registration
  *                   vectors), taint, T_op, persist records, restart on every prefix, bad input
+ *   discard on configuration   a reply of (X, old) counted, then abd_set_config shows
+ *                   (X, new), then the quorum decides: write, read and recovery quorums never
+ *                   count (X, old); they wait for (X, new)
  *   allocation      every failing allocation surfaces as TEEMS_ENOMEM, nothing leaks */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -1180,6 +1183,323 @@ static void test_alloc_failures(void **state)
 	assert_true(hits > 0);
 }
 
+/* ---- discard rule on a configuration change (scripted, one core) ----
+ *
+ * A reply from (X, old) is counted; then abd_set_config shows (X, new); then the quorum
+ * decides (the coordinator's own record becomes durable, or another reply arrives). The
+ * decided quorum must not count (X, old): the op waits, and completes once (X, new) replies.
+ * The same for the recovery digest collection, before and after its quorum froze. */
+
+#define DC_X 1u
+
+struct dc {
+	struct abd *a;
+	struct abd_ready r;
+	uint64_t now;
+	uint64_t written;	 /* highest persist seq produced */
+	bool stale_counted;	 /* some counted quorum held (DC_X, old) */
+	unsigned n_counted[3];	 /* per abd_counted_kind */
+	struct abd_counted last; /* the last counted quorum */
+	uint64_t nonce[MSG_TYPE_MAX_ + 1];
+	struct msg_timestamp write_ts; /* of the last ABD_WRITE sent */
+	unsigned replies, ok;
+	bool recovered;
+};
+
+static const struct msg_regidx dc_old = {0, 0};
+static const struct msg_regidx dc_new = {0, 7};
+
+static void dc_init(struct dc *d, bool restarted)
+{
+	struct abd_config cfg;
+	char err[TEEMS_ERRBUF_LEN];
+
+	memset(d, 0, sizeof(*d));
+	abd_config_default(&cfg);
+	assert_int_equal(quorum_init(&cfg.quorum, 3, 1, 1, NULL), 0);
+	cfg.self = 0;
+	cfg.sync = ABD_SYNC_RR;
+	cfg.ranges = 4;
+	cfg.restarted = restarted;
+	assert_int_equal(abd_new(&d->a, &cfg, err), 0);
+	abd_ready_init(&d->r);
+	abd_set_lease(d->a, ABD_LEASE_FOREVER);
+	d->now = 1000 * H_MS;
+}
+
+static void dc_free(struct dc *d)
+{
+	abd_free(d->a);
+	abd_ready_free(&d->r);
+}
+
+static void dc_step(struct dc *d, struct abd_input *in)
+{
+	in->now.lo_ns = d->now;
+	in->now.hi_ns = d->now + 10;
+	in->now.epoch = 0;
+	d->now += H_MS;
+	assert_int_equal(abd_step(d->a, in, &d->r), 0);
+	for (size_t k = 0; k < d->r.n_persist; k++)
+		if (d->r.persist[k].seq > d->written)
+			d->written = d->r.persist[k].seq;
+	for (size_t k = 0; k < d->r.n_sends; k++) {
+		const struct msg *m = &d->r.sends[k].msg;
+
+		d->nonce[m->type] = m->nonce;
+		if (m->type == MSG_ABD_WRITE)
+			d->write_ts = m->abd_write.ts;
+	}
+	for (size_t k = 0; k < d->r.n_counted; k++) {
+		const struct abd_counted *c = &d->r.counted[k];
+
+		for (uint32_t j = 0; j < c->n; j++)
+			if (c->members[j].replica == DC_X &&
+			    msg_regidx_cmp(&c->members[j].reg, &dc_old) == 0)
+				d->stale_counted = true;
+		d->n_counted[c->kind]++;
+		d->last = *c;
+	}
+	for (size_t k = 0; k < d->r.n_replies; k++) {
+		d->replies++;
+		d->ok += d->r.replies[k].outcome == ABD_OUTCOME_OK;
+	}
+	if (d->r.recovered)
+		d->recovered = true;
+}
+
+static void dc_msg(struct dc *d, struct msg *m, uint16_t from, struct msg_regidx reg,
+		   enum msg_type type)
+{
+	struct abd_input in;
+
+	m->type = type;
+	m->from.replica = from;
+	m->from.reg = reg;
+	m->nonce = d->nonce[type == MSG_ABD_QUERY_REPLY	   ? MSG_ABD_QUERY
+			    : type == MSG_ABD_WRITE_ACK	   ? MSG_ABD_WRITE
+			    : type == MSG_ABD_DIGEST_REPLY ? MSG_ABD_DIGEST_REQUEST
+							   : type];
+	memset(&in, 0, sizeof(in));
+	in.type = ABD_IN_MESSAGE;
+	in.message = m;
+	dc_step(d, &in);
+}
+
+static void dc_qreply(struct dc *d, uint16_t from, struct msg_regidx reg,
+		      const struct msg_timestamp *ts, bool stable, const char *value)
+{
+	struct msg m;
+
+	memset(&m, 0, sizeof(m));
+	if (ts)
+		m.abd_query_reply.ts = *ts;
+	m.abd_query_reply.stable = stable;
+	if (value) {
+		m.abd_query_reply.value.p = (const uint8_t *)value;
+		m.abd_query_reply.value.len = (uint32_t)strlen(value);
+	}
+	dc_msg(d, &m, from, reg, MSG_ABD_QUERY_REPLY);
+}
+
+static void dc_ack(struct dc *d, uint16_t from, struct msg_regidx reg, const char *key)
+{
+	struct msg m;
+
+	memset(&m, 0, sizeof(m));
+	m.abd_write_ack.key.p = (const uint8_t *)key;
+	m.abd_write_ack.key.len = (uint32_t)strlen(key);
+	m.abd_write_ack.ts = d->write_ts;
+	m.abd_write_ack.sync = MSG_SYNCED;
+	dc_msg(d, &m, from, reg, MSG_ABD_WRITE_ACK);
+}
+
+/* Digests of an empty replica: all zero, like the recovering core's own. */
+static void dc_digests(struct dc *d, uint16_t from, struct msg_regidx reg)
+{
+	struct msg_range_digest rd[4];
+	struct msg m;
+
+	memset(rd, 0, sizeof(rd));
+	for (uint32_t i = 0; i < 4; i++)
+		rd[i].range = i;
+	memset(&m, 0, sizeof(m));
+	m.abd_digest_reply.ranges = 4;
+	m.abd_digest_reply.digests.count = 4;
+	m.abd_digest_reply.digests.items = rd;
+	dc_msg(d, &m, from, reg, MSG_ABD_DIGEST_REPLY);
+}
+
+static void dc_request(struct dc *d, enum abd_op op, const char *key, const char *value)
+{
+	struct abd_input in;
+
+	memset(&in, 0, sizeof(in));
+	in.type = ABD_IN_REQUEST;
+	in.request.client_id = 1;
+	in.request.request_id = 1;
+	in.request.op = op;
+	in.request.key = (const uint8_t *)key;
+	in.request.key_len = (uint32_t)strlen(key);
+	if (value) {
+		in.request.value = (const uint8_t *)value;
+		in.request.value_len = (uint32_t)strlen(value);
+	}
+	dc_step(d, &in);
+}
+
+static void dc_synced(struct dc *d)
+{
+	struct abd_input in;
+
+	memset(&in, 0, sizeof(in));
+	in.type = ABD_IN_SYNCED;
+	in.synced.seq = d->written;
+	dc_step(d, &in);
+}
+
+static void dc_tick(struct dc *d)
+{
+	struct abd_input in;
+
+	memset(&in, 0, sizeof(in));
+	in.type = ABD_IN_TICK;
+	dc_step(d, &in);
+}
+
+static void dc_supersede(struct dc *d)
+{
+	struct msg_incarnation inc;
+
+	inc.replica = DC_X;
+	inc.reg = dc_new;
+	assert_int_equal(abd_set_config(d->a, &inc, 1), 0);
+}
+
+/* The last counted quorum holds (DC_X, new). */
+static bool dc_counts_new(const struct dc *d)
+{
+	for (uint32_t j = 0; j < d->last.n; j++)
+		if (d->last.members[j].replica == DC_X &&
+		    msg_regidx_cmp(&d->last.members[j].reg, &dc_new) == 0)
+			return true;
+	return false;
+}
+
+static void test_discard_on_config_write(void **state)
+{
+	struct dc d;
+
+	(void)state;
+	/* (3,1,1), sync=rr: W_Q = 2, R_Q(0) = 2 */
+	dc_init(&d, false);
+	dc_request(&d, ABD_SET, "k", "v");
+	dc_qreply(&d, DC_X, dc_old, NULL, false, NULL); /* query: {self, (X, old)} */
+	assert_int_equal(d.n_counted[ABD_COUNTED_QUERY], 1);
+	/* write round: (X, old) acks, synced; the coordinator's own record is not durable */
+	dc_ack(&d, DC_X, dc_old, "k");
+	assert_int_equal(d.n_counted[ABD_COUNTED_WRITE], 0);
+	d.stale_counted = false; /* the query quorum above counted (X, old) legitimately */
+	dc_supersede(&d);
+	/* the own record becomes durable: the write quorum is decided now, or never on old X */
+	dc_synced(&d);
+	assert_false(d.stale_counted);
+	assert_int_equal(d.n_counted[ABD_COUNTED_WRITE], 0);
+	assert_int_equal(d.replies, 0);
+	/* a resend reaches X's new incarnation; its ack completes the write */
+	dc_ack(&d, DC_X, dc_new, "k");
+	assert_int_equal(d.n_counted[ABD_COUNTED_WRITE], 1);
+	assert_true(dc_counts_new(&d));
+	assert_false(d.stale_counted);
+	assert_int_equal(d.ok, 1);
+	assert_true(abd_stats(d.a)->discarded >= 1);
+	dc_free(&d);
+}
+
+static void test_discard_on_config_read(void **state)
+{
+	struct dc d;
+	struct msg m;
+	struct msg_timestamp ts = {1, 2, {0, 0}, 1};
+
+	(void)state;
+	dc_init(&d, false);
+	/* replica 2 writes "x" at ts here; under rr the record is not durable yet, so the
+	 * coordinator's own reply to a GET waits for it */
+	memset(&m, 0, sizeof(m));
+	m.abd_write.key.p = (const uint8_t *)"r";
+	m.abd_write.key.len = 1;
+	m.abd_write.ts = ts;
+	m.abd_write.value.p = (const uint8_t *)"x";
+	m.abd_write.value.len = 1;
+	dc_msg(&d, &m, 2, dc_old, MSG_ABD_WRITE);
+	dc_request(&d, ABD_GET, "r", NULL);
+	dc_qreply(&d, DC_X, dc_old, &ts, true, "x"); /* counted: 1 of R_Q = 2 */
+	assert_int_equal(d.replies, 0);
+	dc_supersede(&d);
+	dc_synced(&d); /* own reply: {self, (X, old)} would be a quorum */
+	assert_false(d.stale_counted);
+	assert_int_equal(d.replies, 0);
+	dc_qreply(&d, DC_X, dc_new, &ts, true, "x");
+	assert_int_equal(d.n_counted[ABD_COUNTED_QUERY], 1);
+	assert_true(dc_counts_new(&d));
+	assert_false(d.stale_counted);
+	assert_int_equal(d.ok, 1);
+	dc_free(&d);
+}
+
+static void test_discard_on_config_recovery(void **state)
+{
+	struct dc d;
+	struct msg_regidx me = {0, 9};
+
+	(void)state;
+	/* the digest quorum: R_Q(1) = 3 with the recovering core counted suspicious */
+	dc_init(&d, true);
+	assert_int_equal(abd_begin_recovery(d.a, me), 0);
+	dc_tick(&d);
+	dc_digests(&d, DC_X, dc_old);
+	dc_supersede(&d);
+	dc_digests(&d, 2, dc_old); /* {self, (X, old), 2} would be a quorum */
+	assert_false(d.stale_counted);
+	assert_int_equal(d.n_counted[ABD_COUNTED_RECOVERY], 0);
+	dc_digests(&d, DC_X, dc_new);
+	assert_int_equal(d.n_counted[ABD_COUNTED_RECOVERY], 1);
+	assert_true(dc_counts_new(&d));
+	dc_synced(&d);
+	assert_true(d.recovered);
+	assert_false(d.stale_counted);
+	dc_free(&d);
+
+	/* frozen with (X, old), superseded before the marker is durable: the recovery does not
+	 * finish on that quorum; a new digest collection does */
+	dc_init(&d, true);
+	assert_int_equal(abd_begin_recovery(d.a, me), 0);
+	dc_tick(&d);
+	dc_digests(&d, DC_X, dc_old);
+	dc_digests(&d, 2, dc_old);
+	assert_int_equal(d.n_counted[ABD_COUNTED_RECOVERY], 1);
+	{
+		uint64_t first = d.nonce[MSG_ABD_DIGEST_REQUEST];
+
+		dc_supersede(&d);
+		dc_synced(&d);
+		assert_false(d.recovered);
+		assert_true(d.nonce[MSG_ABD_DIGEST_REQUEST] != first);
+	}
+	d.stale_counted = false;
+	dc_digests(&d, DC_X, dc_old); /* the old incarnation's late answer: discarded */
+	dc_digests(&d, 2, dc_old);
+	assert_int_equal(d.n_counted[ABD_COUNTED_RECOVERY], 1);
+	dc_digests(&d, DC_X, dc_new);
+	assert_int_equal(d.n_counted[ABD_COUNTED_RECOVERY], 2);
+	assert_true(dc_counts_new(&d));
+	dc_synced(&d);
+	assert_true(d.recovered);
+	assert_false(d.stale_counted);
+	dc_free(&d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1201,6 +1521,9 @@ int main(void)
 		cmocka_unit_test(test_suspicious_flagged),
 		cmocka_unit_test(test_interface),
 		cmocka_unit_test(test_halt_from_regvec),
+		cmocka_unit_test(test_discard_on_config_write),
+		cmocka_unit_test(test_discard_on_config_read),
+		cmocka_unit_test(test_discard_on_config_recovery),
 		cmocka_unit_test(test_persist_records),
 		cmocka_unit_test(test_restart_prefixes),
 		cmocka_unit_test(test_alloc_failures),
