@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/bytes.h"
 #include "client/blobstore_internal.h"
 #include "tee/crypto.h"
 #include "teems/err.h"
@@ -43,17 +44,6 @@ int blobstore_random_name(char out[BLOB_RANDOM_NAME_LEN + 1])
 	return TEEMS_OK;
 }
 
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* %-decodes [s, s+len) into out (cap bytes, NUL-terminated). Refuses NUL and control bytes. */
 static int pct_decode(const char *s, size_t len, char *out, size_t cap, const char *what,
 		      char *errbuf)
@@ -64,10 +54,11 @@ static int pct_decode(const char *s, size_t len, char *out, size_t cap, const ch
 		int c = (unsigned char)s[i];
 
 		if (c == '%') {
-			if (len - i < 3 || hexval(s[i + 1]) < 0 || hexval(s[i + 2]) < 0)
+			if (len - i < 3 || hex_digit_value(s[i + 1]) < 0 ||
+			    hex_digit_value(s[i + 2]) < 0)
 				return teems_errf(errbuf, TEEMS_EINVAL, "bad %%-escape in %s",
 						  what);
-			c = hexval(s[i + 1]) * 16 + hexval(s[i + 2]);
+			c = hex_digit_value(s[i + 1]) * 16 + hex_digit_value(s[i + 2]);
 			i += 2;
 		}
 		if (c < 0x20 || c == 0x7f)

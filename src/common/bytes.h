@@ -1,4 +1,5 @@
-/* Little-endian load/store helpers shared by every encoder (wire codec, WAL, quotes). */
+/* Byte helpers shared by every encoder and parser: little-endian load/store (wire codec, WAL,
+ * quotes) and hexadecimal digits (RESP, URLs, history files). */
 #ifndef TEEMS_BYTES_H
 #define TEEMS_BYTES_H
 
@@ -41,6 +42,18 @@ static inline uint64_t get_le64(const uint8_t *p)
 	for (int i = 7; i >= 0; i--)
 		v = (v << 8) | p[i];
 	return v;
+}
+
+/* The value of one hexadecimal digit (either case), or -1. */
+static inline int hex_digit_value(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
 }
 
 #endif

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "common/alloc.h"
+#include "common/bytes.h"
 #include "teems/err.h"
 
 enum { ST_IDLE = 0, ST_MULTIBULK = 1, ST_ERROR = 2 };
@@ -127,17 +128,6 @@ static bool is_space(uint8_t c)
 	return c == ' ' || c == '\n' || c == '\r' || c == '\t' || c == '\v' || c == '\f';
 }
 
-static int hex_val(uint8_t c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Splits line[0..len) in place into arguments (sdssplitargs). Returns TEEMS_OK, 1 for
  * unbalanced quotes, 2 for too many arguments, or TEEMS_ENOMEM. */
 static int split_inline(struct resp_parser *p, uint8_t *line, size_t len)
@@ -162,9 +152,10 @@ static int split_inline(struct resp_parser *p, uint8_t *line, size_t len)
 				if (r >= len)
 					return 1;
 				if (line[r] == '\\' && r + 3 < len && line[r + 1] == 'x' &&
-				    hex_val(line[r + 2]) >= 0 && hex_val(line[r + 3]) >= 0) {
-					line[w++] = (uint8_t)(hex_val(line[r + 2]) * 16 +
-							      hex_val(line[r + 3]));
+				    hex_digit_value(line[r + 2]) >= 0 &&
+				    hex_digit_value(line[r + 3]) >= 0) {
+					line[w++] = (uint8_t)(hex_digit_value(line[r + 2]) * 16 +
+							      hex_digit_value(line[r + 3]));
 					r += 4;
 				} else if (line[r] == '\\' && r + 1 < len) {
 					uint8_t c = line[r + 1];

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common/alloc.h"
+#include "common/bytes.h"
 #include "teems/err.h"
 
 #include "history.h"
@@ -586,17 +587,6 @@ static int parse_version(struct parser *ps, const struct field *f, bool *known, 
 	return parse_u64(ps, f, "a version or '?'", v);
 }
 
-static int hex_digit(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Decodes a percent-encoded field into the line's scratch space (never longer than the field). */
 static int parse_bytes(struct parser *ps, const struct field *f, const char *what,
 		       struct history_bytes *out)
@@ -613,8 +603,8 @@ static int parse_bytes(struct parser *ps, const struct field *f, const char *wha
 		uint8_t c = (uint8_t)f->p[i];
 
 		if (c == '%') {
-			int hi = i + 2 < f->len ? hex_digit(f->p[i + 1]) : -1;
-			int lo = hi >= 0 ? hex_digit(f->p[i + 2]) : -1;
+			int hi = i + 2 < f->len ? hex_digit_value(f->p[i + 1]) : -1;
+			int lo = hi >= 0 ? hex_digit_value(f->p[i + 2]) : -1;
 
 			if (lo < 0) {
 				snprintf(msg, sizeof(msg), "bad percent escape in %s", what);
