@@ -315,6 +315,21 @@ void abd_set_lease(struct abd *a, uint64_t valid_until_hi_ns);
  * the next step. Errors: TEEMS_EINVAL (not restarted, or already recovering or fresh). */
 int abd_begin_recovery(struct abd *a, struct msg_regidx reg);
 
+/* Epoch restart (section 6): the control plane moved to a new epoch that names this
+ * incarnation a member, registered at `reg` (newer than its own). The core continues as that
+ * incarnation, as a restored one would (abd_restore): restarted and suspicious, no register
+ * stable, any recovery in progress dropped, withheld replies and acks dropped, the ops it
+ * coordinates abandoned (UNKNOWN, with the next step); seeing `reg` for its own replica no
+ * longer halts it. The shell calls abd_begin_recovery(reg) once the epoch's fence has passed.
+ * Equivalent to re-creating the core from its own WAL (abd_restore) and registering it at reg,
+ * without reading the WAL back. A core that halted because it saw reg for its own replica
+ * before its control plane learned the epoch (a peer's vector) resumes too: it emitted
+ * nothing since. The shell must not stop a halted core's process while its control plane
+ * may still name it; a process not named stops as before.
+ * Errors: TEEMS_EINVAL (reg not newer than its registration, or its configuration registers
+ * its replica newer than reg). */
+int abd_set_registration(struct abd *a, struct msg_regidx reg);
+
 /* ---- read-only views ---- */
 bool abd_suspicious(const struct abd *a);
 bool abd_recovering(const struct abd *a);

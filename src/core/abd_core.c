@@ -808,6 +808,12 @@ int abd_step(struct abd *a, const struct abd_input *in, struct abd_ready *r)
 		}
 		return 0;
 	}
+	if (a->abandon_pending) {
+		a->abandon_pending = false;
+		rc = abd_coord_abandon_all(a, r);
+		if (rc)
+			return rc;
+	}
 	taint = a->have_time && in->now.epoch != a->now.epoch;
 	a->now = in->now;
 	a->have_time = true;
@@ -887,6 +893,34 @@ int abd_begin_recovery(struct abd *a, struct msg_regidx reg)
 		return TEEMS_EINVAL;
 	a->reg = reg;
 	a->rec_pending = true;
+	return 0;
+}
+
+int abd_set_registration(struct abd *a, struct msg_regidx reg)
+{
+	if (msg_regidx_cmp(&reg, &a->reg) <= 0 ||
+	    (a->halted && (a->cfg_mask & (1ull << a->cfg.self)) &&
+	     msg_regidx_cmp(&a->cfg_reg[a->cfg.self], &reg) > 0))
+		return TEEMS_EINVAL;
+	/* halted by the sight of reg (a peer learned the epoch first): it emitted nothing since,
+	 * and its registers are its WAL's; it resumes as the incarnation registered at reg */
+	a->halted = false;
+	a->halt_reported = false;
+	a->reg = reg;
+	a->restarted = true;
+	a->suspicious = true;
+	a->lease_until = 0;
+	/* section 4, step 5: nothing restored is stable */
+	for (size_t b = 0; b < a->n_buckets; b++)
+		for (struct abd_reg *g = a->buckets[b]; g; g = g->next)
+			g->stable = false;
+	/* a suspicious replica acknowledges nothing: withheld acks and replies are lost */
+	for (size_t i = 0; i < a->n_held; i++)
+		teems_free(a->held[i].key);
+	a->n_held = 0;
+	abd_recover_clear(a);
+	a->rec_pending = a->rec_active = a->rec_frozen = a->rec_finishing = a->rec_redo = false;
+	a->abandon_pending = true;
 	return 0;
 }
 

@@ -102,6 +102,7 @@ struct abd {
 	bool halt_reported;
 	bool restarted;
 	bool restored;
+	bool abandon_pending; /* abd_set_registration: abandon every op with the next step */
 	bool stepped;
 	struct msg_regidx reg; /* own registration */
 

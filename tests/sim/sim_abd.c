@@ -66,6 +66,7 @@ struct ainst {
 	bool aurgent;
 	uint64_t aupto;			     /* do_sync: awritten when its fsync began */
 	bool abd_begun;			     /* abd_begin_recovery called */
+	bool rebound;			     /* an epoch restart named it: ABD recovers again */
 	uint64_t cfg_commit;		     /* 0: the configuration must be fed to ABD again */
 	struct msg_regidx fed[MAX_REPLICAS]; /* the registration vector last fed to ABD */
 	bool fed_have[MAX_REPLICAS];
@@ -293,8 +294,10 @@ static void take_aready(struct sim *s, int idx)
 	if (r->recovered)
 		sim_trace(s, "replica %d (instance %d): ABD recovered", in->replica, idx);
 	if (r->halted && in->alive) {
-		sim_halt_instance(s, idx, "ABD");
-		return;
+		/* The control plane decides (glue): an epoch restart may name this incarnation
+		 * (a peer showed its new index first), or it halts as well. */
+		sim_trace(s, "replica %d (instance %d): ABD halted; the control plane decides",
+			  in->replica, idx);
 	}
 	sim_schedule_sync(s, idx);
 }
@@ -395,6 +398,32 @@ static void glue(struct sim *s, int idx)
 	enum paxos_lifecycle lc = paxos_lifecycle(in->p);
 	bool poke = false;
 
+	if (!in->alive)
+		return;
+	/* Epoch restart: the control plane installed a new epoch that names this incarnation
+	 * (registered at (E+1, tag)). The data plane continues as that incarnation: suspicious,
+	 * recovering again after the epoch's fence (abd_set_registration, as if re-created from
+	 * its WAL). An incarnation left out halts in its Paxos core (take_ready). A restarted one
+	 * whose ABD recovery has not begun needs nothing: it begins at the new index. */
+	if ((!in->restarted || AX(in)->abd_begun) && paxos_registered(in->p) &&
+	    lc != PAXOS_LC_HALTED) {
+		struct msg_regidx preg = paxos_registration(in->p);
+		struct msg_regidx areg = abd_registration(AX(in)->a);
+
+		if (preg.epoch > areg.epoch && msg_regidx_cmp(&preg, &areg) > 0) {
+			if (abd_set_registration(AX(in)->a, preg) != TEEMS_OK) {
+				sim_halt_instance(s, idx, "ABD, superseded");
+				return;
+			}
+			sim_trace(s,
+				  "replica %d (instance %d): ABD continues at (%" PRIu64 ",%" PRIu64
+				  ") after an epoch restart",
+				  in->replica, idx, preg.epoch, preg.slot);
+			AX(in)->abd_begun = false;
+			AX(in)->rebound = true;
+			poke = true;
+		}
+	}
 	/* The registration vector: fed again whenever it differs from what ABD last got (a
 	 * configuration entry applied, or an epoch restart). */
 	{
@@ -427,13 +456,15 @@ static void glue(struct sim *s, int idx)
 				return;
 			}
 			poke = true;
-			if (abd_halted(AX(in)->a)) {
-				sim_halt_instance(s, idx, "ABD, from the configuration");
-				return;
-			}
 		}
 	}
-	if (in->restarted && !AX(in)->abd_begun && paxos_registered(in->p) &&
+	if (in->alive && abd_halted(AX(in)->a)) {
+		/* Not named by a new epoch (above), and its Paxos core is alive: it may yet be
+		 * (it halts too once it sees the newer registration ABD saw, or learns it was
+		 * left out). Nothing to feed ABD until then. */
+		return;
+	}
+	if ((in->restarted || AX(in)->rebound) && !AX(in)->abd_begun && paxos_registered(in->p) &&
 	    (lc == PAXOS_LC_RECOVERING || lc == PAXOS_LC_FRESH ||
 	     (s->o.unsafe & ABD_UNSAFE_NO_FENCE))) {
 		struct msg_regidx reg = paxos_registration(in->p);
@@ -751,10 +782,9 @@ static int lifecycle(const struct instance *in)
 static void paxos_config(struct sim *s, struct paxos_config *cfg)
 {
 	cfg->t_lease_ns = T_LEASE;
-	/* Epoch restart (as the Paxos engine's T_RESTART) only when a total crash can happen: the
-	 * ABD side of an epoch restart is not handled yet (docs/TESTING.md, "Simulator: the ABD
-	 * engine"), and without a total crash the bounds never need one. */
-	cfg->t_restart_ns = (s->o.faults & SIM_FAULT_TOTAL_CRASH) ? 5 * SEC : 0;
+	/* Epoch restart as the Paxos engine's T_RESTART, always on; the data plane follows an
+	 * epoch that names its incarnation (glue, abd_set_registration). */
+	cfg->t_restart_ns = 5 * SEC;
 	cfg->t_cfg_ns = T_CFG;
 }
 

@@ -5,7 +5,7 @@
  *             [--reads log|index|local]
  *
  * --engine abd runs the RR-ABD data plane next to the Paxos control plane (sim_abd_run); its
- * --unsafe names are the ABD ones, and its "all" leaves total-crash out (name it to get it).
+ * --unsafe names are the ABD ones.
  * With --faults none, the mean message rounds per read and
  * per write are printed (ABD: the core's count per op; Paxos: ACCEPT rounds per op).
  *
@@ -30,7 +30,6 @@ static void usage(FILE *f)
 		"                 --faults LIST [--unsafe NAME] [--sync always|rr|none]\n"
 		"                 [--verbose] [--history FILE] [--reads log|index|local]\n"
 		"  LIST: any of crash,rollback,fork,partition,loss,clock,total-crash, or all\n"
-		"        (--engine abd: all = every fault but total-crash)\n"
 		"  NAME (paxos): %s\n"
 		"  NAME (abd): %s\n"
 
@@ -138,10 +137,6 @@ int main(int argc, char **argv)
 		fprintf(stderr, "teems-sim: %s\n", errbuf);
 		return 2;
 	}
-	/* For the ABD engine "all" leaves total-crash out (docs/TESTING.md, "Simulator: the ABD
-	 * engine": the data plane has no epoch-restart handling yet); name it to get it. */
-	if (abd && strstr(faults, "total-crash") == NULL)
-		o.faults &= ~SIM_FAULT_TOTAL_CRASH;
 	if (strcmp(sync, "always") == 0)
 		o.sync = PAXOS_SYNC_ALWAYS;
 	else if (strcmp(sync, "rr") == 0)

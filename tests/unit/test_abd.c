@@ -1448,6 +1448,69 @@ static void test_discard_on_config_read(void **state)
 	dc_free(&d);
 }
 
+/* Epoch restart (abd_set_registration): a live incarnation named a member of epoch 1 continues
+ * at (1, t): suspicious, its ops abandoned, the sight of (1, t) no longer halts it, it recovers
+ * at (1, t); a newer registration still halts it. A core that halted on seeing (1, t) first
+ * resumes. */
+static void test_epoch_registration(void **state)
+{
+	struct dc d;
+	struct msg_regidx e1 = {1, 3}, later = {1, 9};
+	struct msg_incarnation self;
+
+	(void)state;
+	dc_init(&d, false);
+	dc_request(&d, ABD_GET, "r", NULL); /* in flight: a query is out */
+	assert_int_equal(d.replies, 0);
+	assert_int_equal(abd_set_registration(d.a, e1), 0);
+	assert_true(abd_suspicious(d.a));
+	assert_false(abd_halted(d.a));
+	assert_int_equal(abd_registration(d.a).epoch, 1);
+	assert_int_equal(abd_registration(d.a).slot, 3);
+	assert_int_equal(abd_set_registration(d.a, e1), TEEMS_EINVAL); /* not newer */
+	self.replica = 0;
+	self.reg = e1;
+	assert_int_equal(abd_set_config(d.a, &self, 1), 0);
+	dc_tick(&d);
+	assert_false(d.r.halted);
+	assert_int_equal(d.replies, 1); /* the GET: abandoned */
+	assert_int_equal(d.ok, 0);
+	dc_request(&d, ABD_SET, "r", "v"); /* refused: suspicious */
+	assert_int_equal(d.replies, 2);
+	assert_int_equal(d.r.replies[0].outcome, ABD_OUTCOME_REFUSED);
+	/* recovery at (1, 3): R_Q(1) = 3, itself counted suspicious */
+	assert_int_equal(abd_begin_recovery(d.a, e1), 0);
+	dc_tick(&d);
+	assert_true(abd_recovering(d.a));
+	dc_digests(&d, 1, dc_old);
+	dc_digests(&d, 2, dc_old);
+	assert_int_equal(d.n_counted[ABD_COUNTED_RECOVERY], 1);
+	dc_synced(&d);
+	assert_true(d.recovered);
+	assert_false(abd_suspicious(d.a));
+	/* a newer registration of its own replica still halts it, for good */
+	self.reg = later;
+	assert_int_equal(abd_set_config(d.a, &self, 1), 0);
+	dc_tick(&d);
+	assert_true(d.r.halted);
+	assert_int_equal(abd_set_registration(d.a, e1), TEEMS_EINVAL);
+	dc_free(&d);
+
+	/* halted on the sight of (1, 3) before its control plane learned the epoch: resumes */
+	dc_init(&d, false);
+	self.reg = e1;
+	assert_int_equal(abd_set_config(d.a, &self, 1), 0);
+	dc_tick(&d);
+	assert_true(d.r.halted);
+	assert_int_equal(abd_set_registration(d.a, e1), 0);
+	assert_false(abd_halted(d.a));
+	dc_tick(&d);
+	assert_false(d.r.halted);
+	assert_true(abd_suspicious(d.a));
+	assert_int_equal(abd_begin_recovery(d.a, e1), 0);
+	dc_free(&d);
+}
+
 static void test_discard_on_config_recovery(void **state)
 {
 	struct dc d;
@@ -1524,6 +1587,7 @@ int main(void)
 		cmocka_unit_test(test_discard_on_config_write),
 		cmocka_unit_test(test_discard_on_config_read),
 		cmocka_unit_test(test_discard_on_config_recovery),
+		cmocka_unit_test(test_epoch_registration),
 		cmocka_unit_test(test_persist_records),
 		cmocka_unit_test(test_restart_prefixes),
 		cmocka_unit_test(test_alloc_failures),
