@@ -254,18 +254,16 @@ int paxos_on_prepare(struct paxos *p, struct paxos_ready *r, const struct msg *m
 	return paxos_hold(p, &h);
 }
 
-int paxos_release_promise(struct paxos *p, struct paxos_ready *r, const struct paxos_held *h)
+int paxos_page_entries(struct paxos *p, struct paxos_ready *r, uint64_t from,
+		       struct msg_entry **items_out, uint32_t *count_out, bool *more)
 {
-	struct paxos_send *s;
 	struct msg_entry *items = NULL;
 	uint32_t count = 0, cap = 0;
 	uint64_t s0, bytes = 0;
 
-	if (msg_ballot_cmp(&p->promised, &h->ballot) != 0)
-		return send_refusal(p, r, h->to, h->nonce, &h->ballot);
 	/* Entries up to MSG_MAX_ENTRIES and half a frame of values; `more` says where we
-	 * stopped, and the candidate asks again from there. */
-	for (s0 = h->from_slot; s0 <= p->last_slot && cap < MSG_MAX_ENTRIES; s0++) {
+	 * stopped, and the asker asks again from there. */
+	for (s0 = from; s0 <= p->last_slot && cap < MSG_MAX_ENTRIES; s0++) {
 		const struct paxos_slot *sl = &p->log[s0 - 1];
 
 		if (!sl->accepted)
@@ -280,7 +278,7 @@ int paxos_release_promise(struct paxos *p, struct paxos_ready *r, const struct p
 		if (!items)
 			return TEEMS_ENOMEM;
 	}
-	for (s0 = h->from_slot; s0 <= p->last_slot && count < cap; s0++) {
+	for (s0 = from; s0 <= p->last_slot && count < cap; s0++) {
 		const struct paxos_slot *sl = &p->log[s0 - 1];
 
 		if (!sl->accepted)
@@ -294,6 +292,22 @@ int paxos_release_promise(struct paxos *p, struct paxos_ready *r, const struct p
 	}
 	while (s0 <= p->last_slot && !p->log[s0 - 1].accepted)
 		s0++;
+	*items_out = items;
+	*count_out = count;
+	*more = s0 <= p->last_slot;
+	return TEEMS_OK;
+}
+
+int paxos_release_promise(struct paxos *p, struct paxos_ready *r, const struct paxos_held *h)
+{
+	struct paxos_send *s;
+	struct msg_entry *items;
+	uint32_t count;
+	bool more;
+
+	if (msg_ballot_cmp(&p->promised, &h->ballot) != 0)
+		return send_refusal(p, r, h->to, h->nonce, &h->ballot);
+	TRY(paxos_page_entries(p, r, h->from_slot, &items, &count, &more));
 	s = paxos_send_new(p, r, h->to, MSG_PROMISE, h->nonce);
 	if (!s)
 		return TEEMS_ENOMEM;
@@ -301,7 +315,7 @@ int paxos_release_promise(struct paxos *p, struct paxos_ready *r, const struct p
 	s->msg.promise.ok = true;
 	s->msg.promise.promised = p->promised;
 	s->msg.promise.commit_index = p->commit_index;
-	s->msg.promise.more = s0 <= p->last_slot;
+	s->msg.promise.more = more;
 	s->msg.promise.entries.count = count;
 	s->msg.promise.entries.items = items;
 	return paxos_regvec(p, r, &s->msg.promise.regvec);

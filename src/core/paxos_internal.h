@@ -392,6 +392,11 @@ int paxos_on_prepare(struct paxos *p, struct paxos_ready *r, const struct msg *m
 int paxos_on_promise(struct paxos *p, struct paxos_ready *r, const struct msg *m);
 int paxos_release_prepare(struct paxos *p, struct paxos_ready *r, const struct paxos_held *h);
 int paxos_release_promise(struct paxos *p, struct paxos_ready *r, const struct paxos_held *h);
+/* The accepted entries from slot `from` on, as a PROMISE or RECOVERY_REPLY carries them: at
+ * most MSG_MAX_ENTRIES and half a frame of values, in ready scratch; *more when entries remain
+ * (the asker asks again from the slot after the last one). Errors: TEEMS_ENOMEM. */
+int paxos_page_entries(struct paxos *p, struct paxos_ready *r, uint64_t from,
+		       struct msg_entry **items, uint32_t *count, bool *more);
 void paxos_cand_clear(struct paxos *p);
 /* Remembers an entry in cand_log if it has the highest ballot seen for its slot; `committed`
  * entries (from a replier whose commit index covers the slot) override and stay. */

@@ -81,48 +81,20 @@ int paxos_recover_start(struct paxos *p, struct paxos_ready *r)
 int paxos_on_recovery_request(struct paxos *p, struct paxos_ready *r, const struct msg *m)
 {
 	uint64_t from = m->recovery_request.from_slot ? m->recovery_request.from_slot : 1;
-	struct msg_entry *items = NULL;
-	uint32_t count = 0, cap = 0;
-	uint64_t s0, bytes = 0;
 	struct paxos_send *s;
+	struct msg_entry *items;
+	uint32_t count;
+	bool more;
 
-	/* Same paging as a PROMISE: entries up to MSG_MAX_ENTRIES and half a frame. */
-	for (s0 = from; s0 <= p->last_slot && cap < MSG_MAX_ENTRIES; s0++) {
-		const struct paxos_slot *sl = &p->log[s0 - 1];
-
-		if (!sl->accepted)
-			continue;
-		if (cap && bytes + sl->len + 64 > MSG_MAX_FRAME / 2)
-			break;
-		bytes += sl->len + 64;
-		cap++;
-	}
-	if (cap) {
-		items = paxos_scratch(r, (size_t)cap * sizeof(*items));
-		if (!items)
-			return TEEMS_ENOMEM;
-	}
-	for (s0 = from; s0 <= p->last_slot && count < cap; s0++) {
-		const struct paxos_slot *sl = &p->log[s0 - 1];
-
-		if (!sl->accepted)
-			continue;
-		items[count].slot = s0;
-		items[count].ballot = sl->ballot;
-		items[count].adopted = sl->adopted && !sl->committed;
-		items[count].value.p = sl->value;
-		items[count].value.len = sl->len;
-		count++;
-	}
-	while (s0 <= p->last_slot && !p->log[s0 - 1].accepted)
-		s0++;
+	/* Same paging as a PROMISE. */
+	TRY(paxos_page_entries(p, r, from, &items, &count, &more));
 	s = paxos_send_new(p, r, m->from.replica, MSG_RECOVERY_REPLY, m->nonce);
 	if (!s)
 		return TEEMS_ENOMEM;
 	s->msg.recovery_reply.promised = p->promised;
 	s->msg.recovery_reply.commit_index = p->commit_index;
 	s->msg.recovery_reply.snapshot_index = 0;
-	s->msg.recovery_reply.more = s0 <= p->last_slot;
+	s->msg.recovery_reply.more = more;
 	s->msg.recovery_reply.entries.count = count;
 	s->msg.recovery_reply.entries.items = items;
 	return paxos_regvec(p, r, &s->msg.recovery_reply.regvec);
