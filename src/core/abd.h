@@ -77,6 +77,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/arena.h"
 #include "core/msg.h"
 #include "core/quorum.h"
 
@@ -257,8 +258,7 @@ struct abd_ready {
 	bool halted;	/* the shell must stop this incarnation; it emits nothing more, ever */
 	/* private */
 	size_t cap_persist, cap_sends, cap_replies, cap_counted;
-	void **scratch;
-	size_t n_scratch, cap_scratch;
+	struct core_arena scratch;
 };
 
 /* Counters for the benchmarks and tests. */

@@ -19,23 +19,6 @@ void abd_config_default(struct abd_config *cfg)
 	cfg->page_bytes = 1u << 20;
 }
 
-static int grow(void **p, size_t *cap, size_t need, size_t elem)
-{
-	size_t n = *cap ? *cap : 8;
-	void *q;
-
-	if (need <= *cap)
-		return 0;
-	while (n < need)
-		n *= 2;
-	q = teems_realloc(*p, n * elem);
-	if (!q)
-		return TEEMS_ENOMEM;
-	*p = q;
-	*cap = n;
-	return 0;
-}
-
 int abd_new(struct abd **out, const struct abd_config *cfg, char *errbuf)
 {
 	struct abd *a;
@@ -181,7 +164,7 @@ int abd_persist_append(struct abd *a, struct abd_ready *r, struct abd_persist **
 {
 	struct abd_persist *p;
 
-	if (grow((void **)&r->persist, &r->cap_persist, r->n_persist + 1, sizeof(*p)))
+	if (core_grow((void **)&r->persist, &r->cap_persist, r->n_persist + 1, sizeof(*p)))
 		return TEEMS_ENOMEM;
 	p = &r->persist[r->n_persist++];
 	memset(p, 0, sizeof(*p));
@@ -300,9 +283,7 @@ void abd_ready_init(struct abd_ready *r)
 
 static void ready_clear(struct abd_ready *r)
 {
-	for (size_t i = 0; i < r->n_scratch; i++)
-		teems_free(r->scratch[i]);
-	r->n_scratch = 0;
+	core_arena_clear(&r->scratch);
 	r->n_persist = r->n_sends = r->n_replies = r->n_counted = 0;
 	r->recovered = false;
 	r->halted = false;
@@ -310,8 +291,7 @@ static void ready_clear(struct abd_ready *r)
 
 void abd_ready_free(struct abd_ready *r)
 {
-	ready_clear(r);
-	teems_free(r->scratch);
+	core_arena_free(&r->scratch);
 	teems_free(r->persist);
 	teems_free(r->sends);
 	teems_free(r->replies);
@@ -321,23 +301,12 @@ void abd_ready_free(struct abd_ready *r)
 
 void *abd_scratch(struct abd_ready *r, size_t size)
 {
-	void *p;
-
-	if (grow((void **)&r->scratch, &r->cap_scratch, r->n_scratch + 1, sizeof(void *)))
-		return NULL;
-	p = teems_malloc(size ? size : 1);
-	if (p)
-		r->scratch[r->n_scratch++] = p;
-	return p;
+	return core_arena_alloc(&r->scratch, size);
 }
 
 void *abd_scratch_dup(struct abd_ready *r, const void *p, size_t len)
 {
-	void *q = abd_scratch(r, len);
-
-	if (q && len)
-		memcpy(q, p, len);
-	return q;
+	return core_arena_dup(&r->scratch, p, len);
 }
 
 struct abd_send *abd_send_new(struct abd *a, struct abd_ready *r, uint16_t to, enum msg_type type,
@@ -345,7 +314,7 @@ struct abd_send *abd_send_new(struct abd *a, struct abd_ready *r, uint16_t to, e
 {
 	struct abd_send *s;
 
-	if (grow((void **)&r->sends, &r->cap_sends, r->n_sends + 1, sizeof(*s)))
+	if (core_grow((void **)&r->sends, &r->cap_sends, r->n_sends + 1, sizeof(*s)))
 		return NULL;
 	s = &r->sends[r->n_sends++];
 	memset(s, 0, sizeof(*s));
@@ -569,7 +538,7 @@ int abd_counted(struct abd *a, struct abd_ready *r, enum abd_counted_kind kind, 
 {
 	struct abd_counted *c;
 
-	if (grow((void **)&r->counted, &r->cap_counted, r->n_counted + 1, sizeof(*c)))
+	if (core_grow((void **)&r->counted, &r->cap_counted, r->n_counted + 1, sizeof(*c)))
 		return TEEMS_ENOMEM;
 	c = &r->counted[r->n_counted++];
 	memset(c, 0, sizeof(*c));
@@ -592,7 +561,7 @@ static int hold(struct abd *a, enum abd_held_kind kind, uint16_t to, uint64_t no
 	struct abd_held *h;
 	uint8_t *k;
 
-	if (grow((void **)&a->held, &a->cap_held, a->n_held + 1, sizeof(*h)))
+	if (core_grow((void **)&a->held, &a->cap_held, a->n_held + 1, sizeof(*h)))
 		return TEEMS_ENOMEM;
 	k = teems_malloc(key_len ? key_len : 1);
 	if (!k)

@@ -82,6 +82,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/arena.h"
 #include "core/msg.h"
 #include "core/quorum.h"
 
@@ -379,8 +380,7 @@ struct paxos_ready {
 	/* private: capacities and the scratch memory the outputs point into */
 	size_t cap_persist, cap_sends, cap_applies, cap_notes, cap_counted, cap_execs,
 		cap_opt_reads;
-	void **scratch;
-	size_t n_scratch, cap_scratch;
+	struct core_arena scratch;
 };
 
 struct paxos;

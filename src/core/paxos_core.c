@@ -7,8 +7,6 @@
 #include "core/paxos_internal.h"
 #include "teems/err.h"
 
-static int grow(void **arr, size_t *cap, size_t need, size_t elem);
-
 static uint64_t splitmix64(uint64_t x)
 {
 	x += 0x9e3779b97f4a7c15ull;
@@ -163,7 +161,7 @@ int paxos_counted_add(struct paxos *p, struct paxos_ready *r, enum paxos_counted
 	struct paxos_counted *c;
 
 	(void)p;
-	if (grow((void **)&r->counted, &r->cap_counted, r->n_counted + 1, sizeof(*c)))
+	if (core_grow((void **)&r->counted, &r->cap_counted, r->n_counted + 1, sizeof(*c)))
 		return TEEMS_ENOMEM;
 	c = &r->counted[r->n_counted++];
 	c->kind = kind;
@@ -188,9 +186,7 @@ void paxos_ready_init(struct paxos_ready *r)
 
 static void ready_clear(struct paxos_ready *r)
 {
-	for (size_t i = 0; i < r->n_scratch; i++)
-		teems_free(r->scratch[i]);
-	r->n_scratch = 0;
+	core_arena_clear(&r->scratch);
 	r->n_persist = r->n_sends = r->n_applies = r->n_notes = r->n_counted = r->n_execs = 0;
 	r->n_opt_reads = 0;
 	r->halted = false;
@@ -198,8 +194,7 @@ static void ready_clear(struct paxos_ready *r)
 
 void paxos_ready_free(struct paxos_ready *r)
 {
-	ready_clear(r);
-	teems_free(r->scratch);
+	core_arena_free(&r->scratch);
 	teems_free(r->persist);
 	teems_free(r->sends);
 	teems_free(r->applies);
@@ -210,48 +205,16 @@ void paxos_ready_free(struct paxos_ready *r)
 	memset(r, 0, sizeof(*r));
 }
 
-static int grow(void **arr, size_t *cap, size_t need, size_t elem)
-{
-	size_t ncap;
-	void *n;
-
-	if (need <= *cap)
-		return TEEMS_OK;
-	ncap = *cap ? *cap * 2 : 16;
-	while (ncap < need)
-		ncap *= 2;
-	n = teems_realloc(*arr, ncap * elem);
-	if (!n)
-		return TEEMS_ENOMEM;
-	*arr = n;
-	*cap = ncap;
-	return TEEMS_OK;
-}
-
 int paxos_defer_free(struct paxos_ready *r, void *ptr)
 {
-	if (!ptr)
-		return TEEMS_OK;
-	if (grow((void **)&r->scratch, &r->cap_scratch, r->n_scratch + 1, sizeof(void *))) {
-		/* Cannot defer: the pointer may still be referenced by this step's outputs, so
-		 * leak it rather than free it early. The caller reports ENOMEM anyway. */
-		return TEEMS_ENOMEM;
-	}
-	r->scratch[r->n_scratch++] = ptr;
-	return TEEMS_OK;
+	/* On failure the pointer may still be referenced by this step's outputs, so it is leaked
+	 * rather than freed early; the caller reports ENOMEM anyway. */
+	return core_arena_adopt(&r->scratch, ptr);
 }
 
 void *paxos_scratch(struct paxos_ready *r, size_t size)
 {
-	void *ptr = teems_malloc(size ? size : 1);
-
-	if (!ptr)
-		return NULL;
-	if (paxos_defer_free(r, ptr)) {
-		teems_free(ptr);
-		return NULL;
-	}
-	return ptr;
+	return core_arena_alloc(&r->scratch, size);
 }
 
 struct paxos_send *paxos_send_new(struct paxos *p, struct paxos_ready *r, uint16_t to,
@@ -259,7 +222,7 @@ struct paxos_send *paxos_send_new(struct paxos *p, struct paxos_ready *r, uint16
 {
 	struct paxos_send *s;
 
-	if (grow((void **)&r->sends, &r->cap_sends, r->n_sends + 1, sizeof(*s)))
+	if (core_grow((void **)&r->sends, &r->cap_sends, r->n_sends + 1, sizeof(*s)))
 		return NULL;
 	s = &r->sends[r->n_sends++];
 	memset(s, 0, sizeof(*s));
@@ -277,7 +240,7 @@ int paxos_note(struct paxos_ready *r, uint64_t client_id, uint64_t request_id,
 {
 	struct paxos_note *n;
 
-	TRY(grow((void **)&r->notes, &r->cap_notes, r->n_notes + 1, sizeof(*n)));
+	TRY(core_grow((void **)&r->notes, &r->cap_notes, r->n_notes + 1, sizeof(*n)));
 	n = &r->notes[r->n_notes++];
 	memset(n, 0, sizeof(*n));
 	n->client_id = client_id;
@@ -360,7 +323,7 @@ int paxos_persist(struct paxos *p, struct paxos_ready *r, uint64_t first, uint64
 		if (!refs)
 			return TEEMS_ENOMEM;
 	}
-	TRY(grow((void **)&r->persist, &r->cap_persist, r->n_persist + 1, sizeof(*rec)));
+	TRY(core_grow((void **)&r->persist, &r->cap_persist, r->n_persist + 1, sizeof(*rec)));
 	rec = &r->persist[r->n_persist++];
 	memset(rec, 0, sizeof(*rec));
 	rec->seq = p->next_seq++;
@@ -397,7 +360,7 @@ int paxos_persist(struct paxos *p, struct paxos_ready *r, uint64_t first, uint64
 
 int paxos_hold(struct paxos *p, const struct paxos_held *h)
 {
-	TRY(grow((void **)&p->held, &p->cap_held, p->n_held + 1, sizeof(*h)));
+	TRY(core_grow((void **)&p->held, &p->cap_held, p->n_held + 1, sizeof(*h)));
 	p->held[p->n_held++] = *h;
 	return TEEMS_OK;
 }
