@@ -30,7 +30,9 @@ enum teems_err {
 	TEEMS_EFULL = -13,   /* a buffer or table is full */
 	TEEMS_ECLOCK = -14,  /* the trusted clock is unusable (not calibrated, no trusted rate) */
 	TEEMS_EEXIST = -15,  /* already exists */
-	TEEMS_ERR_MIN_ = -15,
+	TEEMS_EPROTO = -16,  /* the peer broke the protocol (a TLS handshake or record failure) */
+	TEEMS_EEOF = -17,    /* the peer closed the connection cleanly */
+	TEEMS_ERR_MIN_ = -17,
 };
 
 /* A short, static description of an error code ("authentication failed"). Never NULL. */

@@ -20,6 +20,8 @@ static const char *const err_strings[] = {
 	[-TEEMS_EFULL] = "buffer or table full",
 	[-TEEMS_ECLOCK] = "trusted clock unusable",
 	[-TEEMS_EEXIST] = "already exists",
+	[-TEEMS_EPROTO] = "protocol error",
+	[-TEEMS_EEOF] = "connection closed",
 };
 
 const char *teems_strerror(int err)
