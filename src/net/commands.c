@@ -8,6 +8,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/alloc.h"
+#include "teems/err.h"
+
 #define W CMD_F_WRITE
 #define R CMD_F_READ
 #define A CMD_F_ADMIN
@@ -33,6 +36,8 @@ static const struct cmd_spec table[CMD_COUNT_] = {
 	[CMD_MSET] = {CMD_MSET, "mset", -3, W, 1, -1, 2},
 	[CMD_INCR] = {CMD_INCR, "incr", 2, W, 1, 1, 1},
 	[CMD_INCRBY] = {CMD_INCRBY, "incrby", 3, W, 1, 1, 1},
+	[CMD_DECR] = {CMD_DECR, "decr", 2, W, 1, 1, 1},
+	[CMD_DECRBY] = {CMD_DECRBY, "decrby", 3, W, 1, 1, 1},
 	[CMD_SCAN] = {CMD_SCAN, "scan", -2, R, 0, 0, 0},
 	[CMD_VGET] = {CMD_VGET, "vget", 2, R, 1, 1, 1},
 	[CMD_VSET] = {CMD_VSET, "vset", 4, W, 1, 1, 1},
@@ -191,10 +196,22 @@ int cmd_parse_u64(const struct resp_arg *a, uint64_t *v, char *err)
 
 int cmd_parse_set(const struct resp_arg *argv, size_t argc, struct cmd_set_opts *o, char *err)
 {
+	const struct resp_arg *expire = NULL;
+	bool seconds = false;
+	int expire_kind = 0;
+	long long v;
+
 	memset(o, 0, sizeof(*o));
+	/* As Redis (t_string.c parseExtendedStringArguments): an option may repeat (the last
+	 * expiry wins) but not meet its opposite. */
 	for (size_t i = 3; i < argc; i++) {
 		const struct resp_arg *a = &argv[i];
 		bool has_next = i + 1 < argc;
+		int kind = arg_is(a, "ex")     ? 1
+			   : arg_is(a, "px")   ? 2
+			   : arg_is(a, "exat") ? 3
+			   : arg_is(a, "pxat") ? 4
+					       : 0;
 
 		if (arg_is(a, "nx") && !o->xx) {
 			o->nx = true;
@@ -204,21 +221,25 @@ int cmd_parse_set(const struct resp_arg *argv, size_t argc, struct cmd_set_opts 
 			o->get = true;
 		} else if (arg_is(a, "keepttl") && !o->has_expire) {
 			o->keepttl = true;
-		} else if ((arg_is(a, "ex") || arg_is(a, "px")) && !o->keepttl && !o->has_expire &&
+		} else if (kind != 0 && !o->keepttl && (expire_kind == 0 || expire_kind == kind) &&
 			   has_next) {
-			long long v;
-			bool ex = arg_is(a, "ex");
-
-			if (cmd_parse_int(&argv[++i], &v, err) != 0)
-				return -1;
-			if (v <= 0 || (ex && v > LLONG_MAX / 1000))
-				return fail(err, "ERR invalid expire time in 'set' command");
+			expire_kind = kind;
 			o->has_expire = true;
-			o->expire_ms = (uint64_t)v * (ex ? 1000u : 1u);
+			o->absolute = kind >= 3;
+			seconds = kind == 1 || kind == 3;
+			expire = &argv[++i];
 		} else {
 			return fail(err, "ERR syntax error");
 		}
 	}
+	if (expire == NULL)
+		return 0;
+	/* as Redis: the value is read once every option is known to be well-formed */
+	if (cmd_parse_int(expire, &v, err) != 0)
+		return -1;
+	if (v <= 0 || (seconds && v > LLONG_MAX / 1000))
+		return fail(err, "ERR invalid expire time in 'set' command");
+	o->expire_ms = (uint64_t)v * (seconds ? 1000u : 1u);
 	return 0;
 }
 
@@ -271,17 +292,45 @@ int cmd_parse_auth(const struct resp_arg *argv, size_t argc, const struct resp_a
 	return 0;
 }
 
+/* Redis parses the cursor with strtoul: an optional sign (a '-' wraps around), any number of
+ * leading zeros, no spaces, nothing after the digits; "" is 0; out of range is an error. */
+static bool parse_cursor(const struct resp_arg *a, uint64_t *out)
+{
+	size_t i = 0;
+	bool neg = false, digits = false;
+	uint64_t v = 0;
+
+	if (a->len > 0 && (a->p[0] == '+' || a->p[0] == '-')) {
+		neg = a->p[0] == '-';
+		i = 1;
+	}
+	for (; i < a->len; i++) {
+		unsigned d = (unsigned)a->p[i] - '0';
+
+		if (d > 9 || v > (UINT64_MAX - d) / 10)
+			return false;
+		v = v * 10 + d;
+		digits = true;
+	}
+	if (!digits && a->len > 0)
+		return false;
+	*out = neg ? 0 - v : v;
+	return true;
+}
+
 int cmd_parse_scan(const struct resp_arg *argv, size_t argc, struct cmd_scan *s, char *err)
 {
 	memset(s, 0, sizeof(*s));
 	s->count = 10;
-	if (cmd_parse_u64(&argv[1], &s->cursor, err) != 0)
+	if (!parse_cursor(&argv[1], &s->cursor))
 		return fail(err, "ERR invalid cursor");
 	for (size_t i = 2; i < argc; i++) {
 		if (i + 1 >= argc)
 			return fail(err, "ERR syntax error");
 		if (arg_is(&argv[i], "match")) {
 			s->match = &argv[++i];
+		} else if (arg_is(&argv[i], "type")) {
+			s->type = &argv[++i];
 		} else if (arg_is(&argv[i], "count")) {
 			long long v;
 
@@ -425,4 +474,322 @@ int cmd_reply(const struct cmd_spec *spec, const struct kv_result *res, size_t n
 	default:
 		return -1;
 	}
+}
+
+/* ---- one RESP command as one state-machine command ---- */
+
+static int check_key(const struct resp_arg *k, char *err)
+{
+	if (k->len > KV_MAX_KEY)
+		return fail(err, "ERR key is too long");
+	return 0;
+}
+
+static int check_value(const struct resp_arg *v, char *err)
+{
+	if (v->len > KV_MAX_VALUE)
+		return fail(err, "ERR value is too large");
+	return 0;
+}
+
+/* Keys (every one of argv[1..]) or pairs (MSET) into a new items array. */
+static int take_items(const struct cmd_spec *spec, const struct resp_arg *argv, size_t argc,
+		      struct kv_cmd *c, struct kv_item **items, char *err)
+{
+	size_t step = spec->id == CMD_MSET ? 2 : 1, n = (argc - 1) / step;
+	struct kv_item *it;
+
+	if (n == 0 || n > UINT32_MAX)
+		return fail(err, "ERR too many keys");
+	it = teems_calloc(n, sizeof(*it));
+	if (it == NULL)
+		return fail(err, "ERR out of memory");
+	for (size_t i = 0; i < n; i++) {
+		const struct resp_arg *k = &argv[1 + i * step];
+
+		if (check_key(k, err) != 0 ||
+		    (step == 2 && check_value(&argv[2 + i * 2], err) != 0)) {
+			teems_free(it);
+			return -1;
+		}
+		it[i].key = k->p;
+		it[i].key_len = (uint16_t)k->len;
+		if (step == 2) {
+			it[i].value = argv[2 + i * 2].p;
+			it[i].value_len = (uint32_t)argv[2 + i * 2].len;
+		}
+	}
+	c->items = it;
+	c->n_items = (uint32_t)n;
+	*items = it;
+	return 0;
+}
+
+static int request_set(const struct resp_arg *argv, size_t argc, uint64_t now_ms, struct kv_cmd *c,
+		       char *err)
+{
+	struct cmd_set_opts o;
+
+	if (cmd_parse_set(argv, argc, &o, err) != 0)
+		return -1;
+	c->op = KV_R_SET;
+	c->flags = (o.nx ? KV_SET_NX : 0) | (o.xx ? KV_SET_XX : 0) | (o.get ? KV_SET_GET : 0) |
+		   (o.keepttl ? KV_SET_KEEPTTL : 0);
+	if (o.has_expire) {
+		/* Redis: a deadline past LLONG_MAX ms is an invalid expire time */
+		if (!o.absolute &&
+		    (now_ms > (uint64_t)LLONG_MAX || o.expire_ms > (uint64_t)LLONG_MAX - now_ms))
+			return fail(err, "ERR invalid expire time in 'set' command");
+		c->flags |= KV_SET_EXPIRE;
+		c->expire_at_ms = o.absolute ? o.expire_ms : now_ms + o.expire_ms;
+	}
+	if (check_key(&argv[1], err) != 0 || check_value(&argv[2], err) != 0)
+		return -1;
+	c->key = argv[1].p;
+	c->key_len = (uint16_t)argv[1].len;
+	c->value = argv[2].p;
+	c->value_len = (uint32_t)argv[2].len;
+	return 0;
+}
+
+static int request_incr(const struct cmd_spec *spec, const struct resp_arg *argv, struct kv_cmd *c,
+			char *err)
+{
+	long long by = 1;
+
+	if (spec->id == CMD_INCRBY || spec->id == CMD_DECRBY) {
+		if (cmd_parse_int(&argv[2], &by, err) != 0)
+			return -1;
+		if (spec->id == CMD_DECRBY && by == LLONG_MIN)
+			return fail(err, "ERR decrement would overflow");
+	}
+	if (check_key(&argv[1], err) != 0)
+		return -1;
+	c->op = KV_R_INCRBY;
+	c->delta = spec->id == CMD_DECR || spec->id == CMD_DECRBY ? -by : by;
+	c->key = argv[1].p;
+	c->key_len = (uint16_t)argv[1].len;
+	return 0;
+}
+
+static int request_scan(const struct resp_arg *argv, size_t argc, struct kv_cmd *c, char *err)
+{
+	struct cmd_scan s;
+
+	if (cmd_parse_scan(argv, argc, &s, err) != 0)
+		return -1;
+	c->op = KV_R_SCAN;
+	c->cursor = s.cursor;
+	c->count = s.count > UINT32_MAX ? UINT32_MAX : (uint32_t)s.count; /* a hint anyway */
+	if (s.match != NULL) {
+		if (s.match->len > KV_MAX_PATTERN)
+			return fail(err, "ERR pattern is too long");
+		c->flags |= KV_SCAN_MATCH;
+		c->pattern = s.match->p;
+		c->pattern_len = (uint32_t)s.match->len;
+	}
+	if (s.type != NULL && !arg_is(s.type, "string"))
+		c->flags |= KV_SCAN_NOTHING; /* Redis filters by the type's name: none match */
+	return 0;
+}
+
+int cmd_request(const struct cmd_spec *spec, const struct resp_arg *argv, size_t argc,
+		uint64_t now_ms, uint8_t **out, size_t *out_len, char *err)
+{
+	struct kv_cmd c;
+	struct kv_item *items = NULL;
+	uint8_t *buf;
+	size_t n;
+	int rc = 0;
+
+	*out = NULL;
+	*out_len = 0;
+	memset(&c, 0, sizeof(c));
+	c.now_ms = now_ms;
+	switch (spec->id) {
+	case CMD_GET:
+	case CMD_VGET:
+		rc = check_key(&argv[1], err);
+		c.op = KV_R_GET;
+		c.key = argv[1].p;
+		c.key_len = (uint16_t)argv[1].len;
+		break;
+	case CMD_SET:
+		rc = request_set(argv, argc, now_ms, &c, err);
+		break;
+	case CMD_DEL:
+	case CMD_EXISTS:
+	case CMD_MGET:
+	case CMD_MSET:
+		c.op = spec->id == CMD_DEL	? KV_R_DEL
+		       : spec->id == CMD_EXISTS ? KV_R_EXISTS
+		       : spec->id == CMD_MGET	? KV_R_MGET
+						: KV_R_MSET;
+		rc = take_items(spec, argv, argc, &c, &items, err);
+		break;
+	case CMD_INCR:
+	case CMD_INCRBY:
+	case CMD_DECR:
+	case CMD_DECRBY:
+		rc = request_incr(spec, argv, &c, err);
+		break;
+	case CMD_SCAN:
+		rc = request_scan(argv, argc, &c, err);
+		break;
+	case CMD_VSET:
+		rc = cmd_parse_u64(&argv[3], &c.expected_version, err);
+		if (rc == 0)
+			rc = check_key(&argv[1], err);
+		if (rc == 0)
+			rc = check_value(&argv[2], err);
+		c.op = KV_R_VSET;
+		c.key = argv[1].p;
+		c.key_len = (uint16_t)argv[1].len;
+		c.value = argv[2].p;
+		c.value_len = (uint32_t)argv[2].len;
+		break;
+	default:
+		snprintf(err, CMD_ERR_LEN, "ERR '%s' is not a key-value command", spec->name);
+		return -1;
+	}
+	if (rc != 0)
+		goto out;
+	n = kv_cmd_size(&c);
+	if (n == 0) {
+		rc = fail(err, "ERR command is too large");
+		goto out;
+	}
+	buf = teems_malloc(n);
+	if (buf == NULL) {
+		rc = fail(err, "ERR out of memory");
+		goto out;
+	}
+	if (kv_cmd_encode(&c, buf, n, &n) != TEEMS_OK) {
+		teems_free(buf);
+		rc = fail(err, "ERR command is too large");
+		goto out;
+	}
+	*out = buf;
+	*out_len = n;
+out:
+	teems_free(items);
+	return rc;
+}
+
+static enum kv_op result_op(enum cmd_id id)
+{
+	switch (id) {
+	case CMD_GET:
+	case CMD_VGET:
+		return KV_R_GET;
+	case CMD_SET:
+		return KV_R_SET;
+	case CMD_DEL:
+		return KV_R_DEL;
+	case CMD_EXISTS:
+		return KV_R_EXISTS;
+	case CMD_MGET:
+		return KV_R_MGET;
+	case CMD_MSET:
+		return KV_R_MSET;
+	case CMD_INCR:
+	case CMD_INCRBY:
+	case CMD_DECR:
+	case CMD_DECRBY:
+		return KV_R_INCRBY;
+	case CMD_SCAN:
+		return KV_R_SCAN;
+	case CMD_VSET:
+		return KV_R_VSET;
+	default:
+		return (enum kv_op)0;
+	}
+}
+
+int cmd_response(const struct cmd_spec *spec, const uint8_t *result, size_t len,
+		 struct resp_out *out)
+{
+	struct kv_result r;
+	struct kv_item it;
+	size_t pos = 0;
+	char num[24];
+
+	if (kv_result_decode(result, len, &r) != TEEMS_OK || r.op == 0 ||
+	    r.op != result_op(spec->id) || r.version > (uint64_t)LLONG_MAX)
+		goto bad;
+	switch (r.status) {
+	case KV_ERR_NOT_INTEGER:
+		resp_add_error(out, "ERR value is not an integer or out of range");
+		return 0;
+	case KV_ERR_OVERFLOW:
+		resp_add_error(out, "ERR increment or decrement would overflow");
+		return 0;
+	case KV_ERR_TOO_LARGE:
+		resp_add_error(out, "ERR reply is too large");
+		return 0;
+	default:
+		break;
+	}
+	switch (spec->id) {
+	case CMD_GET:
+		if (r.found)
+			resp_add_bulk(out, r.value, r.value_len);
+		else
+			resp_add_null(out);
+		return 0;
+	case CMD_VGET:
+		resp_add_array(out, 2);
+		if (r.found)
+			resp_add_bulk(out, r.value, r.value_len);
+		else
+			resp_add_null(out);
+		resp_add_int(out, (long long)r.version);
+		return 0;
+	case CMD_SET:
+		if (r.asked && r.found)
+			resp_add_bulk(out, r.value, r.value_len);
+		else if (r.asked || r.status != KV_OK)
+			resp_add_null(out);
+		else
+			resp_add_simple(out, "OK");
+		return 0;
+	case CMD_DEL:
+	case CMD_EXISTS:
+	case CMD_INCR:
+	case CMD_INCRBY:
+	case CMD_DECR:
+	case CMD_DECRBY:
+		resp_add_int(out, (long long)r.integer);
+		return 0;
+	case CMD_MSET:
+		resp_add_simple(out, "OK");
+		return 0;
+	case CMD_MGET:
+		resp_add_array(out, r.n_items);
+		while (kv_result_item(&r, &pos, &it)) {
+			if (it.found)
+				resp_add_bulk(out, it.value, it.value_len);
+			else
+				resp_add_null(out);
+		}
+		return 0;
+	case CMD_SCAN:
+		snprintf(num, sizeof(num), "%llu", (unsigned long long)r.cursor);
+		resp_add_array(out, 2);
+		resp_add_bulk_cstr(out, num);
+		resp_add_array(out, r.n_items);
+		while (kv_result_item(&r, &pos, &it))
+			resp_add_bulk(out, it.key, it.key_len);
+		return 0;
+	case CMD_VSET:
+		resp_add_array(out, 2);
+		resp_add_int(out, r.status == KV_OK ? 1 : 0);
+		resp_add_int(out, (long long)r.version);
+		return 0;
+	default:
+		break;
+	}
+bad:
+	resp_add_error(out, "ERR internal error: the command's result does not decode");
+	return -1;
 }

@@ -1,6 +1,8 @@
 /* The RESP command table (DESIGN.md section 9): names, arities, flags and key positions, the
- * argument checks with Redis's exact error texts, and the translation of valid commands into
- * src/kv commands. Pure: no I/O, no allocation.
+ * argument checks with Redis's exact error texts, the translation of each key-value command
+ * into ONE src/kv state-machine command (cmd_request) and the formatting of its result as
+ * Redis's reply (cmd_response). Pure: no I/O, no clock (the caller passes now_ms); the only
+ * allocation is cmd_request's output.
  *
  * Error texts are written without the leading "-" and trailing CRLF, ready for
  * resp_add_error(): "ERR wrong number of arguments for 'get' command". Buffers named `err` are
@@ -34,6 +36,8 @@ enum cmd_id {
 	CMD_MSET,
 	CMD_INCR,
 	CMD_INCRBY,
+	CMD_DECR,
+	CMD_DECRBY,
 	CMD_SCAN,
 	CMD_VGET,
 	CMD_VSET,
@@ -79,11 +83,12 @@ const struct cmd_spec *cmd_check(const struct resp_arg *argv, size_t argc, char 
  * max are stored). */
 size_t cmd_keys(const struct cmd_spec *spec, size_t argc, size_t *idx, size_t max);
 
-/* SET key value [NX|XX] [GET] [EX seconds|PX milliseconds|KEEPTTL]. */
+/* SET key value [NX|XX] [GET] [EX seconds|PX milliseconds|EXAT unix-s|PXAT unix-ms|KEEPTTL]. */
 struct cmd_set_opts {
 	bool nx, xx, get, keepttl;
 	bool has_expire;
-	uint64_t expire_ms; /* EX converted to milliseconds */
+	bool absolute;	    /* EXAT, PXAT: expire_ms is a time, not a duration */
+	uint64_t expire_ms; /* seconds converted to milliseconds */
 };
 /* Errors (return -1, err filled): "ERR syntax error" (unknown or conflicting option, missing
  * argument), "ERR value is not an integer or out of range",
@@ -110,16 +115,21 @@ int cmd_parse_auth(const struct resp_arg *argv, size_t argc, const struct resp_a
 int cmd_parse_int(const struct resp_arg *a, long long *v, char *err);
 int cmd_parse_u64(const struct resp_arg *a, uint64_t *v, char *err);
 
-/* SCAN cursor [MATCH pattern] [COUNT count]. Errors: "ERR invalid cursor",
- * "ERR value is not an integer or out of range", "ERR syntax error". */
+/* SCAN cursor [MATCH pattern] [COUNT count] [TYPE type] (a repeated option: the last wins).
+ * The cursor is read as Redis does (strtoul: sign, leading zeros, "" is 0). Errors:
+ * "ERR invalid cursor", "ERR value is not an integer or out of range", "ERR syntax error". */
 struct cmd_scan {
 	uint64_t cursor;
 	const struct resp_arg *match; /* NULL: every key */
 	uint64_t count;		      /* default 10 */
+	const struct resp_arg *type;  /* NULL: any; every key is a "string" */
 };
 int cmd_parse_scan(const struct resp_arg *argv, size_t argc, struct cmd_scan *s, char *err);
 
-/* Translates a checked command into the src/kv commands that implement it, in order:
+/* The older translation into the simulator's model ops (kv.h KV_GET..KV_DEL), several per
+ * command and without Redis's options; kept for tests/fuzz/fuzz_resp.c. The engine uses
+ * cmd_request / cmd_response below. Translates a checked command into the src/kv commands
+ * that implement it, in order:
  *   GET k            -> KV_GET k                  (reply: bulk or null)
  *   VGET k           -> KV_GET k                  (reply: [value|null, version])
  *   SET k v          -> KV_SET k v                (plain SET only; see below)
@@ -150,5 +160,36 @@ int cmd_to_kv(const struct cmd_spec *spec, const struct resp_arg *argv, size_t a
  * before it; see cmd_to_kv). Allocation failures are in out->err. */
 int cmd_reply(const struct cmd_spec *spec, const struct kv_result *res, size_t n,
 	      struct resp_out *out);
+
+/* One checked RESP command (cmd_check) as ONE encoded state-machine command: the bytes the
+ * engine proposes (spec->flags & CMD_F_WRITE) or runs on local state after a linearizable read
+ * barrier (CMD_F_READ), with kv_apply_encoded; the whole command is one atomic op (MSET, DEL
+ * of many keys). now_ms: the proposing (or, for a read, the serving) replica's clock in ms,
+ * carried inside the command so that every replica applies the same thing: EX/PX deadlines
+ * are now_ms + ttl, and a key whose deadline is <= now_ms is absent (kv.h, Expiry). EXAT and
+ * PXAT are read on the same clock.
+ * Commands: GET, SET [NX|XX] [GET] [EX|PX|EXAT|PXAT|KEEPTTL], DEL, EXISTS, MGET, MSET, INCR,
+ * INCRBY, DECR, DECRBY, SCAN cursor [MATCH p] [COUNT n] [TYPE t], VGET, VSET.
+ * *out is teems_malloc'd; the caller frees it. Returns 0, or -1 with err holding the Redis
+ * error text (no leading '-'): Redis's own ("ERR syntax error", "ERR invalid expire time in
+ * 'set' command", "ERR value is not an integer or out of range", "ERR invalid cursor",
+ * "ERR decrement would overflow"), teems's limits ("ERR key is too long",
+ * "ERR value is too large", "ERR pattern is too long", "ERR command is too large" (over
+ * KV_MAX_COMMAND), "ERR out of memory"), or "ERR '<name>' is not a key-value command" for the
+ * other commands of the table (PING, LEASE.*, ...). *out is then NULL. */
+int cmd_request(const struct cmd_spec *spec, const struct resp_arg *argv, size_t argc,
+		uint64_t now_ms, uint8_t **out, size_t *out_len, char *err);
+
+/* Appends to out (in out->proto: null is $-1 or _ as Redis sends it) the reply for a command's
+ * encoded result, i.e. what kv_apply_encoded gave for the bytes cmd_request made from the same
+ * spec: GET bulk|null; SET +OK, or null when NX/XX was not met, or with GET the old value|null;
+ * DEL, EXISTS, INCR.. integer; MGET array of bulk|null; MSET +OK; SCAN [cursor as a bulk
+ * string, [keys]]; VGET [bulk|null, version]; VSET [1, new version] or [0, current version].
+ * Errors decided when applying are error replies and return 0: "ERR value is not an integer or
+ * out of range", "ERR increment or decrement would overflow", "ERR reply is too large".
+ * Returns -1 when the result does not decode or is not a result of spec's command (out then
+ * holds an -ERR reply). */
+int cmd_response(const struct cmd_spec *spec, const uint8_t *result, size_t len,
+		 struct resp_out *out);
 
 #endif

@@ -12,10 +12,11 @@
 #include <cmocka.h>
 #include <hiredis/hiredis.h>
 
+#include "common/alloc.h"
 #include "net/commands.h"
 #include "teems/err.h"
 
-#define MAXA 16
+#define MAXA 24
 
 struct call {
 	struct resp_arg a[MAXA];
@@ -174,6 +175,27 @@ static void test_set_options(void **state)
 	set_err(mk("SET", "k", "v", "PX", "-5", NULL), "ERR invalid expire time in 'set' command");
 	set_err(mk("SET", "k", "v", "EX", "9223372036854775807", NULL),
 		"ERR invalid expire time in 'set' command");
+	/* Redis 7: a repeated option is fine (the last expiry wins), the syntax is checked
+	 * before the expiry's value, and EXAT/PXAT are absolute */
+	c = mk("SET", "k", "v", "EX", "1", "GET", "EX", "2", "GET", NULL);
+	assert_int_equal(cmd_parse_set(c.a, c.n, &o, err), 0);
+	assert_int_equal(o.expire_ms, 2000);
+	assert_false(o.absolute);
+	c = mk("SET", "k", "v", "EXAT", "1700000000", NULL);
+	assert_int_equal(cmd_parse_set(c.a, c.n, &o, err), 0);
+	assert_true(o.absolute);
+	assert_int_equal(o.expire_ms, 1700000000000ull);
+	c = mk("SET", "k", "v", "pxat", "5", "KEEPTTL", NULL);
+	assert_int_equal(cmd_parse_set(c.a, c.n, &o, err), -1);
+	c = mk("SET", "k", "v", "PXAT", "5", NULL);
+	assert_int_equal(cmd_parse_set(c.a, c.n, &o, err), 0);
+	assert_int_equal(o.expire_ms, 5);
+	set_err(mk("SET", "k", "v", "EX", "abc", "NX", "XX", NULL), "ERR syntax error");
+	set_err(mk("SET", "k", "v", "PX", "KEEPTTL", "PX", "-1", NULL),
+		"ERR invalid expire time in 'set' command");
+	set_err(mk("SET", "k", "v", "EXAT", "1", "PXAT", "1", NULL), "ERR syntax error");
+	set_err(mk("SET", "k", "v", "EXAT", "9223372036854776", NULL),
+		"ERR invalid expire time in 'set' command");
 }
 
 static void test_ints(void **state)
@@ -246,6 +268,36 @@ static void test_hello_auth_scan(void **state)
 	c = mk("SCAN", "x", NULL);
 	assert_int_equal(cmd_parse_scan(c.a, c.n, &s, err), -1);
 	assert_string_equal(err, "ERR invalid cursor");
+	/* the cursor as Redis reads it (strtoul) */
+	{
+		static const struct {
+			const char *in;
+			uint64_t v;
+			bool ok;
+		} cur[] = {{"", 0, true},
+			   {"007", 7, true},
+			   {"+5", 5, true},
+			   {"-1", UINT64_MAX, true},
+			   {"18446744073709551615", UINT64_MAX, true},
+			   {"18446744073709551616", 0, false},
+			   {" 1", 0, false},
+			   {"1 ", 0, false},
+			   {"-", 0, false},
+			   {"0x1", 0, false}};
+
+		for (size_t i = 0; i < sizeof(cur) / sizeof(cur[0]); i++) {
+			c = mk("SCAN", cur[i].in, NULL);
+			assert_int_equal(cmd_parse_scan(c.a, c.n, &s, err), cur[i].ok ? 0 : -1);
+			if (cur[i].ok)
+				assert_true(s.cursor == cur[i].v);
+			else
+				assert_string_equal(err, "ERR invalid cursor");
+		}
+	}
+	c = mk("SCAN", "0", "TYPE", "string", "MATCH", "a", "MATCH", "b", NULL);
+	assert_int_equal(cmd_parse_scan(c.a, c.n, &s, err), 0);
+	assert_memory_equal(s.type->p, "string", 6);
+	assert_memory_equal(s.match->p, "b", 1); /* the last one wins */
 	c = mk("SCAN", "0", "COUNT", "0", NULL);
 	assert_int_equal(cmd_parse_scan(c.a, c.n, &s, err), -1);
 	assert_string_equal(err, "ERR syntax error");
@@ -405,13 +457,308 @@ static void test_reply(void **state)
 	kv_free(kv);
 }
 
+/* ---- cmd_request / cmd_response: one RESP command as one state-machine command ---- */
+
+/* Runs a command through the engine's path: cmd_check, cmd_request at now_ms,
+ * kv_apply_encoded, cmd_response. Returns the reply's bytes (NUL-terminated, for comparing
+ * with what redis-server sends); a refused request gives its error as the reply. */
+static char reply_buf[4096];
+
+static const char *exec(struct kv *kv, int proto, uint64_t now, struct call c)
+{
+	char err[CMD_ERR_LEN];
+	const struct cmd_spec *s = cmd_check(c.a, c.n, err);
+	struct resp_out o;
+	uint8_t *cmd, *res;
+	size_t len, rlen;
+
+	resp_out_init(&o, proto);
+	if (s == NULL) {
+		resp_add_error(&o, err);
+	} else if (cmd_request(s, c.a, c.n, now, &cmd, &len, err) != 0) {
+		assert_null(cmd);
+		resp_add_error(&o, err);
+	} else {
+		assert_int_equal(kv_apply_encoded(kv, cmd, len, &res, &rlen), TEEMS_OK);
+		assert_int_equal(cmd_response(s, res, rlen, &o), 0);
+		teems_free(res);
+		teems_free(cmd);
+	}
+	assert_int_equal(o.err, TEEMS_OK);
+	assert_true(o.len < sizeof(reply_buf));
+	memcpy(reply_buf, o.buf, o.len);
+	reply_buf[o.len] = '\0';
+	resp_out_free(&o);
+	return reply_buf;
+}
+
+#define EXPECT(kv, now, want, ...) \
+	assert_string_equal(exec(kv, 2, now, mk(__VA_ARGS__, NULL)), want)
+#define EXPECT3(kv, now, want, ...) \
+	assert_string_equal(exec(kv, 3, now, mk(__VA_ARGS__, NULL)), want)
+
+static void test_request_strings(void **state)
+{
+	struct kv *kv;
+
+	(void)state;
+	assert_int_equal(kv_new(&kv), TEEMS_OK);
+	EXPECT(kv, 0, "$-1\r\n", "GET", "a");
+	EXPECT3(kv, 0, "_\r\n", "GET", "a");
+	EXPECT(kv, 0, "+OK\r\n", "SET", "a", "1");
+	EXPECT(kv, 0, "$1\r\n1\r\n", "GET", "a");
+	EXPECT(kv, 0, "+OK\r\n", "set", "", "empty key");
+	EXPECT(kv, 0, "$9\r\nempty key\r\n", "GET", "");
+	/* NX, XX, GET (Redis 7: NX and GET together; GET answers even when nothing is set) */
+	EXPECT(kv, 0, "$-1\r\n", "SET", "a", "2", "NX");
+	EXPECT3(kv, 0, "_\r\n", "SET", "a", "2", "NX");
+	EXPECT(kv, 0, "$1\r\n1\r\n", "SET", "a", "2", "NX", "GET");
+	EXPECT(kv, 0, "$1\r\n1\r\n", "GET", "a");
+	EXPECT(kv, 0, "$-1\r\n", "SET", "b", "2", "XX");
+	EXPECT(kv, 0, "$-1\r\n", "SET", "b", "2", "XX", "GET");
+	EXPECT(kv, 0, "$-1\r\n", "GET", "b");
+	EXPECT(kv, 0, "$-1\r\n", "SET", "b", "2", "NX", "GET");
+	EXPECT(kv, 0, "$1\r\n2\r\n", "GET", "b");
+	EXPECT(kv, 0, "+OK\r\n", "SET", "b", "3", "XX");
+	EXPECT(kv, 0, "$1\r\n3\r\n", "SET", "b", "4", "GET");
+	/* VGET / VSET */
+	EXPECT(kv, 0, "*2\r\n$1\r\n4\r\n:3\r\n", "VGET", "b");
+	EXPECT(kv, 0, "*2\r\n$-1\r\n:0\r\n", "VGET", "nope");
+	EXPECT3(kv, 0, "*2\r\n_\r\n:0\r\n", "VGET", "nope");
+	EXPECT(kv, 0, "*2\r\n:0\r\n:3\r\n", "VSET", "b", "x", "2");
+	EXPECT(kv, 0, "*2\r\n:1\r\n:4\r\n", "VSET", "b", "x", "3");
+	EXPECT(kv, 0, "*2\r\n:1\r\n:1\r\n", "VSET", "new", "x", "0");
+	EXPECT(kv, 0, "-ERR value is not an integer or out of range\r\n", "VSET", "b", "x", "-1");
+	/* DEL, EXISTS, MGET, MSET */
+	EXPECT(kv, 0, ":2\r\n", "EXISTS", "a", "a", "zz");
+	EXPECT(kv, 0, ":2\r\n", "DEL", "a", "a", "b", "zz");
+	EXPECT(kv, 0, ":0\r\n", "DEL", "a");
+	EXPECT(kv, 0, "*2\r\n:0\r\n:2\r\n", "VSET", "a", "again", "0"); /* tombstone's version */
+	EXPECT(kv, 0, "+OK\r\n", "MSET", "m1", "x", "m2", "y", "m1", "z");
+	EXPECT(kv, 0, "*3\r\n$1\r\nz\r\n$-1\r\n$1\r\ny\r\n", "MGET", "m1", "zz", "m2");
+	EXPECT3(kv, 0, "*3\r\n$1\r\nz\r\n_\r\n$1\r\ny\r\n", "MGET", "m1", "zz", "m2");
+	EXPECT(kv, 0, "-ERR wrong number of arguments for 'mset' command\r\n", "MSET", "a", "1",
+	       "b");
+	kv_free(kv);
+}
+
+static void test_request_incr(void **state)
+{
+	struct kv *kv;
+
+	(void)state;
+	assert_int_equal(kv_new(&kv), TEEMS_OK);
+	EXPECT(kv, 0, ":1\r\n", "INCR", "n");
+	EXPECT(kv, 0, ":11\r\n", "INCRBY", "n", "10");
+	EXPECT(kv, 0, ":10\r\n", "DECR", "n");
+	EXPECT(kv, 0, ":-5\r\n", "DECRBY", "n", "15");
+	EXPECT(kv, 0, "$2\r\n-5\r\n", "GET", "n");
+	EXPECT(kv, 0, "-ERR value is not an integer or out of range\r\n", "INCRBY", "n", "1.5");
+	EXPECT(kv, 0, "-ERR value is not an integer or out of range\r\n", "INCRBY", "n", "");
+	EXPECT(kv, 0, "-ERR decrement would overflow\r\n", "DECRBY", "n", "-9223372036854775808");
+	EXPECT(kv, 0, "+OK\r\n", "SET", "s", " 1");
+	EXPECT(kv, 0, "-ERR value is not an integer or out of range\r\n", "INCR", "s");
+	EXPECT(kv, 0, "+OK\r\n", "SET", "big", "9223372036854775807");
+	EXPECT(kv, 0, "-ERR increment or decrement would overflow\r\n", "INCR", "big");
+	EXPECT(kv, 0, "-ERR increment or decrement would overflow\r\n", "DECRBY", "n",
+	       "9223372036854775807");
+	EXPECT(kv, 0, "$19\r\n9223372036854775807\r\n", "GET", "big");
+	EXPECT(kv, 0, "-ERR wrong number of arguments for 'decr' command\r\n", "DECR");
+	kv_free(kv);
+}
+
+static void test_request_expiry(void **state)
+{
+	struct kv *kv;
+
+	(void)state;
+	assert_int_equal(kv_new(&kv), TEEMS_OK);
+	EXPECT(kv, 1000, "+OK\r\n", "SET", "k", "v", "PX", "500");
+	EXPECT(kv, 1499, "$1\r\nv\r\n", "GET", "k");
+	EXPECT(kv, 1500, "$-1\r\n", "GET", "k");
+	EXPECT(kv, 1000, "+OK\r\n", "SET", "k", "v", "EX", "2");
+	EXPECT(kv, 2999, ":1\r\n", "EXISTS", "k");
+	EXPECT(kv, 3000, ":0\r\n", "EXISTS", "k");
+	EXPECT(kv, 1000, "+OK\r\n", "SET", "k", "w", "KEEPTTL");
+	EXPECT(kv, 3000, "$-1\r\n", "GET", "k");
+	EXPECT(kv, 1000, ":1\r\n", "INCR", "n");
+	EXPECT(kv, 1000, "+OK\r\n", "SET", "k", "v", "PXAT", "4000");
+	EXPECT(kv, 3999, "$1\r\nv\r\n", "GET", "k");
+	EXPECT(kv, 4000, "$-1\r\n", "GET", "k");
+	EXPECT(kv, 1000, "+OK\r\n", "SET", "k", "v", "EXAT", "4");
+	EXPECT(kv, 4000, "$-1\r\n", "GET", "k");
+	/* an expired key is absent to XX and present to nothing */
+	EXPECT(kv, 5000, "$-1\r\n", "SET", "k", "x", "XX");
+	EXPECT(kv, 5000, "$-1\r\n", "SET", "k", "x", "NX", "GET");
+	EXPECT(kv, 5000, ":0\r\n", "DEL", "zz");
+	/* EX whose deadline would pass LLONG_MAX ms is refused (as Redis) */
+	EXPECT(kv, 1000, "-ERR invalid expire time in 'set' command\r\n", "SET", "k", "v", "PX",
+	       "9223372036854775000");
+	EXPECT(kv, 0, "+OK\r\n", "SET", "k", "v", "PX", "9223372036854775000");
+	EXPECT(kv, 0, "-ERR invalid expire time in 'set' command\r\n", "SET", "k", "v", "EX", "0");
+	EXPECT(kv, 0, "-ERR value is not an integer or out of range\r\n", "SET", "k", "v", "EX",
+	       "x");
+	EXPECT(kv, 0, "-ERR syntax error\r\n", "SET", "k", "v", "EX", "1", "PX", "1");
+	kv_free(kv);
+}
+
+static void test_request_limits(void **state)
+{
+	struct kv *kv;
+	char *big = malloc(KV_MAX_VALUE + 2);
+	struct call c;
+	char err[CMD_ERR_LEN];
+	uint8_t *out = (uint8_t *)"x";
+	size_t len = 1;
+
+	(void)state;
+	assert_non_null(big);
+	assert_int_equal(kv_new(&kv), TEEMS_OK);
+	memset(big, 'v', KV_MAX_VALUE + 1);
+	big[KV_MAX_VALUE + 1] = '\0';
+	/* MSET is all or nothing: an invalid pair refuses the whole command */
+	EXPECT(kv, 0, "-ERR value is too large\r\n", "MSET", "a", "1", "b", big);
+	EXPECT(kv, 0, "*2\r\n$-1\r\n$-1\r\n", "MGET", "a", "b");
+	big[KV_MAX_KEY + 1] = '\0';
+	EXPECT(kv, 0, "-ERR key is too long\r\n", "MSET", "a", "1", big, "2");
+	EXPECT(kv, 0, "$-1\r\n", "GET", "a");
+	EXPECT(kv, 0, "-ERR key is too long\r\n", "GET", big);
+	EXPECT(kv, 0, "-ERR key is too long\r\n", "DEL", "a", big);
+	EXPECT(kv, 0, "-ERR key is too long\r\n", "INCR", big);
+	big[KV_MAX_KEY] = '\0';
+	EXPECT(kv, 0, "+OK\r\n", "SET", big, "longest key");
+	big[KV_MAX_KEY] = 'v';
+	big[KV_MAX_PATTERN + 1] = '\0';
+	EXPECT(kv, 0, "-ERR pattern is too long\r\n", "SCAN", "0", "MATCH", big);
+	/* a command over KV_MAX_COMMAND (8 MiB: the largest log entry) */
+	memset(big, 'v', KV_MAX_VALUE);
+	big[KV_MAX_VALUE] = '\0';
+	c = mk("MSET", "a", big, "b", big, "c", big, "d", big, "e", big, "f", big, "g", big, "h",
+	       big, NULL);
+	assert_int_equal(cmd_request(check_ok(c), c.a, c.n, 0, &out, &len, err), -1);
+	assert_string_equal(err, "ERR command is too large");
+	assert_null(out);
+	assert_int_equal(len, 0);
+	/* commands that are not the state machine's */
+	c = mk("PING", NULL);
+	assert_int_equal(cmd_request(check_ok(c), c.a, c.n, 0, &out, &len, err), -1);
+	assert_string_equal(err, "ERR 'ping' is not a key-value command");
+	c = mk("LEASE.INFO", "x", NULL);
+	assert_int_equal(cmd_request(check_ok(c), c.a, c.n, 0, &out, &len, err), -1);
+	/* MGET whose reply would pass KV_MAX_RESULT */
+	EXPECT(kv, 0, "+OK\r\n", "MSET", "a", big, "b", big, "c", big, "d", big);
+	EXPECT(kv, 0, "-ERR reply is too large\r\n", "MGET", "a", "b", "c", "d", "a", "b", "c", "d",
+	       "a");
+	free(big);
+	kv_free(kv);
+}
+
+/* SCAN through the RESP layer, to the end, with MATCH and COUNT: each key exactly once. */
+static void test_request_scan(void **state)
+{
+	enum { N = 500 };
+	struct kv *kv;
+	static int seen[N];
+	char key[16], cursor[24] = "0";
+	redisReader *rd;
+
+	(void)state;
+	assert_int_equal(kv_new(&kv), TEEMS_OK);
+	for (int i = 0; i < N; i++) {
+		snprintf(key, sizeof(key), "%s%d", i % 2 ? "odd:" : "even:", i);
+		EXPECT(kv, 0, "+OK\r\n", "SET", key, "v");
+	}
+	EXPECT(kv, 0, "*2\r\n$1\r\n0\r\n*0\r\n", "SCAN", "0", "TYPE", "hash", "COUNT", "100000");
+	EXPECT(kv, 0, "*2\r\n$1\r\n0\r\n*1\r\n$6\r\neven:0\r\n", "SCAN", "0", "MATCH", "even:0",
+	       "COUNT", "100000", "TYPE", "STRING");
+	EXPECT(kv, 0, "-ERR invalid cursor\r\n", "SCAN", "zero");
+	EXPECT(kv, 0, "-ERR syntax error\r\n", "SCAN", "0", "COUNT", "0");
+	EXPECT(kv, 0, "-ERR syntax error\r\n", "SCAN", "0", "MATCH");
+	EXPECT(kv, 0, "-ERR value is not an integer or out of range\r\n", "SCAN", "0", "COUNT",
+	       "many");
+	rd = redisReaderCreate();
+	do {
+		void *v = NULL;
+		redisReply *r;
+		const char *raw =
+			exec(kv, 2, 0, mk("SCAN", cursor, "MATCH", "odd:*", "COUNT", "7", NULL));
+
+		assert_int_equal(redisReaderFeed(rd, raw, strlen(raw)), REDIS_OK);
+		assert_int_equal(redisReaderGetReply(rd, &v), REDIS_OK);
+		r = v;
+		assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+		assert_int_equal(r->elements, 2);
+		assert_int_equal(r->element[0]->type, REDIS_REPLY_STRING);
+		snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+		for (size_t i = 0; i < r->element[1]->elements; i++) {
+			int k;
+
+			assert_int_equal(sscanf(r->element[1]->element[i]->str, "odd:%d", &k), 1);
+			assert_true(k >= 0 && k < N && k % 2 == 1);
+			assert_int_equal(seen[k], 0);
+			seen[k] = 1;
+		}
+		freeReplyObject(r);
+	} while (strcmp(cursor, "0") != 0);
+	for (int i = 0; i < N; i++)
+		assert_int_equal(seen[i], i % 2);
+	redisReaderFree(rd);
+	kv_free(kv);
+}
+
+static void test_response_checks(void **state)
+{
+	struct kv *kv;
+	struct call c = mk("GET", "a", NULL);
+	char err[CMD_ERR_LEN];
+	uint8_t *cmd, *res;
+	size_t len, rlen;
+	struct resp_out o;
+
+	(void)state;
+	assert_int_equal(kv_new(&kv), TEEMS_OK);
+	assert_int_equal(cmd_request(check_ok(c), c.a, c.n, 0, &cmd, &len, err), 0);
+	assert_int_equal(kv_apply_encoded(kv, cmd, len, &res, &rlen), TEEMS_OK);
+	/* the result of GET is not a result of DEL, and half a result is not a result */
+	resp_out_init(&o, 2);
+	assert_int_equal(cmd_response(&cmd_table()[CMD_DEL], res, rlen, &o), -1);
+	assert_int_equal(o.buf[0], '-');
+	resp_out_free(&o);
+	resp_out_init(&o, 2);
+	assert_int_equal(cmd_response(&cmd_table()[CMD_GET], res, rlen - 1, &o), -1);
+	assert_int_equal(o.buf[0], '-');
+	resp_out_free(&o);
+	resp_out_init(&o, 2);
+	assert_int_equal(cmd_response(&cmd_table()[CMD_PING], res, rlen, &o), -1);
+	resp_out_free(&o);
+	/* a truncated command is refused by the state machine, which does not change */
+	teems_free(res);
+	for (size_t cut = 0; cut < len; cut++) {
+		assert_int_equal(kv_apply_encoded(kv, cmd, cut, &res, &rlen), TEEMS_ECORRUPT);
+		assert_null(res);
+	}
+	assert_int_equal(kv_count(kv), 0);
+	teems_free(cmd);
+	kv_free(kv);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_table), cmocka_unit_test(test_errors),
-		cmocka_unit_test(test_keys),  cmocka_unit_test(test_set_options),
-		cmocka_unit_test(test_ints),  cmocka_unit_test(test_hello_auth_scan),
-		cmocka_unit_test(test_to_kv), cmocka_unit_test(test_reply),
+		cmocka_unit_test(test_table),
+		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_keys),
+		cmocka_unit_test(test_set_options),
+		cmocka_unit_test(test_ints),
+		cmocka_unit_test(test_hello_auth_scan),
+		cmocka_unit_test(test_to_kv),
+		cmocka_unit_test(test_reply),
+		cmocka_unit_test(test_request_strings),
+		cmocka_unit_test(test_request_incr),
+		cmocka_unit_test(test_request_expiry),
+		cmocka_unit_test(test_request_limits),
+		cmocka_unit_test(test_request_scan),
+		cmocka_unit_test(test_response_checks),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
