@@ -10,9 +10,23 @@
 #include <strings.h>
 
 #include "common/alloc.h"
+#include "common/bytes.h"
 #include "teems/err.h"
 
-enum kind { K_UINT, K_U64, K_DURATION, K_SIZE, K_RHO, K_ENUM, K_PATH, K_ADDR, K_PEERS };
+enum kind {
+	K_UINT,
+	K_U64,
+	K_DURATION,
+	K_SIZE,
+	K_RHO,
+	K_ENUM,
+	K_PATH,
+	K_ADDR,
+	K_PEERS,
+	K_HEX16, /* exactly 32 hex digits into 16 bytes */
+	K_BOOL,	 /* on | off */
+	K_NAMES, /* comma list of DNS names or IP addresses */
+};
 
 struct setting {
 	const char *name;
@@ -66,6 +80,17 @@ static const struct setting settings[] = {
 	{"tls_cert", K_PATH, OFF(tls_cert), 0, 0, NULL, NULL, "", "TLS certificate (PEM)"},
 	{"tls_key", K_PATH, OFF(tls_key), 0, 0, NULL, NULL, "", "TLS private key (PEM)"},
 	{"tls_ca", K_PATH, OFF(tls_ca), 0, 0, NULL, NULL, "", "CA bundle for peers (PEM)"},
+	{"cluster_id", K_HEX16, OFF(cluster_id), 0, 0, NULL, NULL,
+	 "00000000000000000000000000000000",
+	 "this cluster's id, 32 hex digits (bound into keys, quotes, certificates)"},
+	{"platform_dir", K_PATH, OFF(platform_dir), 0, 0, NULL, NULL, "",
+	 "sim platform secret directory (empty: $TEEMS_SIM_DIR, else ~/.local/share/teems/sim)"},
+	{"client_tls", K_BOOL, OFF(client_tls), 0, 0, NULL, NULL, "on",
+	 "TLS for RESP clients, on or off (off only with a loopback listen address)"},
+	{"service_ca_sealed", K_PATH, OFF(service_ca_sealed), 0, 0, NULL, NULL, "",
+	 "sealed service-CA key (empty: DATA_DIR/service-ca.sealed)"},
+	{"tls_names", K_NAMES, OFF(tls_names), 0, 0, NULL, NULL, "",
+	 "client certificate names, comma-separated (empty: listen host, 127.0.0.1, localhost)"},
 	{"max_args", K_U64, OFF(max_args), 1, 1024 * 1024, NULL, NULL, "1048576",
 	 "RESP: arguments in one request"},
 	{"max_bulk", K_SIZE, OFF(max_bulk), 1024, 512 * MIB, NULL, NULL, "64MiB",
@@ -86,7 +111,7 @@ _Static_assert(sizeof(enum config_engine) == sizeof(int) &&
 
 static const struct setting *find_setting(const char *key, size_t len)
 {
-	char norm[32];
+	char norm[40];
 
 	if (len == 0 || len >= sizeof(norm))
 		return NULL;
@@ -310,6 +335,50 @@ static int set_peers(struct teems_config *c, const char *v, const char **why, ch
 	return 0;
 }
 
+/* tls_names: empty (the default list), or names separated by commas, each a DNS name (letters,
+ * digits, '-', '.', a leading "*." wildcard) or an IP address (digits, '.', hex and ':'),
+ * 1..253 bytes. Returns NULL or the reason (possibly in detail). */
+static const char *check_names(const char *v, char *detail, size_t detail_len)
+{
+	const char *p = v;
+	unsigned n = 0;
+
+	if (strlen(v) >= CONFIG_MAX_PATH)
+		return "too long (at most 1023 bytes)";
+	if (*v == '\0')
+		return NULL;
+	for (;;) {
+		const char *comma = strchr(p, ',');
+		size_t len = comma ? (size_t)(comma - p) : strlen(p);
+		const char *e = p;
+		size_t el = len;
+
+		trim(&e, &el);
+		if (el == 0)
+			return "empty name in the list";
+		if (el > 253) {
+			snprintf(detail, detail_len, "name %u is longer than 253 bytes", n + 1);
+			return detail;
+		}
+		for (size_t i = 0; i < el; i++) {
+			unsigned char ch = (unsigned char)e[i];
+
+			if (!isalnum(ch) && ch != '-' && ch != '.' && ch != ':' &&
+			    !(ch == '*' && i == 0 && el > 2 && e[1] == '.')) {
+				snprintf(detail, detail_len,
+					 "name \"%.*s\": only letters, digits, '-', '.', ':' and a "
+					 "leading \"*.\"",
+					 (int)(el > 64 ? 64 : el), e);
+				return detail;
+			}
+		}
+		n++;
+		if (comma == NULL)
+			return NULL;
+		p = comma + 1;
+	}
+}
+
 static int fail_setting(char *errbuf, const char *origin, const char *key, const char *value,
 			const char *why)
 {
@@ -409,6 +478,39 @@ int config_set(struct teems_config *c, const char *key, const char *value, const
 	}
 	case K_PEERS:
 		set_peers(c, value, &why, detail, sizeof(detail));
+		break;
+	case K_HEX16: {
+		uint8_t id[CONFIG_CLUSTER_ID_LEN];
+
+		if (strlen(value) != 2 * sizeof(id)) {
+			why = "must be 32 hex digits (16 bytes)";
+			break;
+		}
+		for (size_t i = 0; i < sizeof(id) && why == NULL; i++) {
+			int hi = hex_digit_value(value[2 * i]),
+			    lo = hex_digit_value(value[2 * i + 1]);
+
+			if (hi < 0 || lo < 0)
+				why = "must be 32 hex digits (16 bytes)";
+			else
+				id[i] = (uint8_t)(hi << 4 | lo);
+		}
+		if (why == NULL)
+			memcpy(base + s->off, id, sizeof(id));
+		break;
+	}
+	case K_BOOL:
+		if (strcmp(value, "on") == 0)
+			*(bool *)(base + s->off) = true;
+		else if (strcmp(value, "off") == 0)
+			*(bool *)(base + s->off) = false;
+		else
+			why = "must be on or off";
+		break;
+	case K_NAMES:
+		why = check_names(value, detail, sizeof(detail));
+		if (why == NULL)
+			memcpy(base + s->off, value, strlen(value) + 1);
 		break;
 	}
 	if (why != NULL)
@@ -586,6 +688,42 @@ int config_parse_args(struct teems_config *c, int argc, char *const argv[], char
 	return TEEMS_OK;
 }
 
+bool config_service_ca_sealed(const struct teems_config *c, char *out, size_t len)
+{
+	int n;
+
+	if (c->service_ca_sealed[0] != '\0')
+		n = snprintf(out, len, "%s", c->service_ca_sealed);
+	else
+		n = snprintf(out, len, "%s/service-ca.sealed", c->data_dir);
+	return n >= 0 && (size_t)n < len;
+}
+
+bool config_tls_names(const struct teems_config *c, char *out, size_t len)
+{
+	const char *extra[2] = {"127.0.0.1", "localhost"};
+	size_t used;
+	int n;
+
+	if (c->tls_names[0] != '\0') {
+		n = snprintf(out, len, "%s", c->tls_names);
+		return n >= 0 && (size_t)n < len;
+	}
+	n = snprintf(out, len, "%s", c->listen.host);
+	if (n < 0 || (size_t)n >= len)
+		return false;
+	used = (size_t)n;
+	for (int i = 0; i < 2; i++) {
+		if (strcasecmp(c->listen.host, extra[i]) == 0)
+			continue;
+		n = snprintf(out + used, len - used, ",%s", extra[i]);
+		if (n < 0 || (size_t)n >= len - used)
+			return false;
+		used += (size_t)n;
+	}
+	return true;
+}
+
 const struct config_peer *config_self(const struct teems_config *c)
 {
 	for (unsigned i = 0; i < c->n_peers; i++)
@@ -639,20 +777,14 @@ int config_validate(struct teems_config *c, char *errbuf)
 				  c->tls_cert[0] == '\0'  ? "cert"
 				  : c->tls_key[0] == '\0' ? "key"
 							  : "ca");
-	if (tls_set == 0) {
-		if (!config_is_loopback(c->listen.host))
-			return teems_errf(errbuf, TEEMS_ECONFIG,
-					  "config: listen = \"%s:%u\": not loopback, so tls_cert, "
-					  "tls_key and tls_ca are required",
-					  c->listen.host, c->listen.port);
-		for (unsigned i = 0; i < c->n_peers; i++)
-			if (!config_is_loopback(c->peers[i].addr.host))
-				return teems_errf(errbuf, TEEMS_ECONFIG,
-						  "config: peers: %u@%s:%u is not loopback, so "
-						  "tls_cert, tls_key and tls_ca are required",
-						  c->peers[i].id, c->peers[i].addr.host,
-						  c->peers[i].addr.port);
-	}
+	/* Peer channels are RA-TLS whatever the addresses (src/net/tls.h); only the client
+	 * channel can be plaintext, and then only on loopback. */
+	if (!c->client_tls && !config_is_loopback(c->listen.host))
+		return teems_errf(
+			errbuf, TEEMS_ECONFIG,
+			"config: client_tls = \"off\": listen = \"%s:%u\" is not loopback; "
+			"plaintext clients are allowed on loopback only",
+			c->listen.host, c->listen.port);
 	if (c->recovery == CONFIG_RECOVERY_OPERATOR && c->operator_key[0] == '\0')
 		return teems_errf(errbuf, TEEMS_ECONFIG,
 				  "config: recovery = \"operator\": needs operator_key");

@@ -30,6 +30,7 @@
 
 #define CONFIG_MAX_PATH 1024
 #define CONFIG_MAX_HOST 256
+#define CONFIG_CLUSTER_ID_LEN 16 /* bytes; 32 hex digits in the file */
 
 enum config_engine { CONFIG_ENGINE_PAXOS, CONFIG_ENGINE_ABD };
 enum config_sync { CONFIG_SYNC_ALWAYS, CONFIG_SYNC_RR, CONFIG_SYNC_NONE };
@@ -59,6 +60,19 @@ struct teems_config {
 	char operator_key[CONFIG_MAX_PATH]; /* public key; needed with recovery = operator */
 	struct config_addr listen;	    /* RESP clients */
 	char tls_cert[CONFIG_MAX_PATH], tls_key[CONFIG_MAX_PATH], tls_ca[CONFIG_MAX_PATH];
+	/* The cluster this replica belongs to: bound into sealing keys, quotes and RA-TLS
+	 * certificates, so replicas of two clusters on one platform never accept each other. */
+	uint8_t cluster_id[CONFIG_CLUSTER_ID_LEN];
+	/* sim platform: directory of the fused secret; "" means $TEEMS_SIM_DIR, else
+	 * ~/.local/share/teems/sim (tee_options.platform_dir = NULL). */
+	char platform_dir[CONFIG_MAX_PATH];
+	bool client_tls; /* TLS for RESP clients; off only when `listen` is loopback */
+	/* This replica's sealed service-CA key; "" means DATA_DIR/service-ca.sealed
+	 * (config_service_ca_sealed gives the effective path). */
+	char service_ca_sealed[CONFIG_MAX_PATH];
+	/* subjectAltNames of the client certificate, comma-separated; "" means the listen host,
+	 * 127.0.0.1 and localhost (config_tls_names gives the effective list). */
+	char tls_names[CONFIG_MAX_PATH];
 	/* RESP limits (net/resp.h) */
 	uint64_t max_args, max_bulk, max_inline, max_request;
 	struct quorum quorum; /* filled by config_validate */
@@ -87,9 +101,18 @@ int config_parse_args(struct teems_config *c, int argc, char *const argv[], char
 
 /* The rules that involve several settings: N/F/M_R (quorum_init), peer ids exactly 0..N-1 and
  * addresses distinct, replica_id among the peers, TLS files all set or all empty, plaintext
- * only when every address is loopback, operator_key with recovery = operator, limits
- * consistent. Fills c->quorum. Errors: TEEMS_ECONFIG. */
+ * clients (client_tls = off) only when `listen` is loopback, operator_key with
+ * recovery = operator, limits consistent. Peer channels are RA-TLS (src/net/tls.h) and need no
+ * files; teemsd runs them in plaintext only in the development mode (client_tls = off and every
+ * address loopback, src/server/teemsd.c). Fills c->quorum. Errors: TEEMS_ECONFIG. */
 int config_validate(struct teems_config *c, char *errbuf);
+
+/* The effective service_ca_sealed path (the setting, or DATA_DIR/service-ca.sealed) into
+ * out[0..len). Returns false if it does not fit. */
+bool config_service_ca_sealed(const struct teems_config *c, char *out, size_t len);
+/* The effective tls_names (the setting, or "<listen host>,127.0.0.1,localhost" without
+ * duplicates) into out[0..len), comma-separated. Returns false if it does not fit. */
+bool config_tls_names(const struct teems_config *c, char *out, size_t len);
 
 /* The peer entry of c->replica_id, or NULL. */
 const struct config_peer *config_self(const struct teems_config *c);

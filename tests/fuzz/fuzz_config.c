@@ -21,9 +21,32 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 	} while (0)
 
 static const char *const keys[] = {
-	"replica_id", "peers",	 "f",	   "m_r",      "engine",   "data_dir",	   "sync",
-	"t_op",	      "t_lease", "t_cfg",  "rho",      "recovery", "operator_key", "listen",
-	"tls_cert",   "tls_key", "tls_ca", "max_args", "max_bulk", "max_inline",   "max_request",
+	"replica_id",
+	"peers",
+	"f",
+	"m_r",
+	"engine",
+	"data_dir",
+	"sync",
+	"t_op",
+	"t_lease",
+	"t_cfg",
+	"rho",
+	"recovery",
+	"operator_key",
+	"listen",
+	"tls_cert",
+	"tls_key",
+	"tls_ca",
+	"max_args",
+	"max_bulk",
+	"max_inline",
+	"max_request",
+	"cluster_id",
+	"platform_dir",
+	"client_tls",
+	"service_ca_sealed",
+	"tls_names",
 };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -81,6 +81,12 @@ static void test_defaults(void **state)
 	assert_true(c.rho == 0.01);
 	assert_string_equal(c.data_dir, "teems-data");
 	assert_string_equal(c.tls_cert, "");
+	for (size_t i = 0; i < CONFIG_CLUSTER_ID_LEN; i++)
+		assert_int_equal(c.cluster_id[i], 0);
+	assert_string_equal(c.platform_dir, "");
+	assert_true(c.client_tls);
+	assert_string_equal(c.service_ca_sealed, "");
+	assert_string_equal(c.tls_names, "");
 	/* the RESP limits default to the parser's */
 	assert_int_equal(c.max_args, RESP_DEFAULT_MAX_ARGS);
 	assert_int_equal(c.max_bulk, RESP_DEFAULT_MAX_BULK);
@@ -271,7 +277,7 @@ static void test_validate(void **state)
 	ok(&c, "listen", "127.0.0.1:7000");
 	invalid(&c, "config: listen = \"127.0.0.1:7000\": also this replica's peer address");
 
-	/* TLS: all or none; plaintext only on loopback */
+	/* TLS files: all or none */
 	config_defaults(&c);
 	ok(&c, "tls_cert", "c.pem");
 	invalid(&c, "config: tls_key: tls_cert, tls_key and tls_ca go together");
@@ -281,12 +287,16 @@ static void test_validate(void **state)
 	ok(&c, "listen", "0.0.0.0:6379");
 	ok(&c, "peers", "0@10.0.0.1:7000");
 	valid(&c);
+	/* peers are RA-TLS whatever their address; clients are TLS by default */
 	config_defaults(&c);
 	ok(&c, "listen", "0.0.0.0:6379");
-	invalid(&c, "listen = \"0.0.0.0:6379\": not loopback, so tls_cert");
-	config_defaults(&c);
 	ok(&c, "peers", "0@db1.example:7000");
-	invalid(&c, "config: peers: 0@db1.example:7000 is not loopback");
+	valid(&c);
+	/* plaintext clients only on loopback */
+	ok(&c, "client_tls", "off");
+	invalid(&c, "config: client_tls = \"off\": listen = \"0.0.0.0:6379\" is not loopback");
+	ok(&c, "listen", "127.0.0.1:6379");
+	valid(&c);
 
 	/* recovery = operator needs the key */
 	config_defaults(&c);
@@ -303,6 +313,57 @@ static void test_validate(void **state)
 	config_defaults(&c);
 	ok(&c, "data_dir", "");
 	invalid(&c, "config: data_dir = \"\": must be set");
+}
+
+/* The settings of the replica engine and the TLS front end (contracts item 4). */
+static void test_cluster_settings(void **state)
+{
+	struct teems_config c;
+	char out[CONFIG_MAX_PATH + 32];
+
+	(void)state;
+	config_defaults(&c);
+	ok(&c, "cluster_id", "00112233445566778899AaBbCcDdEeFf");
+	assert_int_equal(c.cluster_id[0], 0x00);
+	assert_int_equal(c.cluster_id[1], 0x11);
+	assert_int_equal(c.cluster_id[10], 0xaa);
+	assert_int_equal(c.cluster_id[15], 0xff);
+	bad("cluster_id", "0011", "cluster_id = \"0011\": must be 32 hex digits (16 bytes)");
+	bad("cluster_id", "00112233445566778899aabbccddeeff00", "must be 32 hex digits");
+	bad("cluster_id", "0011223344556677889900aabbccddeg", "must be 32 hex digits");
+	bad("cluster_id", "", "must be 32 hex digits");
+
+	ok(&c, "platform_dir", "/tmp/teems-platform");
+	assert_string_equal(c.platform_dir, "/tmp/teems-platform");
+
+	ok(&c, "client_tls", "off");
+	assert_false(c.client_tls);
+	ok(&c, "client-tls", "on");
+	assert_true(c.client_tls);
+	bad("client_tls", "yes", "client_tls = \"yes\": must be on or off");
+	bad("client_tls", "ON", "must be on or off");
+
+	/* defaults derived from other settings */
+	ok(&c, "data_dir", "/var/lib/teems");
+	assert_true(config_service_ca_sealed(&c, out, sizeof(out)));
+	assert_string_equal(out, "/var/lib/teems/service-ca.sealed");
+	ok(&c, "service_ca_sealed", "/etc/teems/ca.sealed");
+	assert_true(config_service_ca_sealed(&c, out, sizeof(out)));
+	assert_string_equal(out, "/etc/teems/ca.sealed");
+	assert_false(config_service_ca_sealed(&c, out, 5));
+
+	assert_true(config_tls_names(&c, out, sizeof(out)));
+	assert_string_equal(out, "127.0.0.1,localhost");
+	ok(&c, "listen", "db1.example:6379");
+	assert_true(config_tls_names(&c, out, sizeof(out)));
+	assert_string_equal(out, "db1.example,127.0.0.1,localhost");
+	ok(&c, "tls_names", "db.example, *.db.example,10.0.0.1,::1");
+	assert_true(config_tls_names(&c, out, sizeof(out)));
+	assert_string_equal(out, "db.example, *.db.example,10.0.0.1,::1");
+	bad("tls_names", "a,,b", "tls_names = \"a,,b\": empty name in the list");
+	bad("tls_names", "a b", "name \"a b\": only letters");
+	bad("tls_names", "*", "only letters");
+	bad("tls_names", "db.*.example", "only letters");
 }
 
 static void test_loopback(void **state)
@@ -472,10 +533,15 @@ static void test_usage(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_defaults), cmocka_unit_test(test_each_setting),
-		cmocka_unit_test(test_peers),	 cmocka_unit_test(test_validate),
-		cmocka_unit_test(test_loopback), cmocka_unit_test(test_units),
-		cmocka_unit_test(test_file),	 cmocka_unit_test(test_load_file_and_args),
+		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_each_setting),
+		cmocka_unit_test(test_peers),
+		cmocka_unit_test(test_validate),
+		cmocka_unit_test(test_cluster_settings),
+		cmocka_unit_test(test_loopback),
+		cmocka_unit_test(test_units),
+		cmocka_unit_test(test_file),
+		cmocka_unit_test(test_load_file_and_args),
 		cmocka_unit_test(test_usage),
 	};
 

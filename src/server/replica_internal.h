@@ -1,0 +1,184 @@
+/* The replica engine's private parts, shared by replica.c (platform, WAL, core, peer frames,
+ * sync) and replica_client.c (client commands, forwarding, local commands). Nothing outside
+ * src/server/replica*.c includes this. */
+#ifndef TEEMS_SERVER_REPLICA_INTERNAL_H
+#define TEEMS_SERVER_REPLICA_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/msg.h"
+#include "core/paxos.h"
+#include "kv/kv.h"
+#include "net/commands.h"
+#include "server/replica.h"
+#include "store/vfs.h"
+#include "store/wal.h"
+#include "tee/tee.h"
+
+/* Timings the configuration does not name, chosen for replicas on one host or one LAN. */
+#define RP_MS 1000000ull
+#define RP_ELECTION_NS (300 * RP_MS) /* randomized in [300, 600) ms by the core */
+#define RP_HEARTBEAT_NS (50 * RP_MS) /* the leader's COMMIT heartbeat */
+/* recovery = auto: T_restart (epoch restart) is max(RP_RESTART_NS, 5 T_op), long enough that a
+ * short outage of the whole cluster is ridden out by elections, not an epoch restart. */
+#define RP_RESTART_NS (10 * RP_ELECTION_NS)
+#define RP_GROUP_SYNC_NS (2 * RP_MS)	       /* sync = rr: the periodic group fsync */
+#define RP_NO_LEADER_NS (2000 * RP_MS)	       /* how long a request waits for some leader */
+#define RP_RETRY_NS (20 * RP_MS)	       /* retry period while no leader is known */
+#define RP_BUSY_RETRY_NS (10 * RP_MS)	       /* retry period after BUSY */
+#define RP_READ_FORWARD_NS (500 * RP_MS)       /* a forwarded read is re-routed after this */
+#define RP_WRITE_FORWARD_MIN_NS (5000 * RP_MS) /* a forwarded write's answer, at least */
+#define RP_FORWARDED_IN_NS (60000 * RP_MS)     /* forget a forwarded request after this */
+#define RP_MAX_SLOT_BYTES (2u << 20)	       /* one slot's batch: a 1 MiB value fits */
+#define RP_MAX_ACCEPT_SLOTS 4u		       /* 4 * 2 MiB = MSG_MAX_FRAME / 2 */
+
+/* The flag byte in front of the command bytes of a MSG_CLIENT_REQUEST (the message has no
+ * field for it): what the receiving leader must do with the command. */
+#define RP_FWD_WRITE 0u /* propose it */
+#define RP_FWD_READ 1u	/* run it after a read-index barrier */
+
+enum rp_state {
+	RP_IN_CORE,   /* waiting for the core's note (or the apply of its slot) */
+	RP_FORWARDED, /* sent to `fwd_to` as MSG_CLIENT_REQUEST; waiting for MSG_CLIENT_REPLY */
+	RP_RETRY,     /* not proposed (no leader, busy): tried again at `timer_ns` */
+};
+
+/* One client request in flight, keyed in the core by (client_id, request_id). Local requests
+ * use this incarnation's client id; requests other replicas forwarded to us (forwarded_in)
+ * keep the forwarder's ids, which are unique across replicas and incarnations (random client
+ * ids), so the two kinds never collide. */
+struct rp_pending {
+	struct rp_pending *hnext;	  /* hash chain */
+	struct rp_pending *tprev, *tnext; /* the timed list (timer_ns is armed) */
+	bool timed;
+	uint64_t client_id, request_id;
+	bool forwarded_in; /* from replica `origin`: answered with MSG_CLIENT_REPLY */
+	uint16_t origin;
+	uint64_t conn, req; /* local: the connection and request number to answer */
+	int proto;
+	bool gone;		     /* the connection closed: answer nobody */
+	const struct cmd_spec *spec; /* local only */
+	bool read;
+	enum rp_state state;
+	uint16_t fwd_to;
+	uint64_t timer_ns;    /* hi clock: next action (RP_RETRY, RP_FORWARDED, forwarded_in) */
+	uint64_t deadline_ns; /* hi clock: give up waiting for a leader */
+	/* wire[0] is the RP_FWD_* flag, wire + 1 the encoded state-machine command. Owned. */
+	uint8_t *wire;
+	size_t wire_len;
+};
+
+/* An input the core produced during a step that must go back into it after the step's ready
+ * has been carried out (the ready is reused by every step). */
+struct rp_deferred {
+	bool exec; /* a PAXOS_IN_EXEC_RESULT; else a frame to ourselves */
+	uint16_t to;
+	uint64_t nonce, applied;
+	uint8_t *bytes; /* owned */
+	size_t len;
+};
+
+struct rp_stats {
+	uint64_t bad_frames;   /* peer frames the engine refused (decode, sender, shape) */
+	uint64_t bad_quotes;   /* REGISTERs whose quote did not verify or bind */
+	uint64_t forwarded;    /* client requests this replica forwarded to a leader */
+	uint64_t forwarded_in; /* requests other replicas forwarded to this one */
+	uint64_t self_frames;  /* frames the core addressed to this replica itself */
+	uint64_t applied_cmds;
+	uint64_t fsyncs;
+};
+
+struct replica {
+	struct teems_config cfg;
+	struct replica_io io;
+	uint16_t self, n;
+	bool halted;
+
+	/* platform */
+	struct tee *tee;
+	struct tee_clock *clock;
+	struct tee_incarnation *inc;
+	uint8_t pub[TEE_PUBLIC_KEY_LEN];
+	uint8_t quote[TEE_QUOTE_LEN];
+	uint8_t root_pub[TEE_PUBLIC_KEY_LEN];
+	uint8_t measurement[TEE_MEASUREMENT_LEN];
+	struct paxos_time now; /* the last clock reading */
+	uint64_t start_lo_ns;
+	uint64_t rng;
+	bool first_boot;
+	uint64_t restored_records;
+
+	/* WAL: appended_seq is the persist seq of the record at WAL index appended_index. A sync
+	 * job covers every record appended before its prepare, so its covered seq is the
+	 * appended_seq of that moment. */
+	struct store_vfs *vfs;
+	struct store_wal *wal;
+	uint64_t appended_index, appended_seq, prepared_index, synced_seq;
+	bool urgent;	   /* a record marked sync is not covered by a prepared job yet */
+	bool sync_running; /* between replica_sync_prepare and replica_sync_done */
+	uint64_t last_group_sync_hi;
+
+	/* core and state machine */
+	struct paxos *p;
+	struct paxos_ready rd;
+	struct kv *kv;
+	uint64_t applied_index;
+	bool draining;
+	struct rp_deferred *deferred;
+	size_t n_deferred, cap_deferred;
+	int last_role, last_lc;
+
+	/* clients */
+	uint64_t client_id, next_request;
+	struct rp_pending **buckets;
+	size_t n_buckets, n_pending;
+	struct rp_pending *timed_head;
+
+	uint8_t *buf; /* encoding scratch */
+	size_t cap_buf;
+	struct replica_net_stats net;
+	struct rp_stats stats;
+};
+
+/* replica.c */
+void rp_log(struct replica *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void rp_halt(struct replica *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* One input into the core (a fresh clock reading is filled in), then its ready, then any
+ * deferred inputs. Returns paxos_step's result (TEEMS_ENOMEM halts the replica). */
+int rp_step(struct replica *r, struct paxos_input *in);
+void rp_read_clock(struct replica *r);
+/* Encodes m into r->buf and hands it to io.send. Errors: TEEMS_EINVAL (msg_encode refuses m,
+ * e.g. a field over its cap), TEEMS_ENOMEM; nothing is sent then. */
+int rp_send_msg(struct replica *r, uint16_t to, const struct msg *m);
+/* The sender fields of a message from this incarnation. */
+void rp_msg_header(struct replica *r, struct msg *m);
+
+/* replica_client.c */
+void rp_clients_init(struct replica *r);
+void rp_clients_free(struct replica *r);
+void rp_client_note(struct replica *r, const struct paxos_note *n);
+/* The command (client_id, request_id) was applied with result rc (result owned by callee). */
+void rp_client_applied(struct replica *r, uint64_t client_id, uint64_t request_id, int rc,
+		       uint8_t *result, size_t len);
+void rp_client_timers(struct replica *r);
+void rp_client_request_frame(struct replica *r, uint16_t from, const struct msg *m);
+void rp_client_reply_frame(struct replica *r, uint16_t from, const struct msg *m);
+
+/* replica_cmd.c: RESP command <-> one encoded state-machine command (commands.h's
+ * cmd_request/cmd_response when src/net has them, else the GET/SET/VGET/VSET subset through
+ * cmd_to_kv/cmd_reply). */
+int rp_cmd_request(const struct cmd_spec *spec, const struct resp_arg *argv, size_t argc,
+		   uint64_t now_ms, uint8_t **out, size_t *out_len, char *err);
+int rp_cmd_response(const struct cmd_spec *spec, const uint8_t *result, size_t len,
+		    struct resp_out *out);
+
+/* The quote's report data for an incarnation (DESIGN.md section 4, Boot): SHA-256 of
+ * ("teems register v1\0" | u16 replica | incarnation public key | cluster id), then 32 zero
+ * bytes. */
+void rp_report_data(uint16_t replica, const uint8_t key[TEE_PUBLIC_KEY_LEN],
+		    const uint8_t cluster_id[CONFIG_CLUSTER_ID_LEN],
+		    uint8_t out[TEE_REPORT_DATA_LEN]);
+
+#endif

@@ -1,0 +1,11 @@
+# The replica engine inside teemsd (src/server/replica.h): three in-process replicas on real
+# sealed WALs and the sim platform, frames delivered by the test (tests/unit/test_replica.c).
+# One binary, three groups, each its own ctest entry so that each stays a few seconds long.
+if(TARGET teems_replica)
+  add_executable(test_replica ${CMAKE_CURRENT_LIST_DIR}/test_replica.c)
+  target_link_libraries(test_replica PRIVATE teems_replica PkgConfig::CMOCKA)
+  foreach(group cluster faults restart)
+    add_test(NAME test_replica_${group} COMMAND test_replica ${group})
+    set_tests_properties(test_replica_${group} PROPERTIES LABELS unit TIMEOUT 120)
+  endforeach()
+endif()

@@ -1,0 +1,933 @@
+/* The replica engine (src/server/replica.h) with three replicas in one process: real sim
+ * platforms (one fused secret in a temporary directory), real sealed WALs on the posix VFS,
+ * the real trusted clock; io.send queues frames that the harness delivers, fsync jobs run
+ * inline. Checks: a write on the leader read on a follower (forwarded), a write forwarded by a
+ * follower, VSET compare-and-set, local commands; a follower restart (register, fence, recover,
+ * data still there); the leader closed (a new one, writes go on); bad frames counted, not
+ * fatal; forged REGISTER quotes refused while a genuine one goes through (and halts the
+ * incarnation it supersedes). */
+#include <ftw.h>
+#include <limits.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "common/alloc.h"
+#include "core/msg.h"
+#include "server/config.h"
+#include "server/replica.h"
+#include "server/replica_internal.h" /* rp_report_data: to forge and to mint quotes */
+#include "tee/tee.h"
+#include "teems/err.h"
+
+#define N 3
+
+struct frame {
+	uint16_t from, to;
+	uint8_t *p;
+	size_t len;
+	struct frame *next;
+};
+
+struct cluster;
+
+struct node {
+	struct cluster *c;
+	uint16_t id;
+	struct replica *r;
+	bool want_sync, halted;
+	char why[512];
+};
+
+struct reply {
+	uint16_t node;
+	uint64_t conn, req;
+	char *bytes;
+	size_t len;
+};
+
+struct cluster {
+	char dir[PATH_MAX];
+	struct node nodes[N];
+	struct frame *head, *tail;
+	struct reply *replies;
+	size_t n_replies, cap_replies;
+	uint64_t next_req;
+	bool verbose;
+	const char *sync; /* the sync setting of every replica */
+};
+
+static void on_send(void *ctx, uint16_t to, const uint8_t *p, size_t len)
+{
+	struct node *nd = ctx;
+	struct frame *f = calloc(1, sizeof(*f));
+
+	assert_non_null(f);
+	f->from = nd->id;
+	f->to = to;
+	f->p = malloc(len);
+	assert_non_null(f->p);
+	memcpy(f->p, p, len);
+	f->len = len;
+	if (nd->c->tail != NULL)
+		nd->c->tail->next = f;
+	else
+		nd->c->head = f;
+	nd->c->tail = f;
+}
+
+static void on_reply(void *ctx, uint64_t conn, uint64_t req, const uint8_t *p, size_t len)
+{
+	struct node *nd = ctx;
+	struct cluster *c = nd->c;
+	struct reply *rp;
+
+	if (c->n_replies == c->cap_replies) {
+		c->cap_replies = c->cap_replies ? 2 * c->cap_replies : 64;
+		c->replies = realloc(c->replies, c->cap_replies * sizeof(*c->replies));
+		assert_non_null(c->replies);
+	}
+	rp = &c->replies[c->n_replies++];
+	rp->node = nd->id;
+	rp->conn = conn;
+	rp->req = req;
+	rp->bytes = malloc(len + 1);
+	assert_non_null(rp->bytes);
+	memcpy(rp->bytes, p, len);
+	rp->bytes[len] = '\0';
+	rp->len = len;
+}
+
+static void on_want_sync(void *ctx)
+{
+	((struct node *)ctx)->want_sync = true;
+}
+
+static void on_halt(void *ctx, const char *why)
+{
+	struct node *nd = ctx;
+
+	nd->halted = true;
+	snprintf(nd->why, sizeof(nd->why), "%s", why);
+	if (nd->c->verbose)
+		fprintf(stderr, "r%u halts: %s\n", nd->id, why);
+}
+
+static void on_log(void *ctx, const char *line)
+{
+	struct node *nd = ctx;
+
+	if (nd->c->verbose)
+		fprintf(stderr, "r%u %s\n", nd->id, line);
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static void node_open(struct cluster *c, int i)
+{
+	struct teems_config cfg;
+	struct replica_io io = {0};
+	char err[TEEMS_ERRBUF_LEN] = "", v[PATH_MAX + 16];
+	struct node *nd = &c->nodes[i];
+
+	config_defaults(&cfg);
+#define SET(k, val) assert_int_equal(config_set(&cfg, k, val, NULL, err), TEEMS_OK)
+	SET("peers", "0@127.0.0.1:17100,1@127.0.0.1:17101,2@127.0.0.1:17102");
+	SET("f", "1");
+	SET("m_r", "1");
+	snprintf(v, sizeof(v), "%d", i);
+	SET("replica_id", v);
+	snprintf(v, sizeof(v), "%s/r%d/data", c->dir, i);
+	SET("data_dir", v);
+	snprintf(v, sizeof(v), "%s/platform", c->dir);
+	SET("platform_dir", v);
+	snprintf(v, sizeof(v), "127.0.0.1:1720%d", i);
+	SET("listen", v);
+	SET("client_tls", "off");
+	SET("cluster_id", "000102030405060708090a0b0c0d0e0f");
+	/* Short protocol timers so that the fence (T_op + T_lease + T_cfg) is half a second. */
+	SET("t_op", "300ms");
+	SET("t_lease", "100ms");
+	SET("t_cfg", "100ms");
+	SET("sync", c->sync);
+#undef SET
+	nd->c = c;
+	nd->id = (uint16_t)i;
+	nd->want_sync = nd->halted = false;
+	io.ctx = nd;
+	io.send = on_send;
+	io.reply = on_reply;
+	io.want_sync = on_want_sync;
+	io.halt = on_halt;
+	io.log = on_log;
+	if (replica_open(&cfg, &io, &nd->r, err) != TEEMS_OK)
+		fail_msg("replica_open r%d: %s", i, err);
+}
+
+static void node_close(struct cluster *c, int i)
+{
+	replica_close(c->nodes[i].r);
+	c->nodes[i].r = NULL;
+}
+
+static struct cluster *cluster_new_sync(const char *sync)
+{
+	struct cluster *c = calloc(1, sizeof(*c));
+	const char *tmp = getenv("TMPDIR");
+
+	assert_non_null(c);
+	c->verbose = getenv("TEEMS_TEST_VERBOSE") != NULL;
+	snprintf(c->dir, sizeof(c->dir), "%s/teems-replica-XXXXXX", tmp ? tmp : "/tmp");
+	assert_non_null(mkdtemp(c->dir));
+	c->next_req = 1;
+	c->sync = sync;
+	for (int i = 0; i < N; i++)
+		node_open(c, i);
+	return c;
+}
+
+static struct cluster *cluster_new(void)
+{
+	return cluster_new_sync("rr");
+}
+
+static void cluster_free(struct cluster *c)
+{
+	struct frame *f, *next;
+
+	for (int i = 0; i < N; i++)
+		if (c->nodes[i].r != NULL)
+			node_close(c, i);
+	for (f = c->head; f != NULL; f = next) {
+		next = f->next;
+		free(f->p);
+		free(f);
+	}
+	for (size_t i = 0; i < c->n_replies; i++)
+		free(c->replies[i].bytes);
+	free(c->replies);
+	nftw(c->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	free(c);
+}
+
+static bool alive(const struct cluster *c, int i)
+{
+	return c->nodes[i].r != NULL && !c->nodes[i].halted;
+}
+
+static void run_syncs(struct cluster *c, int i)
+{
+	struct replica_sync job;
+
+	while (alive(c, i) && c->nodes[i].want_sync) {
+		c->nodes[i].want_sync = false;
+		while (alive(c, i) && replica_sync_prepare(c->nodes[i].r, &job)) {
+			replica_sync_run(&job);
+			replica_sync_done(c->nodes[i].r, &job);
+		}
+	}
+}
+
+/* One round: tick everyone, deliver every queued frame (frames to closed or halted replicas
+ * are lost), run the fsync jobs. */
+static void pump_once(struct cluster *c)
+{
+	for (int i = 0; i < N; i++) {
+		if (alive(c, i))
+			replica_tick(c->nodes[i].r);
+		run_syncs(c, i);
+	}
+	for (int rounds = 0; c->head != NULL && rounds < 10000; rounds++) {
+		struct frame *f = c->head;
+
+		c->head = f->next;
+		if (c->head == NULL)
+			c->tail = NULL;
+		if (alive(c, f->to))
+			replica_peer_frame(c->nodes[f->to].r, f->from, f->p, f->len);
+		run_syncs(c, f->to);
+		free(f->p);
+		free(f);
+	}
+	usleep(500);
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void pump_ms(struct cluster *c, uint64_t ms)
+{
+	uint64_t end = now_ms() + ms;
+
+	while (now_ms() < end)
+		pump_once(c);
+}
+
+/* Sends argv (NULL-terminated) to replica i as connection `conn`; returns the request id. */
+static uint64_t send_cmd(struct cluster *c, int i, uint64_t conn, const char *const *words)
+{
+	struct resp_arg argv[8];
+	size_t argc = 0;
+	uint64_t req = c->next_req++;
+
+	memset(argv, 0, sizeof(argv));
+	for (; words[argc] != NULL; argc++) {
+		argv[argc].p = (const uint8_t *)words[argc];
+		argv[argc].len = strlen(words[argc]);
+	}
+	replica_client(c->nodes[i].r, conn, req, argv, argc, 2);
+	return req;
+}
+
+static const struct reply *find_reply(struct cluster *c, uint64_t req)
+{
+	for (size_t k = 0; k < c->n_replies; k++)
+		if (c->replies[k].req == req)
+			return &c->replies[k];
+	return NULL;
+}
+
+static const char *wait_reply(struct cluster *c, uint64_t req, uint64_t timeout_ms)
+{
+	uint64_t end = now_ms() + timeout_ms;
+	const struct reply *rp;
+
+	while ((rp = find_reply(c, req)) == NULL && now_ms() < end)
+		pump_once(c);
+	if (rp == NULL)
+		fail_msg("no reply to request %llu within %llu ms", (unsigned long long)req,
+			 (unsigned long long)timeout_ms);
+	return rp->bytes;
+}
+
+static const char *run_cmd(struct cluster *c, int i, const char *const *words)
+{
+	return wait_reply(c, send_cmd(c, i, 1, words), 3000);
+}
+
+#define CMD(c, i, ...) run_cmd(c, i, (const char *const[]){__VA_ARGS__, NULL})
+
+/* TEEMS.STATUS field `key` of replica i into out. */
+static bool status_field(struct cluster *c, int i, const char *key, char *out, size_t len)
+{
+	const char *s = CMD(c, i, "TEEMS.STATUS"), *p;
+	char pat[64];
+	size_t n;
+
+	snprintf(pat, sizeof(pat), "\n%s:", key);
+	p = strstr(s, pat);
+	if (p == NULL) {
+		snprintf(pat, sizeof(pat), "%s:", key);
+		p = strstr(s, pat); /* the first line follows the bulk header's \n too */
+		if (p == NULL)
+			return false;
+		p += strlen(pat);
+	} else {
+		p += strlen(pat);
+	}
+	n = strcspn(p, "\r");
+	if (n >= len)
+		n = len - 1;
+	memcpy(out, p, n);
+	out[n] = '\0';
+	return true;
+}
+
+static uint64_t status_u64(struct cluster *c, int i, const char *key)
+{
+	char v[64];
+
+	if (!status_field(c, i, key, v, sizeof(v)))
+		fail_msg("TEEMS.STATUS of r%d lacks %s", i, key);
+	return strtoull(v, NULL, 10);
+}
+
+static int find_leader(struct cluster *c)
+{
+	char v[32];
+
+	for (int i = 0; i < N; i++)
+		if (alive(c, i) && status_field(c, i, "role", v, sizeof(v)) &&
+		    strcmp(v, "leader") == 0)
+			return i;
+	return -1;
+}
+
+/* Waits for a leader whose no-op committed (a write on it goes through). */
+static int wait_leader(struct cluster *c, uint64_t timeout_ms)
+{
+	uint64_t end = now_ms() + timeout_ms;
+	int l;
+
+	while (now_ms() < end) {
+		pump_ms(c, 20);
+		l = find_leader(c);
+		if (l >= 0)
+			return l;
+	}
+	fail_msg("no leader within %llu ms", (unsigned long long)timeout_ms);
+	return -1;
+}
+
+static void wait_fresh(struct cluster *c, int i, uint64_t timeout_ms)
+{
+	uint64_t end = now_ms() + timeout_ms;
+	char v[32] = "";
+
+	while (now_ms() < end) {
+		pump_ms(c, 20);
+		if (status_field(c, i, "lifecycle", v, sizeof(v)) && strcmp(v, "fresh") == 0)
+			return;
+	}
+	fail_msg("r%d is still %s after %llu ms", i, v, (unsigned long long)timeout_ms);
+}
+
+static void test_write_read_forward(void **state)
+{
+	struct cluster *c = cluster_new();
+	int l, f;
+	const char *s;
+	char v[64];
+
+	(void)state;
+	l = wait_leader(c, 5000);
+	f = (l + 1) % N;
+	assert_string_equal(CMD(c, l, "SET", "k", "v1"), "+OK\r\n");
+	/* a read on a follower: forwarded to the leader, after its read-index barrier */
+	assert_string_equal(CMD(c, f, "GET", "k"), "$2\r\nv1\r\n");
+	/* a write on a follower: forwarded, and readable everywhere */
+	assert_string_equal(CMD(c, f, "SET", "k2", "from-follower"), "+OK\r\n");
+	assert_string_equal(CMD(c, l, "GET", "k2"), "$13\r\nfrom-follower\r\n");
+	assert_string_equal(CMD(c, (l + 2) % N, "GET", "k2"), "$13\r\nfrom-follower\r\n");
+	assert_string_equal(CMD(c, f, "GET", "missing"), "$-1\r\n");
+	assert_true(status_u64(c, f, "forwarded") >= 3);
+	assert_true(status_u64(c, l, "forwarded_in") >= 3);
+
+	/* VSET: compare-and-set on the version */
+	s = CMD(c, f, "VGET", "k");
+	assert_string_equal(s, "*2\r\n$2\r\nv1\r\n:1\r\n");
+	assert_string_equal(CMD(c, f, "VSET", "k", "v2", "1"), "*2\r\n:1\r\n:2\r\n");
+	assert_string_equal(CMD(c, l, "VSET", "k", "v3", "1"), "*2\r\n:0\r\n:2\r\n");
+	assert_string_equal(CMD(c, l, "GET", "k"), "$2\r\nv2\r\n");
+
+	/* local commands and errors */
+	assert_string_equal(CMD(c, f, "PING"), "+PONG\r\n");
+	assert_string_equal(CMD(c, f, "ping", "hi"), "$2\r\nhi\r\n");
+	assert_string_equal(CMD(c, f, "NOSUCH", "a"),
+			    "-ERR unknown command 'NOSUCH', with args beginning with: 'a' \r\n");
+	assert_string_equal(CMD(c, f, "GET"),
+			    "-ERR wrong number of arguments for 'get' command\r\n");
+	assert_non_null(strstr(CMD(c, f, "HELLO", "3"), "-ERR"));
+	s = CMD(c, f, "INFO");
+	assert_non_null(strstr(s, "# Server\r\nredis_version:7.0.0-teems\r\n"));
+	assert_non_null(strstr(s, "# Teems\r\nreplica_id:"));
+	assert_null(strstr(CMD(c, f, "INFO", "server"), "# Teems"));
+	assert_true(status_field(c, f, "role", v, sizeof(v)));
+	assert_string_equal(v, "follower");
+	assert_true(status_field(c, f, "leader_id", v, sizeof(v)));
+	assert_int_equal(atoi(v), l);
+	assert_true(status_field(c, f, "lifecycle", v, sizeof(v)));
+	assert_string_equal(v, "fresh");
+	assert_true(status_field(c, f, "registration", v, sizeof(v)));
+	assert_string_equal(v, "0.0");
+	assert_true(status_field(c, f, "sync", v, sizeof(v)));
+	assert_string_equal(v, "rr");
+	assert_true(status_field(c, f, "incarnation", v, sizeof(v)));
+	assert_int_equal(strlen(v), 16);
+	assert_true(status_field(c, f, "client_addr", v, sizeof(v)));
+	assert_true(strncmp(v, "127.0.0.1:1720", 14) == 0);
+	assert_true(status_u64(c, l, "commit_index") >= 4);
+	for (int i = 0; i < N; i++)
+		assert_false(c->nodes[i].halted);
+	cluster_free(c);
+}
+
+static void test_restart_follower(void **state)
+{
+	struct cluster *c = cluster_new();
+	int l, f;
+	char v[64];
+
+	(void)state;
+	l = wait_leader(c, 5000);
+	f = (l + 1) % N;
+	assert_string_equal(CMD(c, l, "SET", "a", "1"), "+OK\r\n");
+	pump_ms(c, 100); /* the follower's group fsync makes its copy durable */
+	node_close(c, f);
+	assert_string_equal(CMD(c, l, "SET", "b", "2"), "+OK\r\n");
+	node_open(c, f);
+	assert_true(status_u64(c, f, "wal_records_restored") > 0);
+	/* a restarted incarnation registers, fences (T_fence is about 0.5 s here) and recovers */
+	wait_fresh(c, f, 5000);
+	assert_true(status_field(c, f, "registration", v, sizeof(v)));
+	assert_string_not_equal(v, "0.0");
+	assert_int_equal(status_u64(c, f, "suspicious"), 0);
+	assert_string_equal(CMD(c, f, "GET", "a"), "$1\r\n1\r\n");
+	assert_string_equal(CMD(c, f, "GET", "b"), "$1\r\n2\r\n");
+	assert_string_equal(CMD(c, f, "SET", "c", "3"), "+OK\r\n");
+	assert_string_equal(CMD(c, l, "GET", "c"), "$1\r\n3\r\n");
+	/* the follower applied what it missed */
+	pump_ms(c, 200);
+	assert_true(status_u64(c, f, "applied_index") >= status_u64(c, l, "applied_index") - 1);
+	for (int i = 0; i < N; i++)
+		assert_false(c->nodes[i].halted);
+	cluster_free(c);
+}
+
+static void test_leader_killed(void **state)
+{
+	struct cluster *c = cluster_new();
+	int l, l2, other;
+
+	(void)state;
+	l = wait_leader(c, 5000);
+	assert_string_equal(CMD(c, l, "SET", "x", "1"), "+OK\r\n");
+	node_close(c, l);
+	l2 = wait_leader(c, 5000);
+	assert_int_not_equal(l2, l);
+	other = 3 - l - l2;
+	assert_string_equal(CMD(c, l2, "SET", "y", "2"), "+OK\r\n");
+	assert_string_equal(CMD(c, other, "GET", "x"), "$1\r\n1\r\n");
+	assert_string_equal(CMD(c, other, "SET", "z", "3"), "+OK\r\n");
+	assert_string_equal(CMD(c, l2, "GET", "z"), "$1\r\n3\r\n");
+	cluster_free(c);
+}
+
+static void test_bad_frames(void **state)
+{
+	struct cluster *c = cluster_new();
+	uint8_t junk[64], frame[256];
+	struct msg m;
+	size_t len;
+	int l, f;
+	uint64_t before;
+
+	(void)state;
+	l = wait_leader(c, 5000);
+	f = (l + 1) % N;
+	before = status_u64(c, l, "bad_frames");
+	memset(junk, 0xee, sizeof(junk));
+	replica_peer_frame(c->nodes[l].r, (uint16_t)f, junk, sizeof(junk));
+	replica_peer_frame(c->nodes[l].r, (uint16_t)f, junk, 0);
+	replica_peer_frame(c->nodes[l].r, 7, junk, sizeof(junk)); /* no such replica */
+	/* a well-formed frame whose header names another sender than the channel proved */
+	memset(&m, 0, sizeof(m));
+	m.type = MSG_COMMIT;
+	m.from.replica = (uint16_t)((l + 2) % N);
+	m.commit.ballot.round = 99;
+	m.commit.ballot.replica = m.from.replica;
+	assert_int_equal(msg_encode(&m, frame, sizeof(frame), &len), TEEMS_OK);
+	replica_peer_frame(c->nodes[l].r, (uint16_t)f, frame, len);
+	/* a truncated copy of it */
+	replica_peer_frame(c->nodes[l].r, (uint16_t)f, frame, len - 1);
+	/* a forwarded request without the flag byte */
+	memset(&m, 0, sizeof(m));
+	m.type = MSG_CLIENT_REQUEST;
+	m.from.replica = (uint16_t)f;
+	m.client_request.client_id = 5;
+	m.client_request.request_id = 6;
+	assert_int_equal(msg_encode(&m, frame, sizeof(frame), &len), TEEMS_OK);
+	replica_peer_frame(c->nodes[l].r, (uint16_t)f, frame, len);
+	assert_int_equal(status_u64(c, l, "bad_frames"), before + 6);
+	/* the same forwarded write delivered twice while in flight is proposed once */
+	{
+		const char *const words[] = {"SET", "dup", "x"};
+		struct resp_arg argv[3];
+		char cerr[CMD_ERR_LEN];
+		uint8_t *cmd = NULL, wire[256];
+		size_t cmd_len = 0;
+
+		memset(argv, 0, sizeof(argv));
+		for (int i = 0; i < 3; i++) {
+			argv[i].p = (const uint8_t *)words[i];
+			argv[i].len = strlen(words[i]);
+		}
+		assert_int_equal(
+			rp_cmd_request(cmd_lookup(argv[0].p, 3), argv, 3, 0, &cmd, &cmd_len, cerr),
+			0);
+		assert_true(cmd_len + 1 <= sizeof(wire));
+		wire[0] = RP_FWD_WRITE;
+		memcpy(wire + 1, cmd, cmd_len);
+		teems_free(cmd);
+		memset(&m, 0, sizeof(m));
+		m.type = MSG_CLIENT_REQUEST;
+		m.from.replica = (uint16_t)f;
+		m.client_request.client_id = 0x5eed;
+		m.client_request.request_id = 1;
+		m.client_request.command.p = wire;
+		m.client_request.command.len = (uint32_t)(cmd_len + 1);
+		assert_int_equal(msg_encode(&m, frame, sizeof(frame), &len), TEEMS_OK);
+		replica_peer_frame(c->nodes[l].r, (uint16_t)f, frame, len);
+		replica_peer_frame(c->nodes[l].r, (uint16_t)f, frame, len);
+		pump_ms(c, 100);
+		assert_string_equal(CMD(c, l, "VGET", "dup"), "*2\r\n$1\r\nx\r\n:1\r\n");
+	}
+	/* nothing else changed: still the leader, still serving */
+	assert_int_equal(find_leader(c), l);
+	assert_string_equal(CMD(c, l, "SET", "k", "v"), "+OK\r\n");
+	assert_string_equal(CMD(c, f, "GET", "k"), "$1\r\nv\r\n");
+	cluster_free(c);
+}
+
+/* A REGISTER from replica `who` for `key` carrying `quote`, to replica `to`. */
+static void send_register(struct cluster *c, int to, uint16_t who, const uint8_t *key,
+			  const uint8_t *quote, size_t quote_len)
+{
+	uint8_t *frame;
+	struct msg m;
+	size_t len = 0;
+
+	memset(&m, 0, sizeof(m));
+	m.type = MSG_REGISTER;
+	m.from.replica = who;
+	m.suspicious = true;
+	m.nonce = 0x1234;
+	m.register_.replica = who;
+	memcpy(m.register_.public_key, key, MSG_PUBLIC_KEY_SIZE);
+	m.register_.quote.p = quote;
+	m.register_.quote.len = (uint32_t)quote_len;
+	assert_int_equal(msg_encode(&m, NULL, 0, &len), TEEMS_EFULL);
+	frame = malloc(len);
+	assert_non_null(frame);
+	assert_int_equal(msg_encode(&m, frame, len, &len), TEEMS_OK);
+	replica_peer_frame(c->nodes[to].r, who, frame, len);
+	free(frame);
+}
+
+static void test_forged_register(void **state)
+{
+	struct cluster *c = cluster_new();
+	static const uint8_t cluster_id[CONFIG_CLUSTER_ID_LEN] = {0, 1, 2,  3,	4,  5,	6,  7,
+								  8, 9, 10, 11, 12, 13, 14, 15};
+	uint8_t key[TEE_PUBLIC_KEY_LEN], other[TEE_PUBLIC_KEY_LEN], rd[TEE_REPORT_DATA_LEN];
+	uint8_t enc[TEE_QUOTE_LEN], junk[TEE_QUOTE_LEN];
+	char err[TEEMS_ERRBUF_LEN], path[PATH_MAX + 16];
+	struct tee_options to;
+	struct tee_quote q;
+	struct tee *tee;
+	int l, victim;
+	uint64_t end;
+
+	(void)state;
+	l = wait_leader(c, 5000);
+	victim = (l + 1) % N;
+	memset(key, 0x42, sizeof(key));
+	memset(other, 0x43, sizeof(other));
+	/* The same platform (root) as the replicas: its quotes are genuine. */
+	memset(&to, 0, sizeof(to));
+	snprintf(path, sizeof(path), "%s/platform", c->dir);
+	to.platform_dir = path;
+	to.replica_id = (uint32_t)victim;
+	to.no_clock = true;
+	assert_int_equal(tee_open(&to, &tee, err), TEEMS_OK);
+
+	/* 1. a genuine quote that binds another key */
+	rp_report_data((uint16_t)victim, other, cluster_id, rd);
+	assert_int_equal(tee_quote(tee, rd, &q), TEEMS_OK);
+	tee_quote_encode(&q, enc);
+	send_register(c, l, (uint16_t)victim, key, enc, sizeof(enc));
+	/* 2. a genuine quote for the key, but for another cluster */
+	{
+		uint8_t other_cluster[CONFIG_CLUSTER_ID_LEN] = {9};
+
+		rp_report_data((uint16_t)victim, key, other_cluster, rd);
+		assert_int_equal(tee_quote(tee, rd, &q), TEEMS_OK);
+		tee_quote_encode(&q, enc);
+		send_register(c, l, (uint16_t)victim, key, enc, sizeof(enc));
+	}
+	/* 3. the right binding with one signature byte flipped */
+	rp_report_data((uint16_t)victim, key, cluster_id, rd);
+	assert_int_equal(tee_quote(tee, rd, &q), TEEMS_OK);
+	tee_quote_encode(&q, enc);
+	enc[TEE_QUOTE_LEN - 1] ^= 1;
+	send_register(c, l, (uint16_t)victim, key, enc, sizeof(enc));
+	/* 4. junk */
+	memset(junk, 0x5a, sizeof(junk));
+	send_register(c, l, (uint16_t)victim, key, junk, sizeof(junk));
+	/* 5. a good quote, but the frame comes over another replica's channel */
+	enc[TEE_QUOTE_LEN - 1] ^= 1;
+	{
+		uint8_t *frame;
+		struct msg m;
+		size_t len = 0;
+		uint16_t liar = (uint16_t)((l + 2) % N);
+
+		memset(&m, 0, sizeof(m));
+		m.type = MSG_REGISTER;
+		m.from.replica = liar;
+		m.suspicious = true;
+		m.register_.replica = (uint16_t)victim;
+		memcpy(m.register_.public_key, key, MSG_PUBLIC_KEY_SIZE);
+		m.register_.quote.p = enc;
+		m.register_.quote.len = sizeof(enc);
+		assert_int_equal(msg_encode(&m, NULL, 0, &len), TEEMS_EFULL);
+		frame = malloc(len);
+		assert_non_null(frame);
+		assert_int_equal(msg_encode(&m, frame, len, &len), TEEMS_OK);
+		replica_peer_frame(c->nodes[l].r, liar, frame, len);
+		free(frame);
+	}
+	assert_int_equal(status_u64(c, l, "bad_quotes"), 5);
+	pump_ms(c, 300);
+	assert_false(c->nodes[victim].halted); /* nothing was registered */
+	assert_string_equal(CMD(c, l, "SET", "k", "v"), "+OK\r\n");
+
+	/* Positive control: the genuine quote for (victim, key, cluster) is accepted, the
+	 * registration commits, and the victim's running incarnation halts (DESIGN.md section 4,
+	 * step 3): so the refusals above were the verification's doing. */
+	send_register(c, l, (uint16_t)victim, key, enc, sizeof(enc));
+	assert_int_equal(status_u64(c, l, "bad_quotes"), 5);
+	end = now_ms() + 3000;
+	while (!c->nodes[victim].halted && now_ms() < end)
+		pump_ms(c, 10);
+	assert_true(c->nodes[victim].halted);
+	assert_non_null(strstr(c->nodes[victim].why, "newer incarnation"));
+	tee_close(tee);
+	cluster_free(c);
+}
+
+/* Every sync policy serves (always: every ack synced; none: only the core's own sync records). */
+static void test_sync_policies(void **state)
+{
+	static const char *const policies[] = {"always", "none"};
+
+	(void)state;
+	for (int p = 0; p < 2; p++) {
+		struct cluster *c = cluster_new_sync(policies[p]);
+		int l = wait_leader(c, 5000), f = (l + 1) % N;
+		char v[32];
+
+		assert_string_equal(CMD(c, f, "SET", "k", policies[p]), "+OK\r\n");
+		assert_string_equal(CMD(c, l, "VGET", "k"), p == 0 ? "*2\r\n$6\r\nalways\r\n:1\r\n"
+								   : "*2\r\n$4\r\nnone\r\n:1\r\n");
+		assert_true(status_field(c, l, "sync", v, sizeof(v)));
+		assert_string_equal(v, policies[p]);
+		assert_true(status_u64(c, l, "wal_fsyncs") > 0);
+		cluster_free(c);
+	}
+}
+
+/* Without a quorum nothing hangs: a read is refused after its 2 s of retries; a closed
+ * connection's answers are dropped. */
+static void test_no_quorum(void **state)
+{
+	struct cluster *c = cluster_new();
+	uint64_t t0, req, gone_req;
+	const char *s;
+	int l, f;
+
+	(void)state;
+	l = wait_leader(c, 5000);
+	f = (l + 1) % N;
+	gone_req = send_cmd(c, f, 9, (const char *const[]){"SET", "g", "1", NULL});
+	replica_client_gone(c->nodes[f].r, 9);
+	assert_string_equal(CMD(c, f, "SET", "k", "v"), "+OK\r\n");
+	pump_ms(c, 50);
+	assert_null(find_reply(c, gone_req));
+	node_close(c, l);
+	node_close(c, (l + 2) % N);
+	t0 = now_ms();
+	req = send_cmd(c, f, 1, (const char *const[]){"GET", "k", NULL});
+	s = wait_reply(c, req, 4000);
+	assert_true(strncmp(s, "-TRYAGAIN teems: no leader", 26) == 0);
+	assert_true(now_ms() - t0 >= 1500);
+	assert_false(c->nodes[f].halted);
+	cluster_free(c);
+}
+
+/* Every replica closed and reopened on its data: all are restarted incarnations, none can
+ * register (no leader), so after T_restart (3 s) they run an epoch restart (recovery = auto,
+ * DESIGN.md section 6), fence, recover, elect, and the data is still there. */
+static void test_total_restart(void **state)
+{
+	struct cluster *c = cluster_new();
+	char v[32];
+	int l;
+
+	(void)state;
+	l = wait_leader(c, 5000);
+	assert_string_equal(CMD(c, l, "SET", "k", "before"), "+OK\r\n");
+	pump_ms(c, 50);
+	for (int i = 0; i < N; i++)
+		node_close(c, i);
+	for (int i = 0; i < N; i++)
+		node_open(c, i);
+	l = wait_leader(c, 8000);
+	assert_true(status_field(c, l, "epoch", v, sizeof(v)));
+	assert_string_equal(v, "1");
+	assert_string_equal(CMD(c, l, "GET", "k"), "$6\r\nbefore\r\n");
+	assert_string_equal(CMD(c, (l + 1) % N, "SET", "k", "after"), "+OK\r\n");
+	assert_string_equal(CMD(c, (l + 2) % N, "GET", "k"), "$5\r\nafter\r\n");
+	cluster_free(c);
+}
+
+/* A replica whose WAL is gone but whose first-boot marker is there lost its state (or was
+ * rolled back to nothing): it must come back as a restarted incarnation that registers and
+ * recovers, not as a member of the initial configuration. */
+static void test_lost_wal(void **state)
+{
+	struct cluster *c = cluster_new();
+	char v[32], path[PATH_MAX + 32];
+	int l, f;
+
+	(void)state;
+	l = wait_leader(c, 5000);
+	f = (l + 1) % N;
+	assert_string_equal(CMD(c, l, "SET", "k", "kept"), "+OK\r\n");
+	node_close(c, f);
+	snprintf(path, sizeof(path), "%s/r%d/data/wal", c->dir, f);
+	assert_int_equal(nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS), 0);
+	node_open(c, f);
+	assert_int_equal(status_u64(c, f, "wal_records_restored"), 0);
+	assert_true(status_field(c, f, "lifecycle", v, sizeof(v)));
+	assert_string_equal(v, "registering");
+	wait_fresh(c, f, 5000);
+	assert_true(status_field(c, f, "registration", v, sizeof(v)));
+	assert_string_not_equal(v, "0.0");
+	assert_string_equal(CMD(c, f, "GET", "k"), "$4\r\nkept\r\n");
+	cluster_free(c);
+}
+
+/* replica_open refuses what it cannot run, and leaves nothing behind. */
+static void test_open_errors(void **state)
+{
+	struct cluster *c = calloc(1, sizeof(*c));
+	struct teems_config cfg;
+	struct replica_io io = {0};
+	struct replica *r = (struct replica *)1;
+	char err[TEEMS_ERRBUF_LEN] = "", dir[PATH_MAX + 16];
+
+	(void)state;
+	assert_non_null(c);
+	snprintf(c->dir, sizeof(c->dir), "%s/teems-replica-XXXXXX",
+		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+	assert_non_null(mkdtemp(c->dir));
+	snprintf(dir, sizeof(dir), "%s/data", c->dir);
+	config_defaults(&cfg);
+	assert_int_equal(config_set(&cfg, "data_dir", dir, NULL, err), TEEMS_OK);
+	io.ctx = &c->nodes[0];
+	io.send = on_send;
+	io.reply = on_reply;
+	io.want_sync = on_want_sync;
+	/* no halt callback */
+	assert_int_equal(replica_open(&cfg, &io, &r, err), TEEMS_EINVAL);
+	assert_null(r);
+	io.halt = on_halt;
+	assert_int_equal(config_set(&cfg, "engine", "abd", NULL, err), TEEMS_OK);
+	assert_int_equal(replica_open(&cfg, &io, &r, err), TEEMS_ECONFIG);
+	assert_non_null(strstr(err, "engine = \"abd\""));
+	assert_int_equal(config_set(&cfg, "engine", "paxos", NULL, err), TEEMS_OK);
+	assert_int_equal(config_set(&cfg, "replica_id", "3", NULL, err), TEEMS_OK);
+	assert_int_equal(replica_open(&cfg, &io, &r, err), TEEMS_ECONFIG);
+	assert_non_null(strstr(err, "replica_id = 3"));
+	assert_null(r);
+	/* nothing was created for a refused configuration */
+	assert_int_not_equal(access(dir, F_OK), 0);
+	nftw(c->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	free(c);
+}
+
+/* Every allocation replica_open makes can fail: it then returns an error, hands back nothing
+ * and leaks nothing (the ASan build checks the last part). */
+static void test_open_alloc_failures(void **state)
+{
+	struct cluster *c = calloc(1, sizeof(*c));
+	struct teems_config cfg;
+	struct replica_io io = {0};
+	struct replica *r;
+	char err[TEEMS_ERRBUF_LEN] = "", dir[PATH_MAX + 32], plat[PATH_MAX + 16];
+	unsigned long before, needed;
+	int rc;
+
+	(void)state;
+	assert_non_null(c);
+	snprintf(c->dir, sizeof(c->dir), "%s/teems-replica-XXXXXX",
+		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+	assert_non_null(mkdtemp(c->dir));
+	snprintf(plat, sizeof(plat), "%s/platform", c->dir);
+	config_defaults(&cfg);
+	assert_int_equal(config_set(&cfg, "platform_dir", plat, NULL, err), TEEMS_OK);
+	io.ctx = &c->nodes[0];
+	c->nodes[0].c = c;
+	io.send = on_send;
+	io.reply = on_reply;
+	io.want_sync = on_want_sync;
+	io.halt = on_halt;
+	snprintf(dir, sizeof(dir), "%s/ok", c->dir);
+	assert_int_equal(config_set(&cfg, "data_dir", dir, NULL, err), TEEMS_OK);
+	before = teems_alloc_count();
+	assert_int_equal(replica_open(&cfg, &io, &r, err), TEEMS_OK);
+	needed = teems_alloc_count() - before;
+	replica_close(r);
+	assert_true(needed > 5);
+	for (unsigned long nth = 0; nth < needed; nth++) {
+		snprintf(dir, sizeof(dir), "%s/d%lu", c->dir, nth);
+		assert_int_equal(config_set(&cfg, "data_dir", dir, NULL, err), TEEMS_OK);
+		r = (struct replica *)1;
+		teems_alloc_fault((long)nth, 0);
+		rc = replica_open(&cfg, &io, &r, err);
+		teems_alloc_fault(-1, 0);
+		if (rc == TEEMS_OK) { /* this allocation had a fallback, or was not reached */
+			replica_close(r);
+			continue;
+		}
+		assert_null(r);
+		if (rc != TEEMS_ENOMEM && rc != TEEMS_ECRYPTO)
+			fail_msg("allocation %lu failed: %s (%s)", nth, teems_strerror(rc), err);
+	}
+	nftw(c->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	free(c);
+}
+
+/* Three groups, each its own ctest entry (tests/unit/daemon.cmake), so each stays short:
+ * `test_replica cluster|faults|restart`; no argument runs all. */
+int main(int argc, char **argv)
+{
+	const struct CMUnitTest cluster[] = {
+		cmocka_unit_test(test_write_read_forward),
+		cmocka_unit_test(test_bad_frames),
+		cmocka_unit_test(test_forged_register),
+		cmocka_unit_test(test_sync_policies),
+		cmocka_unit_test(test_open_errors),
+		cmocka_unit_test(test_open_alloc_failures),
+	};
+	const struct CMUnitTest faults[] = {
+		cmocka_unit_test(test_restart_follower),
+		cmocka_unit_test(test_leader_killed),
+		cmocka_unit_test(test_no_quorum),
+	};
+	const struct CMUnitTest restart[] = {
+		cmocka_unit_test(test_total_restart),
+		cmocka_unit_test(test_lost_wal),
+	};
+	const char *group = argc > 1 ? argv[1] : "all";
+	int failed = 0;
+
+	if (strcmp(group, "cluster") == 0 || strcmp(group, "all") == 0)
+		failed += cmocka_run_group_tests_name("cluster", cluster, NULL, NULL);
+	if (strcmp(group, "faults") == 0 || strcmp(group, "all") == 0)
+		failed += cmocka_run_group_tests_name("faults", faults, NULL, NULL);
+	if (strcmp(group, "restart") == 0 || strcmp(group, "all") == 0)
+		failed += cmocka_run_group_tests_name("restart", restart, NULL, NULL);
+	return failed;
+}
