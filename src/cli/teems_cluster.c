@@ -709,7 +709,7 @@ static int wait_ready(struct cli_cluster *cl, const pid_t *pids)
 		for (unsigned i = 0; i < cl->n; i++) {
 			int status;
 
-			if (waitpid(pids[i], &status, WNOHANG) == pids[i]) {
+			if (pids[i] > 0 && waitpid(pids[i], &status, WNOHANG) == pids[i]) {
 				if (WIFEXITED(status))
 					cli_msg("r%u exited with status %d", i,
 						WEXITSTATUS(status));
@@ -748,6 +748,8 @@ static int cluster_up(const char *dir_arg, const struct up_opts *u)
 	char dir[CLI_PATH_LEN], path[CLI_PATH_LEN], teemsd[CLI_PATH_LEN], err[TEEMS_ERRBUF_LEN];
 	struct cli_cluster cl;
 	pid_t pids[CLI_MAX_REPLICAS] = {0};
+	pid_t running[CLI_MAX_REPLICAS] = {0};
+	unsigned n_running = 0;
 	bool existing;
 	int rv;
 
@@ -767,15 +769,18 @@ static int cluster_up(const char *dir_arg, const struct up_opts *u)
 			cli_msg("%s", err);
 			return CLI_FAILED;
 		}
+		/* `up` brings every replica up: the ones still running are left alone (a
+		 * replica that crashed, or was stopped by hand, is restarted on its data). */
 		for (unsigned i = 0; i < cl.n; i++) {
-			pid_t pid = cli_replica_pid(dir, i);
-
-			if (pid > 0) {
-				cli_msg("%s already has a running cluster (r%u is pid %ld); "
-					"`teems cluster down --dir %s` stops it",
-					dir, i, (long)pid, dir_arg);
-				return CLI_FAILED;
-			}
+			running[i] = cli_replica_pid(dir, i);
+			if (running[i] > 0)
+				n_running++;
+		}
+		if (n_running == cl.n) {
+			cli_msg("%s already has a running cluster (every replica is up); "
+				"`teems cluster down --dir %s` stops it",
+				dir, dir_arg);
+			return CLI_FAILED;
 		}
 		if (u->layout_opts)
 			cli_msg("restarting the existing cluster in %s: --replicas, --engine, "
@@ -800,6 +805,10 @@ static int cluster_up(const char *dir_arg, const struct up_opts *u)
 		return CLI_FAILED;
 
 	for (unsigned i = 0; i < cl.n; i++) {
+		if (running[i] > 0) {
+			cl.r[i].pid = running[i];
+			continue;
+		}
 		pids[i] = spawn_teemsd(teemsd, dir, i);
 		if (pids[i] < 0) {
 			cli_msg("cannot start r%u: %s", i, strerror(errno));
@@ -820,8 +829,16 @@ static int cluster_up(const char *dir_arg, const struct up_opts *u)
 	if ((rv = wait_ready(&cl, pids)) != CLI_OK)
 		goto fail;
 
-	printf("teems: cluster of %u replicas %s in %s\n", cl.n, existing ? "restarted" : "up",
-	       dir);
+	if (n_running > 0) {
+		printf("teems: restarted");
+		for (unsigned i = 0; i < cl.n; i++)
+			if (running[i] <= 0)
+				printf(" r%u", i);
+		printf(" in %s (the other replicas were running)\n", dir);
+	} else {
+		printf("teems: cluster of %u replicas %s in %s\n", cl.n,
+		       existing ? "restarted" : "up", dir);
+	}
 	printf("  redis-cli --tls --cacert %s/ca.pem -p %u\n", dir, cl.r[0].client_port);
 	printf("  teems --dir %s set a 1\n", dir);
 	printf("  teems --dir %s cluster down\n", dir);
@@ -831,7 +848,7 @@ fail:
 	cli_msg("stopping the replicas that were started");
 	stop_replicas(dir, pids, cl.n, true);
 	for (unsigned i = 0; i < cl.n; i++)
-		cl.r[i].pid = 0;
+		cl.r[i].pid = running[i] > 0 ? running[i] : 0;
 	write_cluster_conf(&cl);
 	return rv;
 }
