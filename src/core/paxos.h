@@ -12,6 +12,9 @@
  *	//   1. append every ready.persist record to the WAL, in order (sync the ones marked sync,
  *	//      or all of them at its next group fsync), and later report the highest seq that is
  *	//      durable with a PAXOS_IN_SYNCED input;
+ *	//   1b. if ready.snapshot.blob is set (a snapshot installed from a peer): replace the
+ *	//      state machine by ready.snapshot.state and persist the blob ("Snapshots and
+ *	//      compaction" below; a shell that never takes snapshots never sees one);
  *	//   2. send every ready.sends message (encode with msg_encode);
  *	//   3. apply every ready.applies slot to the state machine, in order;
  *	//   4. for each ready.notes entry, answer the client (after applying its slot when the
@@ -158,7 +161,12 @@ struct paxos_config {
 	 * and promises as usual, so nothing is lost, but no epoch restart completes). */
 	bool restart_operator;
 	unsigned unsafe; /* PAXOS_UNSAFE_*, tests only */
+	/* Snapshot transfer (paxos_snapshot_taken): data bytes per SNAPSHOT_CHUNK, 1 ..
+	 * MSG_MAX_CHUNK; 0 in a config from before snapshots means PAXOS_SNAPSHOT_CHUNK_DEFAULT. */
+	uint32_t snapshot_chunk;
 };
+
+#define PAXOS_SNAPSHOT_CHUNK_DEFAULT (1u << 20)
 
 /* Sensible defaults for everything but quorum and self. */
 void paxos_config_default(struct paxos_config *cfg);
@@ -233,6 +241,10 @@ struct paxos_entry_ref {
 #define PAXOS_REC_REGISTERED 0x1u /* own_reg/own_key: this incarnation's registration committed */
 #define PAXOS_REC_RECOVERED 0x2u  /* this incarnation finished recovery and became fresh */
 #define PAXOS_REC_RESTART 0x4u	  /* restart: the epoch and the restart promises (version 2) */
+/* This replica installed a snapshot from a peer at `snapshot_index` (version 2): slots up to it
+ * are committed in that snapshot and in no record before this one. A restore that does not
+ * start from a snapshot at least that new stops trusting later commit indexes. */
+#define PAXOS_REC_INSTALLED 0x8u
 
 /* The epoch-restart state a record carries (PAXOS_REC_RESTART): the replica's epoch, its
  * restart promise for epoch `rs_epoch` and the restart proposal it accepted there (the decided
@@ -262,6 +274,7 @@ struct paxos_persist {
 	struct msg_regidx own_reg;	      /* PAXOS_REC_REGISTERED */
 	uint8_t own_key[MSG_PUBLIC_KEY_SIZE]; /* PAXOS_REC_REGISTERED */
 	struct paxos_restart_rec restart;     /* PAXOS_REC_RESTART */
+	uint64_t snapshot_index;	      /* PAXOS_REC_INSTALLED */
 	uint32_t count;
 	const struct paxos_entry_ref *entries; /* ready-owned */
 	bool sync; /* fsync now (not at leisure): withheld outputs wait for it */
@@ -358,6 +371,22 @@ struct paxos_counted {
 	struct msg_incarnation members[QUORUM_MAX_REPLICAS]; /* distinct replicas, self included */
 };
 
+/* A snapshot the shell must persist (and, when `install` is set, install first). See
+ * "Snapshots and compaction" below for the order of operations. */
+struct paxos_snapshot_out {
+	/* the snapshot in the core's format; core-owned, valid until the next paxos_step or
+	 * paxos_snapshot_taken; NULL: none */
+	const uint8_t *blob;
+	size_t blob_len;
+	uint64_t slot; /* its last included slot */
+	/* true: received from a peer. Replace the whole state machine by `state` (the bytes the
+	 * snapshot's taker handed to paxos_snapshot_taken), which has then applied every slot up
+	 * to `slot`; this ready's applies continue at slot + 1. */
+	bool install;
+	const uint8_t *state; /* points into blob */
+	size_t state_len;
+};
+
 struct paxos_ready {
 	struct paxos_persist *persist;
 	size_t n_persist;
@@ -377,6 +406,8 @@ struct paxos_ready {
 	 * own (section 4, step 3: halt): the shell must stop it. A halted core emits nothing
 	 * more, ever (this ready still carries what the step produced before the halt). */
 	bool halted;
+	/* A snapshot to persist (snapshot.blob != NULL), installed from a peer this step. */
+	struct paxos_snapshot_out snapshot;
 	/* private: capacities and the scratch memory the outputs point into */
 	size_t cap_persist, cap_sends, cap_applies, cap_notes, cap_counted, cap_execs,
 		cap_opt_reads;
@@ -398,7 +429,11 @@ void paxos_free(struct paxos *p);
  * step). The restored core is a new incarnation: it is restarted (config.restarted) and
  * suspicious (section 4, step 1), unless PAXOS_UNSAFE_NO_RECOVERY; restored entries above the
  * commit index are state, not this incarnation's votes (reported as adopted). The next
- * persist record's seq follows the highest restored one. `rec` is borrowed.
+ * persist record's seq follows the highest restored one. `rec` is borrowed. With a sealed
+ * snapshot, call paxos_restore_snapshot first and feed only the records after the WAL position
+ * it covers; slots are then applied again from the snapshot's slot + 1. A record flagged
+ * PAXOS_REC_INSTALLED above the commit index restored so far freezes the commit index for the
+ * rest of the restore (docs/PROTOCOL.md "RR-Paxos: snapshots").
  * Errors: TEEMS_ECORRUPT (malformed record: the core is unchanged), TEEMS_EVERSION (a newer
  * record version), TEEMS_EINVAL (called after the first step), TEEMS_ENOMEM (discard the
  * core). */
@@ -459,6 +494,86 @@ bool paxos_stuck(const struct paxos *p);
  * genesis), with its key. */
 bool paxos_config_registration(const struct paxos *p, uint16_t replica, struct msg_regidx *idx,
 			       uint8_t key[MSG_PUBLIC_KEY_SIZE]);
+
+/* ---- snapshots and compaction (docs/PROTOCOL.md "RR-Paxos: snapshots") ----
+ *
+ * A snapshot is the state machine at an applied slot k, wrapped by the core with what the
+ * compacted log held for the protocol (the applied configuration: registrations and every key
+ * ever registered; the epoch) and with a checkpoint of the core's own persisted state (promised
+ * ballot, commit index, restart promises, every entry above k), then a SHA-256 digest of it
+ * all. The core keeps its newest snapshot (one copy) and serves it to peers; slots <= k leave
+ * the in-memory log. A shell that never calls paxos_snapshot_taken never compacts and works as
+ * before; a core installs a snapshot only when a peer that compacted sends one, so a cluster
+ * in which no shell takes snapshots never sees ready.snapshot. A replica that needs entries a
+ * peer compacted can only be served through that peer's snapshot.
+ *
+ * Taking one (the shell decides when, e.g. every S applied slots), between two steps, after
+ * executing the last ready in full:
+ *   1. state := the state machine's serialization at its applied slot k (k <= the last slot
+ *      the core handed out in ready.applies);
+ *   2. paxos_snapshot_taken(p, k, state, len, &blob, &blob_len): the core builds the snapshot,
+ *      keeps it, and drops log entries <= k (committed and applied, by 1.);
+ *   3. make the WAL durable up to its end (every record of every ready so far), then write
+ *      `blob` sealed, bound to that WAL position (store_snapshot_write with covers = the
+ *      synced position), durably;
+ *   4. only then compact the WAL up to that position (store_wal_compact).
+ * A crash between any two of these leaves a consistent pair: the old snapshot with the full
+ * WAL, or the new one with a WAL that continues it.
+ *
+ * Installing one (ready.snapshot with install set): a follower or recovering replica that
+ * needs slots that its peers compacted fetches the snapshot (SNAPSHOT_REQUEST/SNAPSHOT_CHUNK,
+ * every chunk checked against the transfer it continues; the whole checked against its
+ * digest). The core then drops its log <= k, takes the configuration, and returns in the
+ * ready: a persist record flagged PAXOS_REC_INSTALLED, and ready.snapshot with a checkpoint of
+ * its own state around the peer's state machine. The shell executes that ready as:
+ *   1. append ready.persist (as always);
+ *   2. replace the state machine by ready.snapshot.state (applied slot := ready.snapshot.slot);
+ *   3. persist ready.snapshot.blob as in steps 3-4 above (the blob is this replica's own);
+ *   4. sends, applies (from slot + 1), notes, as always.
+ * A crash before 3. completes restarts on the old snapshot and a WAL whose INSTALLED record
+ * tells paxos_restore not to trust the commit indexes after it: the restored incarnation is
+ * suspicious and recovers anyway (DESIGN.md section 4).
+ *
+ * Restart: load the sealed snapshot if there is one, call paxos_restore_snapshot with its
+ * bytes (it returns the state machine bytes to load into the state machine: its applied slot
+ * is then `*slot`), then feed the WAL records after the position it covers to paxos_restore as
+ * before; applies continue at slot + 1. A rollback may return any earlier consistent pair. */
+
+/* The shell took a snapshot of its state machine at applied slot `slot` (state: the bytes of
+ * its serialization, borrowed for the call). `slot` must be above the current snapshot and at
+ * most the last slot handed out in ready.applies. On success *blob / *blob_len (may be NULL)
+ * give the snapshot to persist: core-owned, valid until the next paxos_step or
+ * paxos_snapshot_taken call (so call it only after executing the last ready: the ready's
+ * pointers into the dropped entries and the old snapshot become invalid). Errors:
+ * TEEMS_EINVAL (slot not in (snapshot, applied], or state over PAXOS_SNAPSHOT_MAX; nothing
+ * changed), TEEMS_ENOMEM and TEEMS_ECRYPTO (nothing changed). */
+#define PAXOS_SNAPSHOT_MAX (1ull << 30) /* largest state machine serialization, bytes */
+int paxos_snapshot_taken(struct paxos *p, uint64_t slot, const uint8_t *state, size_t len,
+			 const uint8_t **blob, size_t *blob_len);
+
+/* Restart from a snapshot: on a core from paxos_new, before its first step and before any
+ * paxos_restore, with the bytes of a snapshot blob (ready.snapshot.blob or paxos_snapshot_taken's
+ * blob, as the shell sealed it; borrowed for the call). Sets *slot and points *state /
+ * *state_len into `blob` at the state machine bytes to load. The core is then restarted and
+ * suspicious as after paxos_restore. Errors: TEEMS_ECORRUPT (malformed or digest mismatch:
+ * the core is unchanged, unless the digest matched but its checkpoint record does not restore:
+ * then discard the core), TEEMS_EVERSION, TEEMS_EINVAL (called after a step or a restore),
+ * TEEMS_ENOMEM (discard the core). */
+int paxos_restore_snapshot(struct paxos *p, const uint8_t *blob, size_t len, uint64_t *slot,
+			   const uint8_t **state, size_t *state_len);
+
+/* The last slot of the newest snapshot (0: none); slots up to it are not in the log. */
+uint64_t paxos_snapshot_index(const struct paxos *p);
+
+/* Counters, for tests and the simulator. */
+struct paxos_snapshot_stats {
+	uint64_t taken;		    /* paxos_snapshot_taken calls that succeeded */
+	uint64_t installed;	    /* snapshots installed from a peer */
+	uint64_t chunks_sent;	    /* SNAPSHOT_CHUNK messages sent */
+	uint64_t chunks_refused;    /* chunks that did not continue the transfer (mixed, torn) */
+	uint64_t transfers_refused; /* complete transfers that failed their digest or parse */
+};
+void paxos_snapshot_stats(const struct paxos *p, struct paxos_snapshot_stats *out);
 
 /* ---- slot values: a batch of client commands, or a configuration entry ----
  * Layout: repeated { u64 client_id, u64 request_id, u32 len, len bytes }, little-endian. A

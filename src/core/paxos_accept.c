@@ -141,7 +141,7 @@ static void rounds_mask(struct paxos *p)
 	for (size_t i = 0; i < p->n_rounds; i++)
 		p->rounds[i].live = false;
 	for (uint64_t s = p->commit_index + 1; s <= p->last_slot; s++) {
-		struct paxos_slot *sl = &p->log[s - 1];
+		struct paxos_slot *sl = PSLOT(p, s);
 
 		if (!sl->open || sl->chosen)
 			continue;
@@ -184,7 +184,7 @@ int paxos_send_accepts(struct paxos *p, struct paxos_ready *r, uint64_t first, u
 			TRY(round_open(p, nonce));
 		}
 		for (uint64_t i = 0; i < n; i++) {
-			struct paxos_slot *s = &p->log[first + i - 1];
+			struct paxos_slot *s = PSLOT(p, first + i);
 
 			values[i].p = s->value;
 			values[i].len = s->len;
@@ -241,7 +241,7 @@ static int retry_rounds(struct paxos *p, struct paxos_ready *r, bool all)
 	uint64_t run = 0;
 
 	for (uint64_t s = p->commit_index + 1; s <= p->last_slot + 1; s++) {
-		struct paxos_slot *sl = s <= p->last_slot ? &p->log[s - 1] : NULL;
+		struct paxos_slot *sl = s <= p->last_slot ? PSLOT(p, s) : NULL;
 		bool retry = sl && sl->open && !sl->chosen &&
 			     (all || p->now.hi_ns - sl->sent_hi > p->cfg.t_op_ns);
 
@@ -373,7 +373,7 @@ int paxos_leader_work(struct paxos *p, struct paxos_ready *r)
 	rounds_prune(p);
 	rounds_mask(p);
 	for (uint64_t s = p->commit_index + 1; s <= p->last_slot; s++) {
-		struct paxos_slot *sl = &p->log[s - 1];
+		struct paxos_slot *sl = PSLOT(p, s);
 		bool durable = sl->seq && sl->seq <= p->synced_seq;
 
 		if (!sl->open || sl->chosen)
@@ -397,8 +397,8 @@ int paxos_leader_work(struct paxos *p, struct paxos_ready *r)
 			TRY(paxos_counted_add(p, r, PAXOS_COUNTED_COMMIT, s, &col));
 		}
 	}
-	while (p->commit_index < p->last_slot && p->log[p->commit_index].chosen) {
-		p->log[p->commit_index].committed = true;
+	while (p->commit_index < p->last_slot && PSLOT(p, p->commit_index + 1)->chosen) {
+		PSLOT(p, p->commit_index + 1)->committed = true;
 		p->commit_index++;
 	}
 	TRY(flush_queue(p, r));
@@ -431,7 +431,7 @@ static int follow(struct paxos *p, struct paxos_ready *r, const struct msg_ballo
 void paxos_learn_commit(struct paxos *p, const struct msg_ballot *b, uint64_t ci)
 {
 	while (p->commit_index < ci && p->commit_index < p->last_slot) {
-		struct paxos_slot *s = &p->log[p->commit_index];
+		struct paxos_slot *s = PSLOT(p, p->commit_index + 1);
 
 		if (!s->accepted || msg_ballot_cmp(&s->ballot, b) != 0)
 			break; /* a gap, or an entry of another ballot: wait for a resend */
@@ -534,6 +534,8 @@ static int resend_gap(struct paxos *p, struct paxos_ready *r, uint16_t to, uint6
 
 	if (through >= p->commit_index)
 		return TEEMS_OK;
+	if (through < p->log_base)
+		return paxos_snapshot_push(p, r, to); /* it needs slots we compacted */
 	if (last - through > p->cfg.max_accept_slots)
 		last = through + p->cfg.max_accept_slots;
 	p->gap_sent[to] = last;
@@ -556,11 +558,11 @@ int paxos_on_accepted(struct paxos *p, struct paxos_ready *r, const struct msg *
 			return TEEMS_OK;
 		return resend_gap(p, r, m->from.replica, a->last_slot);
 	}
-	if ((m->suspicious && !paxos_suspicion_ignored(p)) || a->first_slot == 0 ||
+	if ((m->suspicious && !paxos_suspicion_ignored(p)) || a->first_slot <= p->log_base ||
 	    a->last_slot > p->last_slot)
 		return TEEMS_OK; /* suspicious replicas never vote */
 	for (uint64_t s = a->first_slot; s <= a->last_slot; s++)
-		if (!p->log[s - 1].accepted || msg_ballot_cmp(&p->log[s - 1].ballot, &p->promised))
+		if (!PSLOT(p, s)->accepted || msg_ballot_cmp(&PSLOT(p, s)->ballot, &p->promised))
 			return TEEMS_OK;
 	TRY(paxos_range_digest(p, a->first_slot, a->last_slot, digest));
 	if (memcmp(digest, a->digest, MSG_DIGEST_SIZE) != 0)
@@ -574,7 +576,7 @@ int paxos_on_accepted(struct paxos *p, struct paxos_ready *r, const struct msg *
 	if (!counted)
 		return TEEMS_OK;
 	for (uint64_t s = a->first_slot; s <= a->last_slot; s++) {
-		struct paxos_slot *sl = &p->log[s - 1];
+		struct paxos_slot *sl = PSLOT(p, s);
 
 		if (!sl->open || sl->chosen || sl->nonce != m->nonce ||
 		    p->now.hi_ns - sl->sent_hi > p->cfg.t_op_ns)
@@ -590,7 +592,8 @@ static uint64_t accepted_through(struct paxos *p, const struct msg_ballot *b)
 {
 	uint64_t s = p->commit_index;
 
-	while (s < p->last_slot && p->log[s].accepted && msg_ballot_cmp(&p->log[s].ballot, b) == 0)
+	while (s < p->last_slot && PSLOT(p, s + 1)->accepted &&
+	       msg_ballot_cmp(&PSLOT(p, s + 1)->ballot, b) == 0)
 		s++;
 	return s;
 }
@@ -649,7 +652,7 @@ int paxos_on_nack(struct paxos *p, struct paxos_ready *r, const struct msg *m)
 int paxos_apply_committed(struct paxos *p, struct paxos_ready *r)
 {
 	while (p->applied < p->commit_index) {
-		const struct paxos_slot *s = &p->log[p->applied];
+		const struct paxos_slot *s = PSLOT(p, p->applied + 1);
 		struct paxos_apply *a;
 
 		if (r->n_applies == r->cap_applies) {

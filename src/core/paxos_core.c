@@ -31,6 +31,7 @@ void paxos_config_default(struct paxos_config *cfg)
 	cfg->rho_ppm = 1000;
 	cfg->register_retry_ns = 100ull * 1000 * 1000;
 	cfg->t_restart_ns = 0; /* off unless the shell sets it (section 6) */
+	cfg->snapshot_chunk = PAXOS_SNAPSHOT_CHUNK_DEFAULT;
 }
 
 uint64_t paxos_fence_ns(const struct paxos_config *cfg)
@@ -73,6 +74,9 @@ int paxos_new(struct paxos **out, const struct paxos_config *cfg, char *errbuf)
 				  "paxos: register_retry_ns must be positive");
 	if (cfg->rho_ppm >= 1000000)
 		return teems_errf(errbuf, TEEMS_EINVAL, "paxos: rho_ppm must be below 1000000");
+	if (cfg->snapshot_chunk > MSG_MAX_CHUNK)
+		return teems_errf(errbuf, TEEMS_EINVAL, "paxos: snapshot_chunk above %u",
+				  MSG_MAX_CHUNK);
 	p = teems_calloc(1, sizeof(*p));
 	if (!p)
 		return TEEMS_ENOMEM;
@@ -109,9 +113,10 @@ void paxos_free(struct paxos *p)
 {
 	if (!p)
 		return;
-	for (uint64_t i = 0; i < p->last_slot; i++)
+	for (uint64_t i = 0; i < p->last_slot - p->log_base; i++)
 		teems_free(p->log[i].value);
 	teems_free(p->log);
+	paxos_snapshot_free(p);
 	paxos_cand_clear(p);
 	teems_free(p->cand_log);
 	for (size_t i = 0; i < p->n_queue; i++)
@@ -190,6 +195,7 @@ static void ready_clear(struct paxos_ready *r)
 	r->n_persist = r->n_sends = r->n_applies = r->n_notes = r->n_counted = r->n_execs = 0;
 	r->n_opt_reads = 0;
 	r->halted = false;
+	memset(&r->snapshot, 0, sizeof(r->snapshot));
 }
 
 void paxos_ready_free(struct paxos_ready *r)
@@ -255,9 +261,9 @@ int paxos_note(struct paxos_ready *r, uint64_t client_id, uint64_t request_id,
 
 struct paxos_slot *paxos_slot_get(struct paxos *p, uint64_t slot)
 {
-	if (slot == 0 || slot > p->last_slot)
-		return NULL;
-	return &p->log[slot - 1];
+	if (slot <= p->log_base || slot > p->last_slot)
+		return NULL; /* compacted (in the snapshot), or beyond the log */
+	return PSLOT(p, slot);
 }
 
 int paxos_log_reserve(struct paxos *p, uint64_t slot)
@@ -265,8 +271,9 @@ int paxos_log_reserve(struct paxos *p, uint64_t slot)
 	uint64_t ncap;
 	struct paxos_slot *n;
 
-	if (slot <= p->log_cap)
+	if (slot <= p->log_base + p->log_cap)
 		return TEEMS_OK;
+	slot -= p->log_base; /* the array holds the slots above the snapshot */
 	ncap = p->log_cap ? p->log_cap * 2 : 256;
 	while (ncap < slot)
 		ncap *= 2;
@@ -285,6 +292,8 @@ int paxos_slot_set(struct paxos *p, struct paxos_ready *r, uint64_t slot,
 	struct paxos_slot *s;
 	uint8_t *copy = NULL;
 
+	if (slot <= p->log_base)
+		return TEEMS_OK; /* in the snapshot: committed, final */
 	TRY(paxos_log_reserve(p, slot));
 	if (len) {
 		copy = teems_malloc(len);
@@ -292,7 +301,7 @@ int paxos_slot_set(struct paxos *p, struct paxos_ready *r, uint64_t slot,
 			return TEEMS_ENOMEM;
 		memcpy(copy, value, len);
 	}
-	s = &p->log[slot - 1];
+	s = PSLOT(p, slot);
 	/* The old bytes may be referenced by an output of this step: free them later. */
 	if (paxos_defer_free(r, s->value)) {
 		teems_free(copy);
@@ -339,9 +348,17 @@ int paxos_persist(struct paxos *p, struct paxos_ready *r, uint64_t first, uint64
 		p->reg_record = false;
 	}
 	paxos_restart_persist(p, rec);
+	if (p->install_rec) {
+		rec->flags |= PAXOS_REC_INSTALLED;
+		rec->snapshot_index = p->install_rec;
+		p->install_rec = 0;
+	}
 	for (uint64_t i = 0; i < count; i++) {
-		struct paxos_slot *s = &p->log[first + i - 1];
+		struct paxos_slot *s;
 
+		if (first + i <= p->log_base)
+			continue; /* in the snapshot */
+		s = PSLOT(p, first + i);
 		if (!s->accepted)
 			continue; /* a hole (recovery): nothing to store */
 		refs[k].slot = first + i;
@@ -477,7 +494,7 @@ int paxos_range_digest(struct paxos *p, uint64_t first, uint64_t last, uint8_t o
 {
 	TRY(digest_begin(p, first, last));
 	for (uint64_t s = first; s <= last; s++)
-		TRY(digest_value(p, p->log[s - 1].value, p->log[s - 1].len));
+		TRY(digest_value(p, PSLOT(p, s)->value, PSLOT(p, s)->len));
 	return digest_end(p, out);
 }
 
@@ -509,7 +526,7 @@ int paxos_step_down(struct paxos *p, struct paxos_ready *r, uint16_t leader)
 		}
 		p->n_queue = 0;
 		for (uint64_t s = p->commit_index + 1; s <= p->last_slot; s++) {
-			struct paxos_slot *sl = &p->log[s - 1];
+			struct paxos_slot *sl = PSLOT(p, s);
 
 			sl->open = false;
 			sl->chosen = false;
@@ -576,6 +593,10 @@ static int on_message(struct paxos *p, struct paxos_ready *r, const struct msg *
 		return paxos_on_read_msg(p, r, m);
 	case MSG_READ_REPLY:
 		return paxos_on_read_reply(p, r, m);
+	case MSG_SNAPSHOT_REQUEST:
+		return paxos_on_snapshot_request(p, r, m);
+	case MSG_SNAPSHOT_CHUNK:
+		return paxos_on_snapshot_chunk(p, r, m);
 	default:
 		return TEEMS_OK; /* not this core's (reads, registration, ABD, ...) */
 	}
@@ -637,6 +658,7 @@ int paxos_step(struct paxos *p, const struct paxos_input *in, struct paxos_ready
 		TRY(paxos_restart_tick(p, r));
 		if (p->halted)
 			break;
+		TRY(paxos_snapshot_tick(p, r));
 		TRY(paxos_elect_tick(p, r));
 		break;
 	case PAXOS_IN_MESSAGE:
@@ -666,6 +688,8 @@ int paxos_step(struct paxos *p, const struct paxos_input *in, struct paxos_ready
 		TRY(paxos_apply_committed(p, r));
 		if (!p->halted)
 			TRY(paxos_read_work(p, r));
+		if (!p->halted)
+			TRY(paxos_snapshot_finish_step(p, r));
 	}
 	if (p->halted) {
 		/* Nothing leaves a halted incarnation, not even what this step produced. */
@@ -673,6 +697,7 @@ int paxos_step(struct paxos *p, const struct paxos_input *in, struct paxos_ready
 		r->n_notes = 0;
 		r->n_execs = 0;
 		r->n_opt_reads = 0;
+		memset(&r->snapshot, 0, sizeof(r->snapshot));
 		r->halted = true;
 	}
 	return TEEMS_OK;

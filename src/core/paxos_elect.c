@@ -154,8 +154,8 @@ static int become_leader(struct paxos *p, struct paxos_ready *r)
 			TRY(paxos_slot_set(p, r, s, &b, NULL, 0)); /* a hole: no-op */
 	}
 	for (uint64_t s = top + 1; s <= p->last_slot; s++) {
-		TRY(paxos_defer_free(r, p->log[s - 1].value));
-		memset(&p->log[s - 1], 0, sizeof(p->log[s - 1]));
+		TRY(paxos_defer_free(r, PSLOT(p, s)->value));
+		memset(PSLOT(p, s), 0, sizeof(struct paxos_slot));
 	}
 	p->last_slot = top;
 	p->noop_slot = top + 1;
@@ -192,7 +192,7 @@ int paxos_release_prepare(struct paxos *p, struct paxos_ready *r, const struct p
 	p->cand_sent_hi = p->now.hi_ns;
 	/* Our own promise, with our own accepted entries. */
 	for (uint64_t s = p->cand_from; s <= p->last_slot; s++) {
-		const struct paxos_slot *sl = &p->log[s - 1];
+		const struct paxos_slot *sl = PSLOT(p, s);
 
 		if (sl->accepted)
 			TRY(paxos_cand_merge(p, s, &sl->ballot, sl->value, sl->len, false));
@@ -200,6 +200,8 @@ int paxos_release_prepare(struct paxos *p, struct paxos_ready *r, const struct p
 	paxos_col_reset(&p->cand_col);
 	paxos_col_self(p, &p->cand_col);
 	p->cand_promised = p->cand_col.members;
+	for (uint16_t i = 0; i < QUORUM_MAX_REPLICAS; i++)
+		p->cand_ask[i] = p->cand_from;
 	for (uint16_t i = 0; i < p->n; i++)
 		if (i != p->cfg.self)
 			TRY(send_prepare(p, r, i, p->cand_from));
@@ -262,9 +264,13 @@ int paxos_page_entries(struct paxos *p, struct paxos_ready *r, uint64_t from,
 	uint64_t s0, bytes = 0;
 
 	/* Entries up to MSG_MAX_ENTRIES and half a frame of values; `more` says where we
-	 * stopped, and the asker asks again from there. */
+	 * stopped, and the asker asks again from there. Slots in our snapshot are committed and
+	 * no longer here: the asker sees them missing below our commit index and fetches the
+	 * snapshot (paxos_on_promise, paxos_on_recovery_reply). */
+	if (from <= p->log_base)
+		from = p->log_base + 1;
 	for (s0 = from; s0 <= p->last_slot && cap < MSG_MAX_ENTRIES; s0++) {
-		const struct paxos_slot *sl = &p->log[s0 - 1];
+		const struct paxos_slot *sl = PSLOT(p, s0);
 
 		if (!sl->accepted)
 			continue;
@@ -279,7 +285,7 @@ int paxos_page_entries(struct paxos *p, struct paxos_ready *r, uint64_t from,
 			return TEEMS_ENOMEM;
 	}
 	for (s0 = from; s0 <= p->last_slot && count < cap; s0++) {
-		const struct paxos_slot *sl = &p->log[s0 - 1];
+		const struct paxos_slot *sl = PSLOT(p, s0);
 
 		if (!sl->accepted)
 			continue;
@@ -290,7 +296,7 @@ int paxos_page_entries(struct paxos *p, struct paxos_ready *r, uint64_t from,
 		items[count].value.len = sl->len;
 		count++;
 	}
-	while (s0 <= p->last_slot && !p->log[s0 - 1].accepted)
+	while (s0 <= p->last_slot && !PSLOT(p, s0)->accepted)
 		s0++;
 	*items_out = items;
 	*count_out = count;
@@ -326,7 +332,7 @@ int paxos_on_promise(struct paxos *p, struct paxos_ready *r, const struct msg *m
 	const struct msg_promise *pr = &m->promise;
 	struct msg_iter it;
 	struct msg_entry e;
-	uint64_t last = 0;
+	uint64_t last = 0, ask;
 
 	if (p->role != PAXOS_CANDIDATE || !p->cand_sent || m->nonce != p->cand_nonce ||
 	    msg_ballot_cmp(&pr->ballot, &p->cand_ballot) != 0)
@@ -351,6 +357,15 @@ int paxos_on_promise(struct paxos *p, struct paxos_ready *r, const struct msg *m
 	if ((p->cand_promised & (1ull << m->from.replica)) &&
 	    paxos_regidx_cmp(&p->cand_col.member[m->from.replica], &m->from.reg) >= 0)
 		return TEEMS_OK; /* duplicate */
+	ask = p->cand_ask[m->from.replica];
+	msg_entries_begin(&it, &pr->entries);
+	if (pr->commit_index >= ask && (!msg_entries_next(&it, &e) || e.slot > ask)) {
+		/* Every slot up to the replier's commit index is accepted there, so a missing one
+		 * was compacted into its snapshot: its committed value is unknown to us, and
+		 * counting this promise could let us fill that slot with something else. Not
+		 * counted; we fetch the snapshot (a later candidacy starts above it). */
+		return paxos_snapshot_want(p, r, m->from.replica, ask);
+	}
 	msg_entries_begin(&it, &pr->entries);
 	while (msg_entries_next(&it, &e)) {
 		last = e.slot;
@@ -358,8 +373,10 @@ int paxos_on_promise(struct paxos *p, struct paxos_ready *r, const struct msg *m
 			continue;
 		TRY(paxos_cand_merge(p, e.slot, &e.ballot, e.value.p, e.value.len, false));
 	}
-	if (pr->more)
+	if (pr->more) {
+		p->cand_ask[m->from.replica] = last + 1;
 		return send_prepare(p, r, m->from.replica, last + 1);
+	}
 	paxos_col_member(p, &p->cand_col, m);
 	return check_won(p, r);
 }

@@ -15,7 +15,11 @@
 			return rc_; \
 	} while (0)
 
-/* One log slot. Slot s lives at log[s - 1]. */
+/* One log slot. Slot s lives at log[s - log_base - 1]: the slots up to log_base are compacted
+ * into the snapshot (paxos_snapshot.c) and are not in the array. Only slots in
+ * (log_base, last_slot] may be looked up. */
+#define PSLOT(p, s) (&(p)->log[(s) - (p)->log_base - 1])
+
 struct paxos_slot {
 	bool accepted;	  /* holds an entry (own accept, or the leader's proposal) */
 	bool committed;	  /* chosen and learned (only the contiguous prefix is set) */
@@ -219,6 +223,33 @@ struct paxos {
 	uint64_t max_round_seen;
 	uint16_t leader; /* hint */
 
+	/* snapshot and compaction (paxos_snapshot.c) */
+	uint64_t log_base;  /* slots <= log_base are in the snapshot, not in `log` */
+	uint8_t *snap_blob; /* the newest snapshot (core format), owned; NULL: none */
+	size_t snap_len;
+	uint64_t snap_slot;   /* its last included slot (== log_base once taken or installed) */
+	bool snap_out;	      /* the step installed one: hand a checkpoint to the shell */
+	uint64_t install_rec; /* the next record carries PAXOS_REC_INSTALLED for this slot */
+	bool restore_frozen;  /* restore: an install we do not have; commit index frozen */
+	uint64_t snap_push_hi[QUORUM_MAX_REPLICAS]; /* leader: last snapshot push (hi) */
+	/* a transfer in progress (receiver) */
+	bool xfer_on;
+	uint16_t xfer_from;
+	uint64_t xfer_index, xfer_total, xfer_got, xfer_hi, xfer_cap;
+	uint8_t *xfer_buf; /* owned */
+	/* a snapshot this replica needs (candidate gap, recovery): asked of want_peer */
+	uint64_t want_min; /* 0: none */
+	uint16_t want_peer;
+	uint64_t want_sent_hi;
+	struct paxos_snapshot_stats snap_stats;
+	uint64_t cand_ask[QUORUM_MAX_REPLICAS]; /* candidate: the slot each promiser was asked from
+						 */
+	uint64_t rec_ask[QUORUM_MAX_REPLICAS];	/* recovery: likewise */
+	uint64_t rec_snap_need;			/* recovery: a replier's snapshot covers this */
+	uint16_t rec_snap_peer;
+	bool rec_wait_snap;   /* recovery read complete; waiting for that snapshot */
+	uint64_t rec_wait_hi; /* since when (hi) */
+
 	/* log */
 	struct paxos_slot *log;
 	uint64_t log_cap;
@@ -369,6 +400,26 @@ int paxos_restart_tick(struct paxos *p, struct paxos_ready *r);
 int paxos_release_restart(struct paxos *p, struct paxos_ready *r, const struct paxos_held *h);
 /* Fills rec->restart when the restart state must be persisted. */
 void paxos_restart_persist(struct paxos *p, struct paxos_persist *rec);
+
+/* ---- paxos_snapshot.c: snapshots, compaction, transfer and install ---- */
+int paxos_on_snapshot_request(struct paxos *p, struct paxos_ready *r, const struct msg *m);
+int paxos_on_snapshot_chunk(struct paxos *p, struct paxos_ready *r, const struct msg *m);
+/* Leader: `to` needs slots at or below our snapshot: push the first chunk (rate-limited). */
+int paxos_snapshot_push(struct paxos *p, struct paxos_ready *r, uint16_t to);
+/* Asks `peer` for a snapshot covering at least min_index (candidate gap, recovery). */
+int paxos_snapshot_want(struct paxos *p, struct paxos_ready *r, uint16_t peer, uint64_t min_index);
+/* Timers: stalled transfers, repeated requests. */
+int paxos_snapshot_tick(struct paxos *p, struct paxos_ready *r);
+/* End of a step: build the checkpoint of an installed snapshot into r->snapshot. */
+int paxos_snapshot_finish_step(struct paxos *p, struct paxos_ready *r);
+void paxos_snapshot_free(struct paxos *p);
+
+/* ---- paxos_register.c, for an installed snapshot ---- */
+/* Runs the halt and learn rules of paxos_config_apply on an installed configuration. */
+void paxos_config_installed(struct paxos *p);
+
+/* ---- paxos_recover.c, for an installed snapshot ---- */
+int paxos_recover_snapshot_installed(struct paxos *p, struct paxos_ready *r);
 
 /* ---- paxos_read.c ---- */
 int paxos_on_read(struct paxos *p, struct paxos_ready *r, const struct paxos_input *in);

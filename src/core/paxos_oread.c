@@ -175,8 +175,8 @@ int paxos_on_read_msg(struct paxos *p, struct paxos_ready *r, const struct msg *
 
 static uint64_t highest_accepted(const struct paxos *p)
 {
-	for (uint64_t s = p->last_slot; s > 0; s--)
-		if (p->log[s - 1].accepted)
+	for (uint64_t s = p->last_slot; s > p->log_base; s--)
+		if (PSLOT(p, s)->accepted)
 			return s;
 	return 0;
 }

@@ -7,6 +7,7 @@
  *	[flags & REGISTERED:  regidx own_reg, u8[32] own_key]
  *	[flags & RESTART:     u64 epoch, u64 rs_epoch, ballot rs_promised, u8 has_accepted,
  *	                      ballot accepted, u16 n, n x (u16 replica, regidx)]
+ *	[flags & INSTALLED:   u64 snapshot_index]
  *	u32 count, then count entries in strictly ascending slot order:
  *	    u64 slot (>= 1), ballot, u8 adopted (0 or 1), u32 len (<= MSG_MAX_BLOB), len bytes
  *
@@ -26,7 +27,8 @@
 #define HEADER_SIZE (1u + 1u + 8u + BALLOT_SIZE + 8u + 4u)
 #define REG_SIZE (16u + MSG_PUBLIC_KEY_SIZE)
 #define ENTRY_HEADER (8u + BALLOT_SIZE + 1u + 4u)
-#define KNOWN_FLAGS (PAXOS_REC_REGISTERED | PAXOS_REC_RECOVERED | PAXOS_REC_RESTART)
+#define KNOWN_FLAGS \
+	(PAXOS_REC_REGISTERED | PAXOS_REC_RECOVERED | PAXOS_REC_RESTART | PAXOS_REC_INSTALLED)
 #define RESTART_SIZE (8u + 8u + BALLOT_SIZE + 1u + BALLOT_SIZE + 2u)
 #define MEMBER_SIZE (2u + 16u)
 /* Slots above this are refused on restore: a log that long is not a log this core wrote. */
@@ -64,6 +66,8 @@ int paxos_persist_encode(const struct paxos_persist *rec, uint8_t *buf, size_t c
 			return TEEMS_EINVAL;
 		need += RESTART_SIZE + MEMBER_SIZE * rec->restart.n_members;
 	}
+	if (rec->flags & PAXOS_REC_INSTALLED)
+		need += 8;
 	for (uint32_t i = 0; i < rec->count; i++) {
 		if (rec->entries[i].len > MSG_MAX_BLOB || rec->entries[i].slot == 0 ||
 		    (i && rec->entries[i].slot <= rec->entries[i - 1].slot))
@@ -103,6 +107,10 @@ int paxos_persist_encode(const struct paxos_persist *rec, uint8_t *buf, size_t c
 			o += MEMBER_SIZE;
 		}
 	}
+	if (rec->flags & PAXOS_REC_INSTALLED) {
+		put_le64(o, rec->snapshot_index);
+		o += 8;
+	}
 	put_le32(o, rec->count);
 	o += 4;
 	for (uint32_t i = 0; i < rec->count; i++) {
@@ -127,6 +135,7 @@ struct parsed {
 	uint64_t commit_index;
 	unsigned flags;
 	struct paxos_restart_rec restart;
+	uint64_t snapshot_index;
 	uint32_t count;
 	const uint8_t *entries;
 	size_t entries_len;
@@ -149,7 +158,8 @@ static int parse(const uint8_t *rec, size_t len, struct parsed *out)
 	if (rec[0] != PAXOS_PERSIST_VERSION && rec[0] != 1)
 		return rec[0] > PAXOS_PERSIST_VERSION ? TEEMS_EVERSION : TEEMS_ECORRUPT;
 	out->flags = rec[1];
-	if ((out->flags & ~KNOWN_FLAGS) || (rec[0] == 1 && (out->flags & PAXOS_REC_RESTART)))
+	if ((out->flags & ~KNOWN_FLAGS) ||
+	    (rec[0] == 1 && (out->flags & (PAXOS_REC_RESTART | PAXOS_REC_INSTALLED))))
 		return TEEMS_ECORRUPT;
 	out->seq = get_le64(rec + 2);
 	i = get_ballot(rec + 10, &out->promised);
@@ -189,6 +199,15 @@ static int parse(const uint8_t *rec, size_t len, struct parsed *out)
 				return TEEMS_ECORRUPT;
 			i += MEMBER_SIZE;
 		}
+	}
+	out->snapshot_index = 0;
+	if (out->flags & PAXOS_REC_INSTALLED) {
+		if ((size_t)(end - i) < 8 + 4)
+			return TEEMS_ECORRUPT;
+		out->snapshot_index = get_le64(i);
+		i += 8;
+		if (out->snapshot_index == 0 || out->snapshot_index > RESTORE_MAX_SLOT)
+			return TEEMS_ECORRUPT;
 	}
 	out->count = get_le32(i);
 	i += 4;
@@ -243,6 +262,11 @@ int paxos_restore(struct paxos *p, const uint8_t *rec, size_t len)
 		if (rc)
 			return rc;
 	}
+	/* A snapshot installed from a peer that this restore did not start from: the records
+	 * after it name commit indexes over slots that never were in this WAL, so stale entries
+	 * below it must not become committed (docs/PROTOCOL.md "RR-Paxos: snapshots"). */
+	if ((pr.flags & PAXOS_REC_INSTALLED) && pr.snapshot_index > p->commit_index)
+		p->restore_frozen = true;
 	i = pr.entries;
 	for (uint32_t k = 0; k < pr.count; k++) {
 		struct paxos_slot *s;
@@ -271,7 +295,7 @@ int paxos_restore(struct paxos *p, const uint8_t *rec, size_t len)
 			memcpy(copy, i, vlen);
 		}
 		i += vlen;
-		s = &p->log[slot - 1];
+		s = PSLOT(p, slot);
 		teems_free(s->value);
 		memset(s, 0, sizeof(*s));
 		s->accepted = true;
@@ -286,10 +310,10 @@ int paxos_restore(struct paxos *p, const uint8_t *rec, size_t len)
 	}
 	/* The commit index of a record covers entries of this record or earlier ones (the WAL is
 	 * restored as a prefix), so the slots up to it hold their committed values. */
-	while (p->commit_index < pr.commit_index && p->commit_index < p->last_slot &&
-	       p->log[p->commit_index].accepted) {
-		p->log[p->commit_index].committed = true;
-		p->log[p->commit_index].adopted = false;
+	while (!p->restore_frozen && p->commit_index < pr.commit_index &&
+	       p->commit_index < p->last_slot && PSLOT(p, p->commit_index + 1)->accepted) {
+		PSLOT(p, p->commit_index + 1)->committed = true;
+		PSLOT(p, p->commit_index + 1)->adopted = false;
 		p->commit_index++;
 		rc = paxos_config_note(p, p->commit_index);
 		if (rc)
@@ -302,8 +326,8 @@ int paxos_restore(struct paxos *p, const uint8_t *rec, size_t len)
 	/* Restored entries above the commit index were votes of the previous incarnation: for
 	 * this one they are state (section 4, step 5), reported as adopted. */
 	for (uint64_t s = p->commit_index + 1; s <= p->last_slot; s++)
-		if (p->log[s - 1].accepted)
-			p->log[s - 1].adopted = true;
+		if (PSLOT(p, s)->accepted)
+			PSLOT(p, s)->adopted = true;
 	if (!p->restarted || p->registered)
 		paxos_mark_restarted(p); /* section 4, step 1: the sealed state may be stale */
 	/* A restarted incarnation first expects the newest registration of its replica it

@@ -66,8 +66,12 @@ int paxos_recover_start(struct paxos *p, struct paxos_ready *r)
 	paxos_col_reset(&p->rec_col);
 	paxos_col_self(p, &p->rec_col);
 	p->rec_suspicious = paxos_suspicion_ignored(p) ? 0 : bit(p->cfg.self);
+	p->rec_snap_need = 0;
+	p->rec_wait_snap = false;
+	for (uint16_t i = 0; i < QUORUM_MAX_REPLICAS; i++)
+		p->rec_ask[i] = p->rec_from;
 	for (uint64_t s = p->rec_from; s <= p->last_slot; s++) {
-		const struct paxos_slot *sl = &p->log[s - 1];
+		const struct paxos_slot *sl = PSLOT(p, s);
 
 		if (sl->accepted)
 			TRY(paxos_cand_merge(p, s, &sl->ballot, sl->value, sl->len, false));
@@ -93,7 +97,7 @@ int paxos_on_recovery_request(struct paxos *p, struct paxos_ready *r, const stru
 		return TEEMS_ENOMEM;
 	s->msg.recovery_reply.promised = p->promised;
 	s->msg.recovery_reply.commit_index = p->commit_index;
-	s->msg.recovery_reply.snapshot_index = 0;
+	s->msg.recovery_reply.snapshot_index = p->log_base;
 	s->msg.recovery_reply.more = more;
 	s->msg.recovery_reply.entries.count = count;
 	s->msg.recovery_reply.entries.items = items;
@@ -111,9 +115,19 @@ static int finish(struct paxos *p, struct paxos_ready *r)
 {
 	struct paxos_held h;
 	uint64_t seq;
-
 	uint64_t nonce = p->rec_nonce;
 
+	if (p->rec_snap_need > p->commit_index) {
+		/* A replier compacted slots above our commit index: they are committed, and we
+		 * must hold them ("fetch a snapshot covering the highest commit index seen",
+		 * section 4 step 5) before this read can complete. The read itself is done. */
+		if (!p->rec_wait_snap) {
+			p->rec_wait_snap = true;
+			p->rec_wait_hi = p->now.hi_ns;
+		}
+		return paxos_snapshot_want(p, r, p->rec_snap_peer, p->rec_snap_need);
+	}
+	p->rec_wait_snap = false;
 	p->rec_nonce = 0; /* nothing more is counted */
 	raise_to(&p->promised, &p->rec_promised);
 	if (p->promised.round > p->max_round_seen)
@@ -122,8 +136,8 @@ static int finish(struct paxos *p, struct paxos_ready *r)
 		const struct paxos_slot *c = &p->cand_log[s - p->rec_from];
 		struct paxos_slot *local = paxos_slot_get(p, s);
 
-		if (!c->accepted)
-			continue;
+		if (!c->accepted || s <= p->commit_index)
+			continue; /* nothing, or in the snapshot we installed meanwhile */
 		if (c->committed || !local || !local->accepted ||
 		    msg_ballot_cmp(&c->ballot, &local->ballot) > 0 ||
 		    (msg_ballot_cmp(&c->ballot, &local->ballot) == 0 && !local->adopted)) {
@@ -136,15 +150,15 @@ static int finish(struct paxos *p, struct paxos_ready *r)
 			local->committed = true; /* learned below, contiguously */
 	}
 	/* Every entry we hold above the commit index is state now, not a vote of ours. */
-	for (uint64_t s = p->rec_from; s <= p->last_slot; s++)
-		if (p->log[s - 1].accepted)
-			p->log[s - 1].adopted = true;
-	while (p->commit_index < p->last_slot && p->log[p->commit_index].committed) {
-		p->log[p->commit_index].adopted = false;
+	for (uint64_t s = p->commit_index + 1; s <= p->last_slot; s++)
+		if (PSLOT(p, s)->accepted)
+			PSLOT(p, s)->adopted = true;
+	while (p->commit_index < p->last_slot && PSLOT(p, p->commit_index + 1)->committed) {
+		PSLOT(p, p->commit_index + 1)->adopted = false;
 		p->commit_index++;
 	}
 	for (uint64_t s = p->commit_index + 1; s <= p->last_slot; s++)
-		p->log[s - 1].committed = false;
+		PSLOT(p, s)->committed = false;
 	TRY(paxos_counted_add(p, r, PAXOS_COUNTED_RECOVERY, nonce, &p->rec_col));
 	paxos_cand_clear(p);
 	TRY(paxos_persist(p, r, p->rec_from,
@@ -182,12 +196,19 @@ int paxos_on_recovery_reply(struct paxos *p, struct paxos_ready *r, const struct
 	uint64_t last = 0;
 
 	if (p->lc != PAXOS_LC_RECOVERING || p->rec_finishing || !p->rec_nonce ||
-	    m->nonce != p->rec_nonce)
+	    m->nonce != p->rec_nonce || p->rec_wait_snap)
 		return TEEMS_OK;
 	if (p->now.hi_ns - p->rec_sent_hi > p->cfg.t_op_ns)
 		return TEEMS_OK; /* T_op passed: the tick starts a new collection */
 	paxos_col_seen(p, &p->rec_col, &rr->regvec);
 	raise_to(&p->rec_promised, &rr->promised);
+	if (rr->snapshot_index >= p->rec_ask[m->from.replica] &&
+	    rr->snapshot_index > p->rec_snap_need && m->from.replica < QUORUM_MAX_REPLICAS) {
+		/* Slots from where we asked up to its snapshot are committed and compacted
+		 * there: we need that snapshot before the read completes (finish). */
+		p->rec_snap_need = rr->snapshot_index;
+		p->rec_snap_peer = m->from.replica;
+	}
 	msg_entries_begin(&it, &rr->entries);
 	while (msg_entries_next(&it, &e)) {
 		last = e.slot;
@@ -195,8 +216,10 @@ int paxos_on_recovery_reply(struct paxos *p, struct paxos_ready *r, const struct
 		TRY(paxos_cand_merge(p, e.slot, &e.ballot, e.value.p, e.value.len,
 				     e.slot <= rr->commit_index && !e.adopted));
 	}
-	if (rr->more)
+	if (rr->more) {
+		p->rec_ask[m->from.replica] = last + 1;
 		return send_request(p, r, m->from.replica, last + 1);
+	}
 	if (p->rs_fence && m->suspicious && m->from.reg.epoch < p->epoch &&
 	    m->from.replica < p->n) {
 		/* After an epoch restart (section 6) every member recovers from members only, all
@@ -230,4 +253,18 @@ int paxos_on_recovery_reply(struct paxos *p, struct paxos_ready *r, const struct
 	if (popcount64(p->rec_col.members) >= recovery_quorum(p))
 		return finish(p, r);
 	return TEEMS_OK;
+}
+
+int paxos_recover_snapshot_installed(struct paxos *p, struct paxos_ready *r)
+{
+	if (p->lc != PAXOS_LC_RECOVERING || !p->rec_wait_snap || p->rec_finishing)
+		return TEEMS_OK;
+	if (p->rec_snap_need > p->commit_index)
+		return TEEMS_OK; /* an older one than the read showed: keep waiting */
+	/* The snapshot's configuration may register a replier anew: the discard rule applies to
+	 * what was counted (section 4, step 3); short of R_Q(s) now, read again. */
+	paxos_col_prune(p, &p->rec_col);
+	if (popcount64(p->rec_col.members) < recovery_quorum(p))
+		return paxos_recover_start(p, r);
+	return finish(p, r);
 }

@@ -45,7 +45,7 @@ struct msg_regidx paxos_known_reg(const struct paxos *p, uint16_t replica)
 	struct msg_regidx none = {0, 0};
 
 	for (uint64_t s = p->last_slot; s > p->commit_index; s--) {
-		const struct paxos_slot *sl = &p->log[s - 1];
+		const struct paxos_slot *sl = PSLOT(p, s);
 
 		if (sl->accepted && sl->is_register && sl->reg_replica == replica &&
 		    sl->reg_prev_epoch >= p->epoch) {
@@ -65,7 +65,7 @@ void paxos_known_regs(const struct paxos *p, struct msg_regidx out[QUORUM_MAX_RE
 	for (unsigned i = 0; i < p->n; i++)
 		out[i] = p->regs[i].set ? p->regs[i].idx : (struct msg_regidx){0, 0};
 	for (uint64_t s = p->commit_index + 1; s <= p->last_slot; s++) {
-		const struct paxos_slot *sl = &p->log[s - 1];
+		const struct paxos_slot *sl = PSLOT(p, s);
 
 		if (sl->accepted && sl->is_register && sl->reg_replica < p->n &&
 		    sl->reg_prev_epoch >= p->epoch) {
@@ -118,7 +118,7 @@ static bool key_known(const struct paxos *p, const uint8_t key[MSG_PUBLIC_KEY_SI
  * TEEMS_ENOMEM. */
 static int config_note(struct paxos *p, uint64_t slot, struct paxos_register_entry *e)
 {
-	const struct paxos_slot *sl = &p->log[slot - 1];
+	const struct paxos_slot *sl = PSLOT(p, slot);
 
 	if (!sl->is_register || !paxos_config_entry(sl->value, sl->len, e) || e->replica >= p->n ||
 	    e->expected_previous.epoch < p->epoch)
@@ -191,6 +191,26 @@ int paxos_config_apply(struct paxos *p, struct paxos_ready *r, uint64_t slot)
 		}
 	}
 	return paxos_register_applied(p, r, slot);
+}
+
+void paxos_config_installed(struct paxos *p)
+{
+	const struct paxos_reg *g = &p->regs[p->cfg.self];
+	bool ours;
+
+	/* The rules of paxos_config_apply for our own replica, on the configuration of a
+	 * snapshot we installed instead of applying its slots one by one. */
+	if (!g->set)
+		return;
+	ours = memcmp(g->key, p->cfg.public_key, MSG_PUBLIC_KEY_SIZE) == 0;
+	if (p->registered) {
+		if (paxos_regidx_cmp(&g->idx, &p->reg) > 0 && checks_on(p))
+			paxos_halt(p);
+	} else if (ours && p->lc == PAXOS_LC_REGISTERING) {
+		registered(p, &g->idx);
+	} else if (!ours && paxos_regidx_cmp(&g->idx, &p->reg_expected) > 0 && checks_on(p)) {
+		paxos_halt(p);
+	}
 }
 
 /* ---- halt ---- */
@@ -374,7 +394,7 @@ int paxos_register_applied(struct paxos *p, struct paxos_ready *r, uint64_t slot
 
 	for (size_t i = 0; i < p->n_reg_wait; i++) {
 		struct paxos_reg_wait w = p->reg_wait[i];
-		const struct paxos_slot *sl = &p->log[w.slot - 1];
+		const struct paxos_slot *sl = paxos_slot_get(p, w.slot);
 		struct msg_regidx idx = {p->epoch, w.slot};
 
 		if (w.slot > slot) {
@@ -383,7 +403,7 @@ int paxos_register_applied(struct paxos *p, struct paxos_ready *r, uint64_t slot
 		}
 		/* Applied: answer if the slot still holds that replica's REGISTER (another value
 		 * may have won the slot; the incarnation then retries). */
-		if (!rc && p->role == PAXOS_LEADER && w.slot <= p->commit_index &&
+		if (!rc && p->role == PAXOS_LEADER && w.slot <= p->commit_index && sl &&
 		    sl->is_register && sl->reg_replica == w.replica)
 			rc = send_result(p, r, w.replica, w.nonce, MSG_REGISTER_COMMITTED, &idx,
 					 &idx);
@@ -411,7 +431,7 @@ int paxos_on_register(struct paxos *p, struct paxos_ready *r, const struct msg *
 	latest = paxos_known_reg(p, rg->replica);
 	if (latest.slot > p->commit_index) {
 		struct paxos_register_entry e;
-		const struct paxos_slot *sl = &p->log[latest.slot - 1];
+		const struct paxos_slot *sl = PSLOT(p, latest.slot);
 
 		pending = true;
 		if (paxos_config_entry(sl->value, sl->len, &e)) {
@@ -434,7 +454,7 @@ int paxos_on_register(struct paxos *p, struct paxos_ready *r, const struct msg *
 				   &latest);
 	for (uint64_t s = p->commit_index + 1; s <= p->last_slot; s++) {
 		struct paxos_register_entry e;
-		const struct paxos_slot *sl = &p->log[s - 1];
+		const struct paxos_slot *sl = PSLOT(p, s);
 
 		if (sl->is_register && paxos_config_entry(sl->value, sl->len, &e) &&
 		    memcmp(e.public_key, rg->public_key, MSG_PUBLIC_KEY_SIZE) == 0)
@@ -555,6 +575,15 @@ int paxos_lifecycle_tick(struct paxos *p, struct paxos_ready *r)
 			return paxos_recover_start(p, r);
 		return TEEMS_OK;
 	case PAXOS_LC_RECOVERING:
+		/* Waiting for a snapshot the read showed we need: T_op for the fetch to start
+		 * moving, then as long as chunks keep arriving (paxos_snapshot.c drops a transfer
+		 * that stalls for T_op), else a new collection. */
+		if (p->rec_wait_snap && !p->rec_finishing) {
+			if (p->now.hi_ns - p->rec_wait_hi > p->cfg.t_op_ns &&
+			    !(p->xfer_on && p->now.hi_ns - p->xfer_hi <= p->cfg.t_op_ns))
+				return paxos_recover_start(p, r);
+			return TEEMS_OK;
+		}
 		if (!p->rec_finishing && (p->now.hi_ns - p->rec_sent_hi > p->cfg.t_op_ns ||
 					  p->now.epoch != p->rec_epoch))
 			return paxos_recover_start(p, r); /* abandoned: a new collection */

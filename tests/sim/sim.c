@@ -252,9 +252,67 @@ static int inst_open(struct sim *s, int idx, struct store_wal_opts *wo, uint64_t
 	struct instance *in = &s->insts[idx];
 	struct pinst *x = &((struct pstate *)s->es)->x[idx];
 
+	int rc;
+
 	memset(x, 0, sizeof(*x));
 	in->ext = x;
-	return kv_new(&x->kv);
+	rc = kv_new(&x->kv);
+	if (rc != TEEMS_OK || in->restore_state == NULL)
+		return rc;
+	/* Restarted from a snapshot: its state machine, then the slots after it. */
+	rc = kv_restore(x->kv, in->restore_state, in->restore_state_len);
+	if (rc == TEEMS_ENOMEM)
+		return rc;
+	if (rc != TEEMS_OK) {
+		sim_violation(s,
+			      "replica %d: kv refuses the state of its snapshot of slot %" PRIu64,
+			      in->replica, in->restore_slot);
+		return 1;
+	}
+	return TEEMS_OK;
+}
+
+/* ---- snapshots (paxos.h "Snapshots and compaction") ---- */
+
+static void install_snapshot(struct sim *s, int idx, const struct paxos_snapshot_out *snap)
+{
+	struct instance *in = &s->insts[idx];
+	int rc = kv_restore(PX(in)->kv, snap->state, snap->state_len);
+
+	if (rc == TEEMS_ENOMEM) {
+		s->err = rc;
+		s->done = true;
+	} else if (rc != TEEMS_OK) {
+		sim_violation(s,
+			      "replica %d: kv refuses the state of the snapshot of slot %" PRIu64,
+			      in->replica, snap->slot);
+	}
+}
+
+/* Every snap_every applied slots, between two steps: serialize the kv, hand it to the core
+ * (which compacts its log), persist what it returns. */
+static void maybe_snapshot(struct sim *s, int idx)
+{
+	struct instance *in = &s->insts[idx];
+	uint8_t *state = NULL;
+	const uint8_t *blob;
+	size_t len = 0, blob_len;
+	int rc;
+
+	if (!s->snap_every || in->applied < paxos_snapshot_index(in->p) + s->snap_every)
+		return;
+	rc = kv_snapshot(PX(in)->kv, &state, &len);
+	if (rc == TEEMS_OK) {
+		sim_check_state(s, in, in->applied, state, len);
+		rc = paxos_snapshot_taken(in->p, in->applied, state, len, &blob, &blob_len);
+	}
+	teems_free(state);
+	if (rc != TEEMS_OK) {
+		s->err = rc;
+		s->done = true;
+		return;
+	}
+	sim_snapshot_persist(s, idx, blob, blob_len, in->applied);
 }
 
 static void inst_free(struct sim *s, struct instance *in)
@@ -481,6 +539,8 @@ static const struct sim_engine paxos_engine = {
 	.inst_open = inst_open,
 	.inst_free = inst_free,
 	.apply = apply_slot,
+	.install = install_snapshot,
+	.after_ready = maybe_snapshot,
 	.notes = take_notes,
 	.on_send = sim_rounds_on_send,
 	.client_op = client_op,

@@ -6,12 +6,33 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/alloc.h"
 #include "core/msg.h"
 #include "core/paxos.h"
 #include "lincheck.h"
 #include "store/memvfs.h"
+#include "store/snapshot.h"
 #include "store/wal.h"
 #include "teems/err.h"
+
+#define SNAP_DIR "snap"
+
+/* Snapshot counters over every seed of the process (teems-sim prints one summary line at exit:
+ * struct sim_report has no room for them). The simulator is single-threaded. */
+static struct paxos_snapshot_stats snap_totals;
+static uint64_t snap_runs;
+static bool snap_atexit;
+
+static void print_snap_totals(void)
+{
+	if (!snap_runs)
+		return;
+	fprintf(stderr,
+		"snapshots: %" PRIu64 " taken, %" PRIu64 " installed from a peer, %" PRIu64
+		" chunks sent, %" PRIu64 " chunks refused, %" PRIu64 " transfers refused\n",
+		snap_totals.taken, snap_totals.installed, snap_totals.chunks_sent,
+		snap_totals.chunks_refused, snap_totals.transfers_refused);
+}
 
 void sim_trace(struct sim *s, const char *fmt, ...)
 {
@@ -283,6 +304,8 @@ static void check_send(struct sim *s, const struct instance *in, const struct ms
 		     slot++) {
 			uint64_t seq = slot < in->cap_slot_seq ? in->slot_seq[slot] : 0;
 
+			if (slot <= in->snap_durable)
+				continue; /* in a durable snapshot */
 			if ((seq == 0 && slot > in->restored_last) || seq > in->synced) {
 				sim_violation(s,
 					      "replica %d sent a synced ACCEPTED for slot %" PRIu64
@@ -466,6 +489,67 @@ static void instance_kill(struct sim *s, int idx)
 	}
 }
 
+/* ---- snapshots ---- */
+
+void sim_check_state(struct sim *s, const struct instance *in, uint64_t slot, const uint8_t *state,
+		     size_t len)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ state[i]) * 0x100000001b3ull;
+	h |= 1;
+	if (slot >= s->cap_state_hash) {
+		size_t ncap = s->cap_state_hash ? s->cap_state_hash : 1024;
+		uint64_t *n;
+
+		while (ncap <= slot)
+			ncap *= 2;
+		n = sim_xrealloc(s, s->state_hash, ncap * sizeof(*n));
+		if (n == NULL)
+			return;
+		memset(n + s->cap_state_hash, 0, (ncap - s->cap_state_hash) * sizeof(*n));
+		s->state_hash = n;
+		s->cap_state_hash = ncap;
+	}
+	if (s->state_hash[slot] == 0)
+		s->state_hash[slot] = h;
+	else if (s->state_hash[slot] != h && s->deferred[DEFERRED_AGREEMENT][0] == 0)
+		snprintf(s->deferred[DEFERRED_AGREEMENT], sizeof(s->deferred[0]),
+			 "agreement: replica %d's snapshot of slot %" PRIu64
+			 " holds another state machine than an earlier one (at t=%.6fs)",
+			 in->replica, slot, (double)s->now / 1e9);
+}
+
+void sim_snapshot_persist(struct sim *s, int idx, const uint8_t *blob, size_t len, uint64_t slot)
+{
+	struct instance *in = &s->insts[idx];
+	struct replica *rp = &s->reps[in->replica];
+	struct store_wal_pos pos;
+	char errbuf[TEEMS_ERRBUF_LEN];
+	int rc;
+
+	/* Steps 3-4 of paxos.h "Snapshots and compaction": every record appended so far
+	 * durable, the snapshot sealed and bound to that position, durably, then the WAL
+	 * compacted up to it. */
+	rc = store_wal_sync(in->wal, &pos, errbuf);
+	if (rc == TEEMS_OK)
+		rc = store_snapshot_write(in->vfs, SNAP_DIR, (uint64_t)in->replica, rp->root_key,
+					  &pos, blob, len, errbuf);
+	if (rc == TEEMS_OK)
+		rc = store_wal_compact(in->wal, pos.index, errbuf);
+	if (rc != TEEMS_OK) {
+		fprintf(stderr, "teems-sim: replica %d: snapshot: %s\n", in->replica, errbuf);
+		s->err = rc;
+		s->done = true;
+		return;
+	}
+	if (slot > in->snap_durable)
+		in->snap_durable = slot;
+	sim_trace(s, "replica %d (instance %d): snapshot of slot %" PRIu64 " durable (%zu bytes)",
+		  in->replica, idx, slot, len);
+}
+
 /* ---- driving the Paxos core ---- */
 
 static void take_ready(struct sim *s, int idx)
@@ -475,6 +559,21 @@ static void take_ready(struct sim *s, int idx)
 
 	for (size_t k = 0; k < r->n_persist && !s->done; k++)
 		persist(s, in, &r->persist[k]);
+	if (r->snapshot.blob != NULL && !s->done) {
+		/* paxos.h "Installing one": the state machine first, then the blob. */
+		if (r->snapshot.install) {
+			sim_trace(s,
+				  "replica %d (instance %d) installs a snapshot of slot %" PRIu64,
+				  in->replica, idx, r->snapshot.slot);
+			sim_check_state(s, in, r->snapshot.slot, r->snapshot.state,
+					r->snapshot.state_len);
+			if (s->eng->install != NULL)
+				s->eng->install(s, idx, &r->snapshot);
+			in->applied = r->snapshot.slot;
+		}
+		sim_snapshot_persist(s, idx, r->snapshot.blob, r->snapshot.blob_len,
+				     r->snapshot.slot);
+	}
 	for (size_t k = 0; k < r->n_sends && !s->done; k++)
 		sim_net_send(s, in, r->sends[k].to, &r->sends[k].msg);
 	for (size_t k = 0; k < r->n_applies && !s->done; k++)
@@ -488,6 +587,8 @@ static void take_ready(struct sim *s, int idx)
 		sim_halt_instance(s, idx, s->eng->paxos_name);
 		return;
 	}
+	if (s->eng->after_ready != NULL && in->alive && !s->done)
+		s->eng->after_ready(s, idx);
 	sim_schedule_sync(s, idx);
 }
 
@@ -570,6 +671,9 @@ static int instance_new(struct sim *s, int replica, struct store_vfs *vfs, bool 
 	struct instance *in;
 	char errbuf[TEEMS_ERRBUF_LEN];
 	char records[96];
+	void *snap = NULL;
+	size_t snap_len = 0;
+	struct store_wal_pos covers;
 	int idx, rc;
 
 	if (s->n_insts == MAX_INSTANCES) {
@@ -600,6 +704,8 @@ static int instance_new(struct sim *s, int replica, struct store_vfs *vfs, bool 
 	cfg.max_inflight = 32;
 	cfg.max_queue = 256;
 	cfg.unsafe = s->eng->paxos_unsafe(s->o.unsafe);
+	if (s->snap_chunk)
+		cfg.snapshot_chunk = s->snap_chunk;
 	if (s->eng->paxos_config != NULL)
 		s->eng->paxos_config(s, &cfg);
 	rc = paxos_new(&in->p, &cfg, errbuf);
@@ -623,15 +729,46 @@ static int instance_new(struct sim *s, int replica, struct store_vfs *vfs, bool 
 	rc_ctx.name = "paxos";
 	wo.on_record = sim_on_wal_record;
 	wo.arg = &rc_ctx;
+	/* A sealed snapshot first (paxos.h "Restart"), then the WAL records after the position
+	 * it covers. */
+	rc = store_snapshot_load(vfs, SNAP_DIR, (uint64_t)replica, s->reps[replica].root_key, &snap,
+				 &snap_len, &covers, errbuf);
+	if (rc == TEEMS_OK) {
+		rc = paxos_restore_snapshot(in->p, snap, snap_len, &in->restore_slot,
+					    &in->restore_state, &in->restore_state_len);
+		if (rc != TEEMS_OK) {
+			sim_violation(s,
+				      "replica %d: paxos_restore_snapshot refused its snapshot: %s",
+				      replica, teems_strerror(rc));
+			teems_free(snap);
+			return TEEMS_OK;
+		}
+		wo.anchor = &covers;
+		in->applied = in->restore_slot;
+		in->snap_durable = in->restore_slot;
+	} else if (rc != TEEMS_ENOTFOUND) {
+		sim_violation(s, "replica %d: its sealed snapshot does not load: %s", replica,
+			      errbuf);
+		return TEEMS_OK;
+	}
 	rc = store_wal_open(vfs, "wal", &wo, &in->wal, &info, errbuf);
 	if (rc != TEEMS_OK) {
+		teems_free(snap);
 		if (s->rep->failed)
 			return TEEMS_OK; /* paxos_restore refused a record: reported */
 		fprintf(stderr, "teems-sim: replica %d: %s\n", replica, errbuf);
 		return rc;
 	}
-	snprintf(records, sizeof(records), "%" PRIu64 " WAL records", rc_ctx.n);
+	if (snap != NULL)
+		snprintf(records, sizeof(records),
+			 "a snapshot of slot %" PRIu64 " and %" PRIu64 " WAL records",
+			 in->restore_slot, rc_ctx.n);
+	else
+		snprintf(records, sizeof(records), "%" PRIu64 " WAL records", rc_ctx.n);
 	rc = s->eng->inst_open(s, idx, &wo, rc_ctx.n, records, sizeof(records));
+	teems_free(snap);
+	in->restore_state = NULL;
+	in->restore_state_len = 0;
 	if (rc != TEEMS_OK)
 		return rc > 0 ? TEEMS_OK : rc; /* > 0: a restore failure, reported */
 	/* What the WAL delivered is durable (store_wal_open synced the prefix it builds on). */
@@ -654,6 +791,16 @@ static int instance_new(struct sim *s, int replica, struct store_vfs *vfs, bool 
 
 static void instance_free(struct sim *s, struct instance *in)
 {
+	if (in->p != NULL) {
+		struct paxos_snapshot_stats st;
+
+		paxos_snapshot_stats(in->p, &st);
+		snap_totals.taken += st.taken;
+		snap_totals.installed += st.installed;
+		snap_totals.chunks_sent += st.chunks_sent;
+		snap_totals.chunks_refused += st.chunks_refused;
+		snap_totals.transfers_refused += st.transfers_refused;
+	}
 	free(in->pending);
 	free(in->slot_seq);
 	in->pending = NULL;
@@ -1176,14 +1323,37 @@ static int copy_wal_prefix(struct sim *s, int r, struct store_vfs *from, struct 
 	size_t keep;
 	int rc;
 
+	void *snap = NULL;
+	size_t snap_len = 0;
+	struct store_wal_pos covers, genesis;
+
 	memset(&wo, 0, sizeof(wo));
+	memset(&genesis, 0, sizeof(genesis));
 	wo.replica_id = (uint64_t)r;
 	wo.root_key = rp->root_key;
 	wo.on_record = collect_record;
 	wo.arg = &l;
 	rc = store_vfs_mkdir(to, dir);
+	if (rc == TEEMS_OK && strcmp(dir, "wal") == 0) {
+		/* The Paxos WAL continues the replica's snapshot, if it has one: the fork gets
+		 * that snapshot, bound to the start of its own new WAL, and a prefix of the
+		 * records after it. */
+		rc = store_vfs_mkdir(to, SNAP_DIR);
+		if (rc == TEEMS_OK)
+			rc = store_snapshot_load(from, SNAP_DIR, (uint64_t)r, rp->root_key, &snap,
+						 &snap_len, &covers, errbuf);
+		if (rc == TEEMS_OK) {
+			wo.anchor = &covers;
+			rc = store_snapshot_write(to, SNAP_DIR, (uint64_t)r, rp->root_key, &genesis,
+						  snap, snap_len, errbuf);
+		} else if (rc == TEEMS_ENOTFOUND) {
+			rc = TEEMS_OK;
+		}
+		teems_free(snap);
+	}
 	if (rc == TEEMS_OK)
 		rc = store_wal_open(from, dir, &wo, NULL, NULL, errbuf); /* read only */
+	wo.anchor = NULL;
 	keep = rng_pct(&s->rng, 50) ? l.n : (size_t)rng_below(&s->rng, l.n + 1);
 	wo.on_record = NULL;
 	wo.arg = NULL;
@@ -1630,6 +1800,8 @@ static int setup(struct sim *s)
 		if (rp->vfs == NULL)
 			return TEEMS_ENOMEM;
 		rc = store_vfs_mkdir(rp->vfs, "wal");
+		if (rc == TEEMS_OK)
+			rc = store_vfs_mkdir(rp->vfs, SNAP_DIR);
 		if (rc == TEEMS_OK && s->eng->extra_wal != NULL)
 			rc = store_vfs_mkdir(rp->vfs, s->eng->extra_wal);
 		if (rc != TEEMS_OK)
@@ -1670,6 +1842,7 @@ static void teardown(struct sim *s)
 	for (size_t i = 0; i < s->cap_chosen; i++)
 		free(s->chosen[i].value);
 	free(s->chosen);
+	free(s->state_hash);
 	free(s->encbuf);
 	history_free(&s->hist);
 }
@@ -1698,6 +1871,22 @@ int sim_world_run(const struct sim_engine *eng, const struct sim_options *opt,
 	if (s->n_clients > MAX_CLIENTS)
 		s->n_clients = MAX_CLIENTS;
 	s->rep = report;
+	{
+		/* Hidden knobs (docs/TESTING.md, "Snapshots"): the snapshot interval in applied
+		 * slots (0: never) and the transfer chunk size. */
+		const char *e = getenv("TEEMS_SIM_SNAPSHOT_EVERY");
+		const char *c = getenv("TEEMS_SIM_SNAPSHOT_CHUNK");
+
+		s->snap_every = e != NULL ? strtoull(e, NULL, 10) : SIM_SNAPSHOT_EVERY;
+		s->snap_chunk = c != NULL ? (uint32_t)strtoul(c, NULL, 10) : SIM_SNAPSHOT_CHUNK;
+		if (s->snap_chunk > MSG_MAX_CHUNK)
+			s->snap_chunk = MSG_MAX_CHUNK;
+	}
+	if (eng->after_ready != NULL && s->snap_every) {
+		snap_runs++;
+		if (!snap_atexit)
+			snap_atexit = atexit(print_snap_totals) == 0;
+	}
 	if (eng->init != NULL)
 		eng->init(s);
 	s->rng.s = opt->seed * 0x2545f4914f6cdd1dull + 0x1234567ull;

@@ -52,6 +52,11 @@ enum deferred_kind {
 #define T_PROGRESS (30 * SEC) /* after the heal, the final reads must be done by then */
 /* A backstop: every op ends within T_CLIENT_TIMEOUT, so the heal comes at the latest after
  * ops * T_CLIENT_TIMEOUT, and the run ends T_PROGRESS later. */
+/* Snapshots: every this many applied slots (TEEMS_SIM_SNAPSHOT_EVERY overrides; 0: never),
+ * transferred in chunks of this many bytes (TEEMS_SIM_SNAPSHOT_CHUNK), small enough that a
+ * run takes and installs many and that most transfers take several chunks. */
+#define SIM_SNAPSHOT_EVERY 16
+#define SIM_SNAPSHOT_CHUNK 256
 #define T_LIMIT(ops) (600 * SEC + (uint64_t)(ops)*T_CLIENT_TIMEOUT)
 
 /* ---- the random stream ---- */
@@ -153,10 +158,17 @@ struct instance {
 	uint64_t *slot_seq; /* [slot]: seq of the last record holding it, 0: none */
 	size_t cap_slot_seq;
 	uint64_t restored_last; /* slots up to this came from the WAL (durable) */
-	uint64_t tick_gen;	/* ticks of an old generation are ignored */
-	int lifecycle;		/* last enum paxos_lifecycle seen (for the trace) */
-	int role;		/* last enum paxos_role seen (for the trace) */
-	void *ext;		/* the engine's part of this incarnation (sim_engine.inst_open) */
+	/* Snapshots (docs/TESTING.md, "Snapshots"): slots up to snap_durable are in a durable
+	 * snapshot; on restart the restored one's state machine bytes (valid during
+	 * sim_engine.inst_open only) and its slot. */
+	uint64_t snap_durable;
+	const uint8_t *restore_state;
+	size_t restore_state_len;
+	uint64_t restore_slot;
+	uint64_t tick_gen; /* ticks of an old generation are ignored */
+	int lifecycle;	   /* last enum paxos_lifecycle seen (for the trace) */
+	int role;	   /* last enum paxos_role seen (for the trace) */
+	void *ext;	   /* the engine's part of this incarnation (sim_engine.inst_open) */
 };
 
 struct replica {
@@ -220,6 +232,12 @@ struct sim_engine {
 	 * core's "abd"), its name in traces, or NULL. Forks copy a prefix of it too. */
 	const char *extra_wal;
 	const char *extra_wal_name;
+	/* A snapshot the Paxos core installed from a peer (ready.snapshot.install): replace the
+	 * state machine (the world then sets in->applied and persists the blob). NULL: none. */
+	void (*install)(struct sim *s, int idx, const struct paxos_snapshot_out *snap);
+	/* After a ready was taken in full, the instance still live: the engine may take a
+	 * snapshot (paxos_snapshot_taken, then sim_snapshot_persist). NULL: never. */
+	void (*after_ready)(struct sim *s, int idx);
 	/* The Paxos core's name in traces where the engine runs more than one core, or NULL. */
 	const char *paxos_name;
 	/* The paxos_config.unsafe bits of opt.unsafe, and the adversary's own unsafe bit that
@@ -327,6 +345,12 @@ struct sim {
 	/* checkers */
 	struct chosen *chosen;
 	size_t cap_chosen;
+	/* state machine agreement: a hash of the state each snapshot holds, per slot (0: none) */
+	uint64_t *state_hash;
+	size_t cap_state_hash;
+	/* snapshots: the interval in applied slots (0: never) and the transfer chunk size */
+	uint64_t snap_every;
+	uint32_t snap_chunk;
 	uint8_t *encbuf;
 	size_t cap_encbuf;
 	int err; /* a simulator failure (negative teems error) */
@@ -348,6 +372,13 @@ void sim_encode_key(uint8_t *buf, unsigned k);
 /* Agreement of applied slots across every instance; true when this slot was chosen for the
  * first time (the Paxos engine then checks exactly-once). */
 bool sim_check_apply(struct sim *s, struct instance *in, const struct paxos_apply *a);
+/* State machine agreement: every snapshot of slot `slot`, taken or installed anywhere, holds
+ * the same state (bytes). */
+void sim_check_state(struct sim *s, const struct instance *in, uint64_t slot, const uint8_t *state,
+		     size_t len);
+/* Persists a snapshot blob of instance idx (paxos.h "Snapshots and compaction", steps 3-4):
+ * WAL synced, snapshot sealed bound to that position, WAL compacted. */
+void sim_snapshot_persist(struct sim *s, int idx, const uint8_t *blob, size_t len, uint64_t slot);
 /* The network: encodes, checks (check_send, sim_engine.on_send), and delivers later. */
 void sim_net_send(struct sim *s, const struct instance *in, uint16_t to, const struct msg *msg);
 bool sim_link_up(const struct sim *s, int from, int to);

@@ -44,7 +44,14 @@
  *   random           restarts, rollbacks and drops within the bounds over many seeds
  *                    (PAXOS_SEEDS=n for more), with reads; then the same runs with
  *                    PAXOS_UNSAFE_NO_RECOVERY must be caught
- *   allocation       every failing allocation during restore and the lifecycle is ENOMEM */
+ *   allocation       every failing allocation during restore and the lifecycle is ENOMEM
+ *   snapshots        compaction bounds; a lagging follower installs the leader's snapshot
+ *                    (several chunks) and votes again; restart from snapshot + WAL, and from
+ *                    the WAL alone after a rollback to before it; a recovery read whose
+ *                    repliers compacted fetches a snapshot before it completes; a candidate
+ *                    does not count a promise with compacted slots; torn and mixed transfers
+ *                    are refused; the INSTALLED record freezes the restored commit index;
+ *                    allocation failures while taking and installing */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -88,6 +95,12 @@ struct node {
 	struct rec *wal;
 	size_t n_wal, cap_wal;
 	unsigned incarnation; /* key = (id, incarnation) */
+	/* snapshots: the test's state machine is (applied, hash of every applied value); the
+	 * newest durable snapshot and the number of WAL records it covers */
+	uint64_t sm_hash;
+	uint8_t *snap;
+	size_t snap_len;
+	size_t snap_wal;
 };
 
 struct chosen {
@@ -150,10 +163,18 @@ struct cluster {
 	 * until a record marked `sync` is written (an fsync makes everything before it durable) */
 	bool lazy_sync;
 	unsigned restart_accepts; /* non-decided RESTART_ACCEPTs delivered (restart_filter) */
+	/* snapshots: every snap_every applied slots (0: never) (chunk size: g_snap_chunk); the
+	 * state hash each snapshot of a slot holds (state agreement) */
+	uint64_t snap_every;
+	uint64_t *state_hash;
+	size_t cap_state_hash;
+	int depth; /* nested steps (a snapshot is taken only between top-level steps) */
 };
 
 /* T_restart for the cores make_config builds (0: no epoch restart, as in most tests). */
 static uint64_t g_t_restart;
+/* Their snapshot chunk size (0: the default). */
+static uint32_t g_snap_chunk;
 
 static uint64_t rnd(struct cluster *c)
 {
@@ -200,6 +221,81 @@ static void record_chosen(struct cluster *c, const struct paxos_apply *a)
 	}
 }
 
+static uint64_t sm_mix(uint64_t h, uint64_t slot, const uint8_t *v, uint32_t len)
+{
+	h = (h ^ slot) * 0x100000001b3ull;
+	for (uint32_t i = 0; i < len; i++)
+		h = (h ^ v[i]) * 0x100000001b3ull;
+	return h;
+}
+
+static void sm_encode(const struct node *nd, uint8_t out[16])
+{
+	for (int i = 0; i < 8; i++) {
+		out[i] = (uint8_t)(nd->applied >> (8 * i));
+		out[8 + i] = (uint8_t)(nd->sm_hash >> (8 * i));
+	}
+}
+
+static void sm_decode(struct node *nd, const uint8_t *in, size_t len)
+{
+	assert_int_equal(len, 16);
+	nd->applied = nd->sm_hash = 0;
+	for (int i = 7; i >= 0; i--) {
+		nd->applied = (nd->applied << 8) | in[i];
+		nd->sm_hash = (nd->sm_hash << 8) | in[8 + i];
+	}
+}
+
+/* Every snapshot of one slot, taken or installed anywhere, holds the same state. */
+static void check_state(struct cluster *c, uint64_t slot, uint64_t hash)
+{
+	if (slot >= c->cap_state_hash) {
+		size_t ncap = c->cap_state_hash ? c->cap_state_hash : 256;
+
+		while (ncap <= slot)
+			ncap *= 2;
+		c->state_hash = xrealloc(c->state_hash, ncap * sizeof(*c->state_hash));
+		memset(c->state_hash + c->cap_state_hash, 0,
+		       (ncap - c->cap_state_hash) * sizeof(*c->state_hash));
+		c->cap_state_hash = ncap;
+	}
+	if (!c->state_hash[slot])
+		c->state_hash[slot] = hash | 1;
+	else if (c->state_hash[slot] != (hash | 1)) {
+		fprintf(stderr, "state machines differ at slot %llu\n", (unsigned long long)slot);
+		c->violation = true;
+	}
+}
+
+static void keep_snapshot(struct node *nd, const uint8_t *blob, size_t len)
+{
+	free(nd->snap);
+	nd->snap = malloc(len);
+	assert_non_null(nd->snap);
+	memcpy(nd->snap, blob, len);
+	nd->snap_len = len;
+	nd->snap_wal = nd->n_wal; /* every record so far is durable at once here */
+}
+
+/* Between two top-level steps: the shell's snapshot, every snap_every applied slots. */
+static void maybe_snapshot(struct cluster *c, int i)
+{
+	struct node *nd = &c->nodes[i];
+	const uint8_t *blob;
+	uint8_t st[16];
+	size_t len;
+
+	if (!c->snap_every || !nd->up || !nd->p || nd->halted ||
+	    nd->applied < paxos_snapshot_index(nd->p) + c->snap_every)
+		return;
+	sm_encode(nd, st);
+	check_state(c, nd->applied, nd->sm_hash);
+	assert_int_equal(paxos_snapshot_taken(nd->p, nd->applied, st, sizeof(st), &blob, &len),
+			 TEEMS_OK);
+	keep_snapshot(nd, blob, len);
+}
+
 static void wal_append(struct node *nd, const struct paxos_persist *p)
 {
 	size_t len;
@@ -237,6 +333,14 @@ static void take_ready(struct cluster *c, int i)
 		wal_append(nd, &r->persist[k]);
 		wrote = true;
 	}
+	if (r->snapshot.blob) {
+		if (r->snapshot.install) {
+			sm_decode(nd, r->snapshot.state, r->snapshot.state_len);
+			assert_int_equal(nd->applied, r->snapshot.slot);
+			check_state(c, nd->applied, nd->sm_hash);
+		}
+		keep_snapshot(nd, r->snapshot.blob, r->snapshot.blob_len);
+	}
 	for (size_t k = 0; k < r->n_sends; k++) {
 		const struct paxos_send *s = &r->sends[k];
 		size_t len;
@@ -263,7 +367,10 @@ static void take_ready(struct cluster *c, int i)
 	}
 	for (size_t k = 0; k < r->n_applies; k++) {
 		record_chosen(c, &r->applies[k]);
+		assert_int_equal(r->applies[k].slot, nd->applied + 1);
 		nd->applied = r->applies[k].slot;
+		nd->sm_hash =
+			sm_mix(nd->sm_hash, nd->applied, r->applies[k].value, r->applies[k].len);
 	}
 	for (size_t k = 0; k < r->n_counted; k++) {
 		const struct paxos_counted *ct = &r->counted[k];
@@ -384,7 +491,11 @@ static void step(struct cluster *c, int i, struct paxos_input *in)
 		return;
 	}
 	assert_int_equal(rc, TEEMS_OK);
+	c->depth++;
 	take_ready(c, i);
+	c->depth--;
+	if (!c->depth)
+		maybe_snapshot(c, i);
 }
 
 static void tick(struct cluster *c, uint64_t dt)
@@ -423,6 +534,8 @@ static void make_config(struct cluster *c, struct paxos_config *cfg, int id, uns
 	cfg->public_key[2] = 0xee;
 	cfg->quote = (const uint8_t *)"fake-quote";
 	cfg->quote_len = 10;
+	if (g_snap_chunk)
+		cfg->snapshot_chunk = g_snap_chunk;
 }
 
 static void cluster_init(struct cluster *c, unsigned n, unsigned f, unsigned m_r, unsigned unsafe,
@@ -451,6 +564,9 @@ static void node_free(struct node *nd)
 	paxos_free(nd->p);
 	nd->p = NULL;
 	paxos_ready_free(&nd->r);
+	free(nd->snap);
+	nd->snap = NULL;
+	nd->snap_len = nd->snap_wal = 0;
 }
 
 static void wal_free(struct node *nd)
@@ -478,6 +594,7 @@ static void cluster_free(struct cluster *c)
 		free(c->chosen[k].value);
 	free(c->chosen);
 	free(c->acked);
+	free(c->state_hash);
 }
 
 /* The number of synced records of node i. */
@@ -497,12 +614,23 @@ static void incarnate(struct cluster *c, int src, int dst, size_t prefix)
 	struct node *s = &c->nodes[src], *d = &c->nodes[dst];
 	struct paxos_config cfg;
 	struct rec *wal;
-	size_t n;
+	size_t n, first = 0;
 	unsigned inc = s->incarnation + 1;
 	int id = s->id;
+	uint8_t *snap = NULL;
+	size_t snap_len = 0;
 
 	assert_true(prefix <= synced_records(s));
 	n = prefix;
+	if (s->snap && s->snap_wal <= prefix) {
+		/* the newest snapshot and the records after the position it covers (a prefix
+		 * that ends before it is an older disk, without that snapshot) */
+		snap = malloc(s->snap_len);
+		assert_non_null(snap);
+		memcpy(snap, s->snap, s->snap_len);
+		snap_len = s->snap_len;
+		first = s->snap_wal;
+	}
 	wal = malloc((n ? n : 1) * sizeof(*wal));
 	assert_non_null(wal);
 	for (size_t k = 0; k < n; k++) {
@@ -529,7 +657,22 @@ static void incarnate(struct cluster *c, int src, int dst, size_t prefix)
 	make_config(c, &cfg, id, inc, true);
 	paxos_ready_init(&d->r);
 	d->up = true;
-	if (c->allow_enomem) {
+	if (snap) {
+		const uint8_t *st;
+		size_t st_len;
+		uint64_t slot;
+
+		assert_int_equal(paxos_new(&d->p, &cfg, NULL), TEEMS_OK);
+		assert_int_equal(paxos_restore_snapshot(d->p, snap, snap_len, &slot, &st, &st_len),
+				 TEEMS_OK);
+		sm_decode(d, st, st_len);
+		assert_int_equal(d->applied, slot);
+		d->snap = snap;
+		d->snap_len = snap_len;
+		d->snap_wal = first;
+		for (size_t k = first; k < n; k++)
+			assert_int_equal(paxos_restore(d->p, wal[k].buf, wal[k].len), TEEMS_OK);
+	} else if (c->allow_enomem) {
 		int rc = paxos_new(&d->p, &cfg, NULL);
 
 		for (size_t k = 0; k < n && rc == TEEMS_OK; k++)
@@ -2035,6 +2178,454 @@ static void test_optimized_read(void **state)
 	cluster_free(&c);
 }
 
+/* ---- snapshots, compaction, transfer and install (paxos.h "Snapshots and compaction") ---- */
+
+static bool drop_all(struct cluster *c, int from, int to, const struct msg *m)
+{
+	(void)c;
+	(void)from;
+	(void)to;
+	(void)m;
+	return false;
+}
+
+static struct paxos_snapshot_stats stats_of(struct cluster *c, int i)
+{
+	struct paxos_snapshot_stats st;
+
+	paxos_snapshot_stats(c->nodes[i].p, &st);
+	return st;
+}
+
+static bool caught_up_with_leader(struct cluster *c, int i)
+{
+	int l = leader_of(c);
+
+	return l >= 0 && is_fresh(c, i) && c->nodes[i].applied == c->nodes[l].applied &&
+	       c->nodes[i].applied == paxos_commit_index(c->nodes[l].p);
+}
+
+/* Only committed and applied slots are compacted; what is above stays and still commits. */
+static void test_snapshot_compaction_bounds(void **state)
+{
+	struct cluster c;
+	struct paxos *p;
+	uint8_t st[16];
+	uint64_t applied, last;
+
+	(void)state;
+	cluster_init(&c, 3, 1, 1, 0, 31);
+	elect(&c, 0);
+	commit_some(&c, 0, 0, 10);
+	p = c.nodes[0].p;
+	applied = c.nodes[0].applied;
+	assert_int_equal(applied, paxos_commit_index(p));
+	/* the followers hear nothing: three more slots stay accepted, uncommitted */
+	c.filter = drop_all;
+	for (uint64_t k = 10; k < 13; k++)
+		propose(&c, 0, k);
+	drain(&c);
+	last = paxos_last_slot(p);
+	assert_true(last > applied);
+	assert_int_equal(paxos_commit_index(p), applied);
+	sm_encode(&c.nodes[0], st);
+	/* not applied (nor committed): refused, nothing changes */
+	assert_int_equal(paxos_snapshot_taken(p, applied + 1, st, sizeof(st), NULL, NULL),
+			 TEEMS_EINVAL);
+	assert_int_equal(paxos_snapshot_taken(p, last, st, sizeof(st), NULL, NULL), TEEMS_EINVAL);
+	assert_int_equal(paxos_snapshot_taken(p, 0, st, sizeof(st), NULL, NULL), TEEMS_EINVAL);
+	assert_int_equal(paxos_snapshot_index(p), 0);
+	assert_int_equal(paxos_snapshot_taken(p, applied, st, sizeof(st), NULL, NULL), TEEMS_OK);
+	assert_int_equal(paxos_snapshot_index(p), applied);
+	assert_int_equal(paxos_last_slot(p), last); /* the open slots are all still there */
+	/* at or below the snapshot: refused */
+	assert_int_equal(paxos_snapshot_taken(p, applied, st, sizeof(st), NULL, NULL),
+			 TEEMS_EINVAL);
+	assert_int_equal(paxos_snapshot_taken(p, applied - 1, st, sizeof(st), NULL, NULL),
+			 TEEMS_EINVAL);
+	assert_int_equal(stats_of(&c, 0).taken, 1);
+	/* heal: the open slots commit from the leader's log, and the followers (which hold
+	 * every slot up to the snapshot) need no install */
+	c.filter = NULL;
+	run(&c, 1500 * MS);
+	assert_true(paxos_commit_index(p) >= last);
+	assert_true(run_until(&c, 2000 * MS, caught_up_with_leader, 1));
+	assert_true(run_until(&c, 2000 * MS, caught_up_with_leader, 2));
+	assert_int_equal(stats_of(&c, 1).installed + stats_of(&c, 2).installed, 0);
+	/* abandoned while cut off (UNKNOWN to their client), committed after all */
+	for (uint64_t k = 10; k < 13; k++)
+		assert_true(request_chosen(&c, k));
+	check_clean(&c);
+	cluster_free(&c);
+}
+
+/* A follower cut off while the others commit and compact far past it catches up through the
+ * leader's snapshot (several chunks), then votes again. */
+static void test_snapshot_follower_installs(void **state)
+{
+	struct cluster c;
+	struct paxos_snapshot_stats st;
+
+	(void)state;
+	g_snap_chunk = 64;
+	cluster_init(&c, 3, 1, 1, 0, 32);
+	c.snap_every = 8;
+	elect(&c, 0);
+	c.filter = cut_node2;
+	commit_some(&c, 0, 0, 60);
+	assert_true(paxos_snapshot_index(c.nodes[0].p) >= 48);
+	assert_true(paxos_snapshot_index(c.nodes[1].p) >= 48);
+	assert_true(c.nodes[2].applied < 10);
+	c.filter = NULL;
+	assert_true(run_until(&c, 3000 * MS, caught_up_with_leader, 2));
+	st = stats_of(&c, 2);
+	assert_true(st.installed >= 1);
+	assert_int_equal(st.chunks_refused + st.transfers_refused, 0);
+	/* the snapshot is more than one chunk (pushed by the leader, or asked of either peer by
+	 * node 2 if it campaigned first) */
+	assert_true(stats_of(&c, 0).chunks_sent + stats_of(&c, 1).chunks_sent >= 3);
+	assert_int_equal(c.nodes[2].sm_hash, c.nodes[0].sm_hash);
+	/* node 2 is a voter again: without node 1 the leader needs it */
+	c.nodes[1].up = false;
+	commit_some(&c, 0, 60, 5);
+	assert_int_equal(c.n_acked, 65);
+	assert_int_equal(c.nodes[2].sm_hash, c.nodes[0].sm_hash);
+	check_clean(&c);
+	cluster_free(&c);
+	g_snap_chunk = 0;
+}
+
+/* A restart starts from the sealed snapshot plus the WAL records after it. */
+static void test_snapshot_restart_restores(void **state)
+{
+	struct cluster c;
+	uint64_t snap;
+
+	(void)state;
+	cluster_init(&c, 3, 1, 1, 0, 33);
+	c.snap_every = 8;
+	elect(&c, 0);
+	commit_some(&c, 0, 0, 30);
+	snap = paxos_snapshot_index(c.nodes[1].p);
+	assert_true(snap >= 24);
+	assert_true(c.nodes[1].snap_wal > 0 && c.nodes[1].snap_wal < c.nodes[1].n_wal);
+	restart(&c, 1, synced_records(&c.nodes[1]));
+	/* restored: the snapshot's state, the log above it from the WAL */
+	assert_int_equal(paxos_snapshot_index(c.nodes[1].p), snap);
+	assert_int_equal(c.nodes[1].applied, snap);
+	assert_true(paxos_commit_index(c.nodes[1].p) >= snap);
+	assert_true(paxos_suspicious(c.nodes[1].p));
+	assert_true(run_until(&c, 3000 * MS, all_fresh_and_caught_up, 1));
+	assert_true(run_until(&c, 500 * MS, caught_up_with_leader, 1));
+	assert_int_equal(c.nodes[1].sm_hash, c.nodes[0].sm_hash);
+	c.nodes[2].up = false; /* the leader needs node 1 now */
+	commit_some(&c, 0, 30, 5);
+	assert_int_equal(c.n_acked, 35);
+	/* and a rollback to before the snapshot restores from the WAL alone */
+	restart(&c, 1, c.nodes[1].snap_wal ? c.nodes[1].snap_wal - 1 : 0);
+	c.nodes[2].up = true;
+	assert_true(run_until(&c, 3000 * MS, all_fresh_and_caught_up, 1));
+	check_clean(&c);
+	cluster_free(&c);
+}
+
+static bool fresh_node(struct cluster *c, int i)
+{
+	return is_fresh(c, i);
+}
+
+/* A replica down while the others compact far beyond its log restarts: its recovery read
+ * finds the repliers' snapshots above its commit index and must fetch one before it is
+ * fresh (DESIGN.md section 4, step 5). */
+static void test_snapshot_recovery_fetches(void **state)
+{
+	struct cluster c;
+	uint64_t before;
+
+	(void)state;
+	g_snap_chunk = 100;
+	cluster_init(&c, 3, 1, 1, 0, 34);
+	c.snap_every = 8;
+	elect(&c, 0);
+	commit_some(&c, 0, 0, 5);
+	c.nodes[2].up = false;
+	commit_some(&c, 0, 5, 50);
+	before = paxos_commit_index(c.nodes[0].p);
+	assert_true(paxos_snapshot_index(c.nodes[0].p) > c.nodes[2].applied);
+	assert_true(paxos_snapshot_index(c.nodes[1].p) > c.nodes[2].applied);
+	restart(&c, 2, synced_records(&c.nodes[2]));
+	assert_true(paxos_commit_index(c.nodes[2].p) < paxos_snapshot_index(c.nodes[1].p));
+	assert_true(run_until(&c, 4000 * MS, fresh_node, 2));
+	/* suspicious replicas are sent no heartbeats and no pushes: the install is recovery's */
+	assert_true(stats_of(&c, 2).installed >= 1);
+	assert_true(paxos_commit_index(c.nodes[2].p) >= paxos_snapshot_index(c.nodes[1].p) ||
+		    paxos_commit_index(c.nodes[2].p) >= before - 8);
+	assert_true(c.counted_recoveries >= 1);
+	assert_true(run_until(&c, 2000 * MS, caught_up_with_leader, 2));
+	assert_int_equal(c.nodes[2].sm_hash, c.nodes[0].sm_hash);
+	c.nodes[1].up = false;
+	commit_some(&c, 0, 55, 5);
+	assert_int_equal(c.n_acked, 60);
+	check_clean(&c);
+	cluster_free(&c);
+	g_snap_chunk = 0;
+}
+
+/* A candidate whose commit index is below a promiser's snapshot cannot learn the compacted
+ * slots from that promise: it must not count it (it would fill those committed slots with
+ * no-ops) and fetches the snapshot instead. */
+static void test_snapshot_candidate_gap(void **state)
+{
+	struct cluster c;
+
+	(void)state;
+	cluster_init(&c, 3, 1, 1, 0, 37);
+	c.snap_every = 8;
+	elect(&c, 0);
+	c.filter = cut_node2;
+	commit_some(&c, 0, 0, 40);
+	assert_true(paxos_snapshot_index(c.nodes[1].p) >= 32);
+	c.nodes[0].up = false;
+	c.filter = NULL;
+	c.nodes[2].clock_off += 2 * T_ELECT; /* node 2 campaigns first, from slot 1 */
+	run(&c, 300 * MS);
+	assert_true(stats_of(&c, 2).installed >= 1);
+	assert_true(run_until(&c, 3000 * MS, caught_up_with_leader, 2));
+	assert_int_equal(c.nodes[2].sm_hash, c.nodes[1].sm_hash);
+	check_clean(&c);
+	cluster_free(&c);
+}
+
+/* Every failing allocation while taking a snapshot is ENOMEM and changes nothing; while
+ * installing one it is ENOMEM (the shell then discards the core), never a crash or a leak. */
+static void test_snapshot_alloc_failures(void **state)
+{
+	struct cluster c;
+	struct paxos *p;
+	const uint8_t *blob;
+	uint8_t st[16], *copy;
+	size_t len;
+	uint64_t applied, last;
+	unsigned hits = 0;
+	int rc;
+
+	(void)state;
+	cluster_init(&c, 3, 1, 1, 0, 38);
+	elect(&c, 0);
+	commit_some(&c, 0, 0, 20);
+	p = c.nodes[0].p;
+	applied = c.nodes[0].applied;
+	last = paxos_last_slot(p);
+	sm_encode(&c.nodes[0], st);
+	for (long nth = 0;; nth++) {
+		teems_alloc_fault(nth, 0);
+		rc = paxos_snapshot_taken(p, applied, st, sizeof(st), &blob, &len);
+		teems_alloc_fault(-1, 0);
+		if (rc == TEEMS_OK)
+			break;
+		assert_int_equal(rc, TEEMS_ENOMEM);
+		assert_int_equal(paxos_snapshot_index(p), 0);
+		assert_int_equal(paxos_last_slot(p), last);
+		hits++;
+	}
+	assert_true(hits >= 1); /* the snapshot's buffer (no entries above it here) */
+	assert_int_equal(paxos_snapshot_index(p), applied);
+	copy = malloc(len);
+	assert_non_null(copy);
+	memcpy(copy, blob, len);
+	hits = 0;
+	for (long nth = 0;; nth++) {
+		struct paxos_config cfg;
+		struct paxos_input in = {.type = PAXOS_IN_MESSAGE};
+		struct paxos_ready r;
+		struct paxos_snapshot_stats sst;
+		struct msg m;
+		struct paxos *b;
+
+		make_config(&c, &cfg, 2, 9, false);
+		assert_int_equal(paxos_new(&b, &cfg, NULL), TEEMS_OK);
+		paxos_ready_init(&r);
+		memset(&m, 0, sizeof(m));
+		m.type = MSG_SNAPSHOT_CHUNK;
+		m.snapshot_chunk.index = applied;
+		m.snapshot_chunk.total = len;
+		m.snapshot_chunk.last = true;
+		m.snapshot_chunk.data.p = copy;
+		m.snapshot_chunk.data.len = (uint32_t)len;
+		in.message = &m;
+		in.now.lo_ns = in.now.hi_ns = 5000 * MS;
+		teems_alloc_fault(nth, 0);
+		rc = paxos_step(b, &in, &r);
+		teems_alloc_fault(-1, 0);
+		paxos_snapshot_stats(b, &sst);
+		paxos_ready_free(&r);
+		paxos_free(b);
+		if (rc == TEEMS_OK && sst.installed == 1)
+			break;
+		assert_int_equal(rc, TEEMS_ENOMEM);
+		hits++;
+	}
+	assert_true(hits >= 3);
+	free(copy);
+	check_clean(&c);
+	cluster_free(&c);
+}
+
+/* Feeds one chunk of `blob` to core p as if sent by replica `from`. */
+static void feed_chunk(struct paxos *p, struct paxos_ready *r, uint16_t from, uint64_t index,
+		       const uint8_t *blob, size_t total, size_t off, size_t len, uint64_t now)
+{
+	struct paxos_input in = {.type = PAXOS_IN_MESSAGE};
+	struct msg m;
+
+	memset(&m, 0, sizeof(m));
+	m.type = MSG_SNAPSHOT_CHUNK;
+	m.from.replica = from;
+	m.snapshot_chunk.index = index;
+	m.snapshot_chunk.total = total;
+	m.snapshot_chunk.offset = off;
+	m.snapshot_chunk.last = off + len == total;
+	m.snapshot_chunk.data.p = blob + off;
+	m.snapshot_chunk.data.len = (uint32_t)len;
+	in.message = &m;
+	in.now.lo_ns = in.now.hi_ns = now;
+	in.now.epoch = 1;
+	assert_int_equal(paxos_step(p, &in, r), TEEMS_OK);
+}
+
+/* The request the receiver sent after a chunk, if any: its offset (UINT64_MAX: none). */
+static uint64_t requested(const struct paxos_ready *r)
+{
+	for (size_t k = 0; k < r->n_sends; k++)
+		if (r->sends[k].msg.type == MSG_SNAPSHOT_REQUEST)
+			return r->sends[k].msg.snapshot_request.offset;
+	return UINT64_MAX;
+}
+
+/* A torn transfer (a gap), a mixed one (a chunk from another sender, bytes of another
+ * snapshot) are refused; only the whole, matching snapshot is installed. */
+static void test_snapshot_torn_mixed_refused(void **state)
+{
+	struct cluster c;
+	struct paxos_config cfg;
+	struct paxos *b;
+	struct paxos_ready r;
+	struct paxos_snapshot_stats st;
+	const uint8_t *blob;
+	uint8_t *bad, smst[16];
+	size_t len, off;
+	uint64_t slot, now = 5000 * MS;
+	const size_t ch = 64;
+
+	(void)state;
+	cluster_init(&c, 3, 1, 1, 0, 35);
+	elect(&c, 0);
+	commit_some(&c, 0, 0, 12);
+	slot = c.nodes[0].applied;
+	sm_encode(&c.nodes[0], smst);
+	assert_int_equal(paxos_snapshot_taken(c.nodes[0].p, slot, smst, sizeof(smst), &blob, &len),
+			 TEEMS_OK);
+	assert_true(len > 4 * ch);
+	bad = malloc(len);
+	assert_non_null(bad);
+	memcpy(bad, blob, len);
+	bad[2 * ch + 5] ^= 0x40;
+	/* a member of the genesis configuration that has nothing yet */
+	make_config(&c, &cfg, 2, 7, false);
+	assert_int_equal(paxos_new(&b, &cfg, NULL), TEEMS_OK);
+	paxos_ready_init(&r);
+
+	/* torn: the first chunk, then one that skips a piece */
+	feed_chunk(b, &r, 0, slot, blob, len, 0, ch, now);
+	assert_int_equal(requested(&r), ch);
+	feed_chunk(b, &r, 0, slot, blob, len, 2 * ch, ch, now);
+	assert_int_equal(requested(&r), ch); /* asks again for what comes next */
+	paxos_snapshot_stats(b, &st);
+	assert_int_equal(st.chunks_refused, 1);
+	/* mixed: the next piece, but from another replica */
+	feed_chunk(b, &r, 1, slot, blob, len, ch, ch, now);
+	paxos_snapshot_stats(b, &st);
+	assert_int_equal(st.chunks_refused, 2);
+	/* mixed content: the rest in order, but one piece from another snapshot's bytes */
+	for (off = ch; off < len; off += ch) {
+		size_t n = len - off < ch ? len - off : ch;
+
+		feed_chunk(b, &r, 0, slot, off == 2 * ch ? bad : blob, len, off, n, now);
+	}
+	paxos_snapshot_stats(b, &st);
+	assert_int_equal(st.transfers_refused, 1);
+	assert_int_equal(st.installed, 0);
+	assert_null(r.snapshot.blob);
+	assert_int_equal(paxos_commit_index(b), 0);
+	assert_int_equal(paxos_snapshot_index(b), 0);
+	/* the whole snapshot, in order: installed */
+	for (off = 0; off < len; off += ch) {
+		size_t n = len - off < ch ? len - off : ch;
+
+		feed_chunk(b, &r, 0, slot, blob, len, off, n, now);
+	}
+	paxos_snapshot_stats(b, &st);
+	assert_int_equal(st.installed, 1);
+	assert_non_null(r.snapshot.blob);
+	assert_true(r.snapshot.install);
+	assert_int_equal(r.snapshot.slot, slot);
+	assert_int_equal(r.snapshot.state_len, sizeof(smst));
+	assert_memory_equal(r.snapshot.state, smst, sizeof(smst));
+	assert_int_equal(paxos_commit_index(b), slot);
+	assert_int_equal(paxos_snapshot_index(b), slot);
+	/* the record that warns a restore without this snapshot */
+	assert_int_equal(r.n_persist, 1);
+	assert_true(r.persist[0].flags & PAXOS_REC_INSTALLED);
+	assert_int_equal(r.persist[0].snapshot_index, slot);
+	/* a chunk of an older snapshot afterwards is ignored */
+	feed_chunk(b, &r, 0, slot, blob, len, 0, ch, now);
+	assert_null(r.snapshot.blob);
+	paxos_ready_free(&r);
+	paxos_free(b);
+	free(bad);
+	check_clean(&c);
+	cluster_free(&c);
+}
+
+/* A WAL whose INSTALLED record names a snapshot the restore did not start from: the commit
+ * indexes after it are not trusted (stale entries below it never become committed). */
+static void test_snapshot_installed_record(void **state)
+{
+	struct paxos_config cfg;
+	struct paxos *p;
+	struct paxos_persist rec;
+	struct paxos_entry_ref e = {1, {3, 0, {0, 0}}, false, (const uint8_t *)"stale", 5};
+	uint8_t buf[512];
+	size_t len;
+	struct cluster c;
+
+	(void)state;
+	cluster_init(&c, 3, 1, 1, 0, 36);
+	make_config(&c, &cfg, 1, 3, true);
+	assert_int_equal(paxos_new(&p, &cfg, NULL), TEEMS_OK);
+	memset(&rec, 0, sizeof(rec));
+	rec.seq = 1;
+	rec.promised = (struct msg_ballot){3, 0, {0, 0}};
+	rec.count = 1;
+	rec.entries = &e;
+	assert_int_equal(paxos_persist_encode(&rec, buf, sizeof(buf), &len), TEEMS_OK);
+	assert_int_equal(paxos_restore(p, buf, len), TEEMS_OK);
+	memset(&rec, 0, sizeof(rec));
+	rec.seq = 2;
+	rec.promised = (struct msg_ballot){4, 2, {0, 0}};
+	rec.commit_index = 10;
+	rec.flags = PAXOS_REC_INSTALLED;
+	rec.snapshot_index = 10;
+	assert_int_equal(paxos_persist_encode(&rec, buf, sizeof(buf), &len), TEEMS_OK);
+	assert_int_equal(paxos_restore(p, buf, len), TEEMS_OK);
+	assert_int_equal(paxos_commit_index(p), 0); /* slot 1's "stale" is not committed */
+	assert_int_equal(paxos_last_slot(p), 1);
+	/* truncated INSTALLED field: refused */
+	assert_int_equal(paxos_restore(p, buf, len - 5), TEEMS_ECORRUPT);
+	paxos_free(p);
+	cluster_free(&c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2064,6 +2655,14 @@ int main(void)
 		cmocka_unit_test(test_random_restarts),
 		cmocka_unit_test(test_random_restarts_negative),
 		cmocka_unit_test(test_alloc_failures_lifecycle),
+		cmocka_unit_test(test_snapshot_compaction_bounds),
+		cmocka_unit_test(test_snapshot_follower_installs),
+		cmocka_unit_test(test_snapshot_restart_restores),
+		cmocka_unit_test(test_snapshot_recovery_fetches),
+		cmocka_unit_test(test_snapshot_candidate_gap),
+		cmocka_unit_test(test_snapshot_alloc_failures),
+		cmocka_unit_test(test_snapshot_torn_mixed_refused),
+		cmocka_unit_test(test_snapshot_installed_record),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
