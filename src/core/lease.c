@@ -2,9 +2,11 @@
  * docs/LEASES.md (DESIGN.md section 8). */
 #include "core/lease.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/alloc.h"
+#include "common/bytes.h"
 #include "teems/err.h"
 
 struct lease_time lease_time_from_host(uint64_t host_ns)
@@ -212,9 +214,9 @@ static bool quorum_start(const struct lease_quorum *q, uint64_t *start)
 {
 	uint64_t top[LEASE_MAX_REPLICAS];
 	unsigned n = 0;
-	for (unsigned i = 0; i < LEASE_MAX_REPLICAS; i++) {
-		if (!(q->counted & ((uint64_t)1 << i)))
-			continue;
+	/* Only the counted replicas (every lease read asks: keep it short). */
+	for (uint64_t m = q->counted; m; m &= m - 1) {
+		unsigned i = (unsigned)__builtin_ctzll(m);
 		/* insertion sort, descending */
 		unsigned j = n++;
 		while (j > 0 && top[j - 1] < q->sent_hi[i]) {
@@ -498,6 +500,110 @@ void lease_table_info(const struct lease_table *t, const char *name, size_t name
 	fill_result(res, e ? LEASE_OK : LEASE_NOT_FOUND, e);
 }
 
+size_t lease_table_count(const struct lease_table *t)
+{
+	return t->n;
+}
+
+static int entry_cmp(const void *a, const void *b)
+{
+	const struct lease_entry *x = *(const struct lease_entry *const *)a;
+	const struct lease_entry *y = *(const struct lease_entry *const *)b;
+	size_t n = x->name_len < y->name_len ? x->name_len : y->name_len;
+	int c = memcmp(x->name, y->name, n);
+
+	if (c)
+		return c;
+	return x->name_len < y->name_len ? -1 : x->name_len > y->name_len;
+}
+
+#define ENTRY_FIXED (2 + 1 + 8 * 4)
+
+int lease_table_encode(const struct lease_table *t, uint8_t *buf, size_t cap, size_t *len)
+{
+	size_t need = 4;
+	const struct lease_entry **order;
+
+	for (size_t i = 0; i < t->n; i++)
+		need += ENTRY_FIXED + t->v[i].name_len;
+	*len = need;
+	if (!buf || cap < need)
+		return TEEMS_EFULL;
+	/* Sorted by name: the table's own order depends on its history (removals do not exist,
+	 * but a decoded table is sorted while a live one is in acquisition order). */
+	order = teems_malloc((t->n ? t->n : 1) * sizeof(*order));
+	if (!order)
+		return TEEMS_ENOMEM;
+	for (size_t i = 0; i < t->n; i++)
+		order[i] = &t->v[i];
+	qsort(order, t->n, sizeof(*order), entry_cmp);
+	put_le32(buf, (uint32_t)t->n);
+	buf += 4;
+	for (size_t i = 0; i < t->n; i++) {
+		const struct lease_entry *e = order[i];
+
+		put_le16(buf, (uint16_t)e->name_len);
+		memcpy(buf + 2, e->name, e->name_len);
+		buf += 2 + e->name_len;
+		buf[0] = e->held ? 1 : 0;
+		put_le64(buf + 1, e->token);
+		put_le64(buf + 9, e->ttl_ms);
+		put_le64(buf + 17, e->generation);
+		put_le64(buf + 25, e->unsafe_deadline_ns);
+		buf += 33;
+	}
+	teems_free(order);
+	return 0;
+}
+
+int lease_table_decode(struct lease_table *t, const uint8_t *buf, size_t len)
+{
+	struct lease_table nt = {0};
+	uint32_t count;
+	size_t off = 4;
+	int err = TEEMS_ECORRUPT;
+
+	if (len < 4)
+		return TEEMS_ECORRUPT;
+	count = get_le32(buf);
+	if (count > (len - 4) / ENTRY_FIXED)
+		return TEEMS_ECORRUPT;
+	for (uint32_t i = 0; i < count; i++) {
+		struct lease_entry *e;
+		size_t nl;
+
+		if (len - off < ENTRY_FIXED)
+			goto fail;
+		nl = get_le16(buf + off);
+		if (nl == 0 || nl > LEASE_NAME_MAX || len - off < ENTRY_FIXED + nl ||
+		    buf[off + 2 + nl] > 1 || table_find(&nt, (const char *)buf + off + 2, nl))
+			goto fail;
+		err = table_add(&nt, (const char *)buf + off + 2, nl, &e);
+		if (err)
+			goto fail;
+		err = TEEMS_ECORRUPT;
+		off += 2 + nl;
+		e->held = buf[off] == 1;
+		e->token = get_le64(buf + off + 1);
+		e->ttl_ms = get_le64(buf + off + 9);
+		e->generation = get_le64(buf + off + 17);
+		e->unsafe_deadline_ns = get_le64(buf + off + 25);
+		off += 33;
+	}
+	if (off != len)
+		goto fail;
+	for (size_t i = 0; i < t->n; i++)
+		teems_free(t->v[i].name);
+	teems_free(t->v);
+	*t = nt;
+	return 0;
+fail:
+	for (size_t i = 0; i < nt.n; i++)
+		teems_free(nt.v[i].name);
+	teems_free(nt.v);
+	return err;
+}
+
 /* ---------------------------------------------------------------------------------------------
  * Leader-side expiry timers
  * ------------------------------------------------------------------------------------------- */
@@ -616,6 +722,26 @@ int lease_timers_applied(struct lease_timers *tm, const struct lease_cmd *cmd,
 	if (x)
 		timers_remove(tm, x);
 	return 0;
+}
+
+bool lease_timers_remaining_ns(struct lease_timers *tm, const char *name, size_t name_len,
+			       struct lease_time now, uint64_t *out)
+{
+	struct lease_timer *x;
+
+	if (!tm->in_office || !(x = timers_find(tm, name, name_len)))
+		return false;
+	if (tm->trust_host_clock)
+		*out = now.hi_ns >= x->unsafe_deadline_ns ? 0 : x->unsafe_deadline_ns - now.hi_ns;
+	else
+		*out = lease_wait_remaining_ns(&x->wait, now);
+	return true;
+}
+
+void lease_timers_retry(struct lease_timers *tm)
+{
+	for (size_t i = 0; i < tm->n; i++)
+		tm->v[i].due_reported = false;
 }
 
 size_t lease_timers_due(struct lease_timers *tm, struct lease_time now, struct lease_expiry *out,

@@ -306,6 +306,18 @@ int lease_table_apply(struct lease_table *t, const struct lease_cmd *cmd, struct
 void lease_table_info(const struct lease_table *t, const char *name, size_t name_len,
 		      struct lease_result *res);
 
+/* Snapshots: the table as bytes (every name ever acquired: held flag, last token, ttl_ms,
+ * generation; the trust_host_clock deadline too), in a deterministic order (names sorted), so
+ * that equal tables encode equal. Layout: u32 count, then per entry u16 name_len, name, u8
+ * held, u64 token, u64 ttl_ms, u64 generation, u64 unsafe_deadline_ns; little-endian.
+ * lease_table_encode with buf NULL (or cap too small) sets *len to the size needed and returns
+ * TEEMS_EFULL. lease_table_decode replaces the table's contents (unchanged on error). Errors:
+ * TEEMS_EFULL, TEEMS_ECORRUPT (malformed, duplicate or bad names), TEEMS_ENOMEM. */
+int lease_table_encode(const struct lease_table *t, uint8_t *buf, size_t cap, size_t *len);
+int lease_table_decode(struct lease_table *t, const uint8_t *buf, size_t len);
+/* The number of names in the table (held or not). */
+size_t lease_table_count(const struct lease_table *t);
+
 /* Leader-side expiry timers (never replicated). Pure: readings in, "propose EXPIRE(name,
  * generation) now" out. Rule: a lease's expiry is proposed once TTL * (1 + rho) has passed on
  * the leader's lo since the later of the last ACQUIRE/RENEW it applied and the moment it took
@@ -342,5 +354,13 @@ int lease_timers_applied(struct lease_timers *tm, const struct lease_cmd *cmd,
  * Returns how many. */
 size_t lease_timers_due(struct lease_timers *tm, struct lease_time now, struct lease_expiry *out,
 			size_t cap);
+/* ns of lo before the leader would propose the expiry of `name` (for a refusal's "holder's
+ * remaining time"); false when out of office or no timer runs for it. An upper bound on what
+ * the holder itself may still count. */
+bool lease_timers_remaining_ns(struct lease_timers *tm, const char *name, size_t name_len,
+			       struct lease_time now, uint64_t *out);
+/* Makes every expiry reported by lease_timers_due and not yet re-armed due again (its
+ * proposal was lost: the leader proposes it again). */
+void lease_timers_retry(struct lease_timers *tm);
 
 #endif

@@ -116,6 +116,14 @@ enum paxos_role {
 /* A restarted core is fresh at once, as its previous incarnation: no register, fence or
  * recovery. */
 #define PAXOS_UNSAFE_NO_RECOVERY 0x20u
+/* Leases (section 8) timed by the host's raw clock (paxos_input.host_ns) as if it were the
+ * trusted one: host jumps and rate changes are never detected (docs/LEASES.md). */
+#define PAXOS_UNSAFE_TRUST_HOST_CLOCK 0x40u
+/* Followers promise and campaign while their leader-lease grant to another ballot runs (the
+ * grant is still given, so the old leader keeps serving lease reads). */
+#define PAXOS_UNSAFE_NO_LEASE_WAIT 0x80u
+
+#define PAXOS_RESTART_CLUSTER_ID_LEN 16 /* paxos_config.restart_cluster_id */
 
 struct paxos_config {
 	struct quorum quorum; /* from quorum_init */
@@ -156,10 +164,19 @@ struct paxos_config {
 	 * epoch (itself included if fresh; a fresh leader's ACCEPT or COMMIT counts as proof of
 	 * W_Q) is stuck and proposes the next epoch. 0: never stuck (no epoch restart). */
 	uint64_t t_restart_ns;
-	/* recovery = operator: the accept step waits for an operator's signed authorization.
-	 * Not implemented yet: with this set a proposer never sends RESTART_ACCEPT (it answers
-	 * and promises as usual, so nothing is lost, but no epoch restart completes). */
+	/* recovery = operator (docs/PROTOCOL.md "Operator-authorized restart"): the accept step
+	 * of an epoch restart waits for an operator's signature over exactly what it decides
+	 * (paxos_restart_auth_message), given to the proposer with paxos_restart_authorize and
+	 * checked again by every acceptor before it accepts. */
 	bool restart_operator;
+	/* With restart_operator: the cluster id bound into the signed message, the operator's
+	 * Ed25519 public key, and the verifier (a pure function: true when `sig` is a signature
+	 * of `msg` by `key`; the shell passes tee_incarnation_verify's). NULL: nothing ever
+	 * verifies, so no restart completes (safe, never live). */
+	uint8_t restart_cluster_id[PAXOS_RESTART_CLUSTER_ID_LEN];
+	uint8_t restart_operator_key[MSG_PUBLIC_KEY_SIZE];
+	bool (*restart_verify)(const uint8_t key[MSG_PUBLIC_KEY_SIZE], const uint8_t *msg,
+			       size_t len, const uint8_t *sig, size_t sig_len);
 	unsigned unsafe; /* PAXOS_UNSAFE_*, tests only */
 	/* Snapshot transfer (paxos_snapshot_taken): data bytes per SNAPSHOT_CHUNK, 1 ..
 	 * MSG_MAX_CHUNK; 0 in a config from before snapshots means PAXOS_SNAPSHOT_CHUNK_DEFAULT. */
@@ -224,6 +241,8 @@ struct paxos_input {
 			uint32_t len;
 		} exec_result;
 	};
+	/* The host's raw clock, read only under PAXOS_UNSAFE_TRUST_HOST_CLOCK (tests); 0 else. */
+	uint64_t host_ns;
 };
 
 /* One accepted entry as it must be stored. */
@@ -315,6 +334,8 @@ enum paxos_outcome {
 	 * served gets NOT_LEADER (try the leader) or BUSY (its confirmation expired or the
 	 * clock was tainted: retry); reads have no effect, so never UNKNOWN. */
 	PAXOS_OUTCOME_READ = 4,
+	/* (Leader lease, section 8: a READ note with `lease` set was answered at once from the
+	 * lease, without a READ_INDEX round; see "Leader lease" at the end of this header.) */
 };
 
 struct paxos_note {
@@ -323,6 +344,8 @@ struct paxos_note {
 	enum paxos_outcome outcome;
 	uint64_t slot;	 /* APPLIED */
 	uint16_t leader; /* hint, or MSG_NO_REPLICA */
+	/* READ answered from the leader lease (section 8), at once: see paxos_lease_read_ok. */
+	bool lease;
 };
 
 /* The answer to a PAXOS_IN_OPT_READ (its own output, so that paxos_outcome stays as it is). */
@@ -459,8 +482,8 @@ uint64_t paxos_last_slot(const struct paxos *p);
 uint16_t paxos_leader_hint(const struct paxos *p); /* MSG_NO_REPLICA if unknown */
 /* True when this replica is the leader and has committed the no-op of its own ballot, so its
  * state reflects every slot committed under earlier ballots (section 5). Necessary, not
- * sufficient, for a linearizable read: the leader must also confirm its ballot (read index) or
- * hold a lease (section 8); both are later increments. */
+ * sufficient, for a linearizable read: the leader must also confirm its ballot (read index,
+ * PAXOS_IN_READ) or hold its lease (section 8, paxos_lease_held; see "Leader lease" below). */
 bool paxos_can_serve_reads(const struct paxos *p);
 
 /* Hook for the recovery increment (section 4, step 6): clear or set the suspicious flag.
@@ -489,6 +512,63 @@ uint64_t paxos_fence_ns(const struct paxos_config *cfg);
  * now (it would propose or answer a restart). */
 uint64_t paxos_epoch(const struct paxos *p);
 bool paxos_stuck(const struct paxos *p);
+
+/* ---- operator-authorized epoch restart (recovery = operator; docs/PROTOCOL.md
+ * "Operator-authorized restart") ----
+ *
+ * With config.restart_operator a proposer that has its S_Q(s) answers does not accept its
+ * value: it holds it (phase PAXOS_RESTART_WAITING) and re-sends its RESTART_PREPARE every T_op
+ * so its answerers keep leaving it the floor. The operator inspects it (paxos_restart_view,
+ * paxos_restart_auth_message), signs the message, and the shell hands the signature to the
+ * core with paxos_restart_authorize; the next PAXOS_IN_TICK then accepts the value and sends
+ * RESTART_ACCEPT carrying the signature, which every acceptor verifies against the same
+ * message before it accepts. A signature for another cluster, epoch, proposal or
+ * configuration, or by another key, verifies nowhere. */
+enum paxos_restart_phase {
+	PAXOS_RESTART_IDLE = 0,	   /* not proposing */
+	PAXOS_RESTART_ANSWERS = 1, /* collecting answers */
+	PAXOS_RESTART_ACCEPTS = 2, /* collecting accepts */
+	PAXOS_RESTART_WAITING = 3, /* recovery = operator: waiting for the authorization */
+};
+
+struct paxos_restart_view {
+	uint64_t epoch;
+	bool stuck;
+	bool answered;		    /* this incarnation promised a restart in its epoch */
+	struct msg_ballot promised; /* that promise (zero: none) */
+	enum paxos_restart_phase phase;
+	struct msg_ballot proposal; /* phases 1-3: this proposer's number */
+	uint32_t n_members;	    /* phases 2-3: the configuration of epoch + 1 it proposes */
+	struct msg_incarnation members[QUORUM_MAX_REPLICAS];
+	uint64_t auth_refused; /* RESTART_ACCEPTs this core refused for lack of a valid
+				  authorization */
+};
+void paxos_restart_view(const struct paxos *p, struct paxos_restart_view *out);
+
+/* Largest message paxos_restart_auth_bytes builds. */
+#define PAXOS_RESTART_AUTH_DOMAIN "teems operator restart v1" /* with its NUL: 26 bytes */
+#define PAXOS_RESTART_AUTH_MSG_MAX                                                   \
+	(26 + PAXOS_RESTART_CLUSTER_ID_LEN + 8 + 26 + 4 + 18 * QUORUM_MAX_REPLICAS + \
+	 MSG_DIGEST_SIZE)
+/* The message the operator signs: the domain string with its NUL | cluster id (16) | u64
+ * epoch | proposal (u64 round, u16 replica, u64 reg epoch, u64 reg slot) | u32 n | n members
+ * (u16 replica, u64 reg epoch, u64 reg slot) | state digest (32), little-endian. Returns its
+ * length (at most PAXOS_RESTART_AUTH_MSG_MAX; n must be at most QUORUM_MAX_REPLICAS). Pure:
+ * the operator's tool builds the same bytes. */
+size_t paxos_restart_auth_bytes(const uint8_t cluster_id[PAXOS_RESTART_CLUSTER_ID_LEN],
+				uint64_t epoch, const struct msg_ballot *proposal,
+				const struct msg_incarnation *members, uint32_t n,
+				const uint8_t state_digest[MSG_DIGEST_SIZE], uint8_t *out);
+/* The message for the proposal waiting for the operator. Errors: TEEMS_ENOTFOUND (not in
+ * PAXOS_RESTART_WAITING), TEEMS_EFULL (cap below PAXOS_RESTART_AUTH_MSG_MAX). */
+int paxos_restart_auth_message(const struct paxos *p, uint8_t *out, size_t cap, size_t *len);
+/* Between steps: the operator's authorization (the signature, borrowed for the call) of the
+ * waiting proposal. Errors: TEEMS_EINVAL (restart_operator not set, or len 0 or over
+ * MSG_MAX_AUTH), TEEMS_ENOTFOUND (no proposal waits: it is not, or no longer, this core's),
+ * TEEMS_EAUTH (it does not verify for the waiting proposal: another key, or a message for
+ * another cluster, epoch, proposal or configuration). On success the next PAXOS_IN_TICK starts
+ * the accept. */
+int paxos_restart_authorize(struct paxos *p, const uint8_t *auth, size_t len);
 
 /* The registration this core's applied configuration holds for `replica` (false: none beyond
  * genesis), with its key. */
@@ -612,5 +692,33 @@ bool paxos_batch_next(const uint8_t *value, uint32_t len, size_t *off, struct pa
  * TEEMS_ECRYPTO. */
 int paxos_digest(struct paxos *p, uint64_t first_slot, const struct msg_bytes *values,
 		 uint32_t count, uint8_t out[MSG_DIGEST_SIZE]);
+
+/* ---- leader lease (DESIGN.md section 8; docs/LEASES.md; docs/PROTOCOL.md "RR-Paxos:
+ * leader lease") ----
+ * With config.t_lease_ns > 0 (the default) every fresh replica that acknowledges a heartbeat
+ * of ballot b grants b a T_lease promise in the HEARTBEAT_ACK, and promises no other ballot (and
+ * does not campaign) until that promise has run out on its lo clock. The leader holds the lease
+ * while W_Q such grants (itself included) are counted, from the earliest counted heartbeat's
+ * send, for T_lease (1 - rho) on its hi clock, in one taint epoch, and only while its ballot is
+ * the one it promised. A PAXOS_IN_READ at a leader that can serve reads and holds the lease is
+ * answered in the same step: a note with outcome READ, `lease` set and slot = its commit index
+ * (run the read on the state after this ready's applies, as for any READ). Otherwise (lease
+ * expired, clock tainted, not yet counted) the read takes the read-index path as before, so a
+ * shell that handles PAXOS_OUTCOME_READ needs no change.
+ *
+ * Strictly, a lease read must read the state first and then check the lease with a clock
+ * reading taken after the read (docs/LEASES.md): a shell that can take a fresh reading after
+ * running the read calls paxos_lease_read_ok with it, and when it returns false discards the
+ * result and submits the read again (it then goes the read-index way). A shell that answers
+ * right after executing the ready relies on the 2 rho T_lease margin instead (the time between
+ * the step's reading and the read must be below it). t_lease_ns = 0 disables leases. */
+
+/* Whether this core, as leader, holds its lease at reading `now` (host_ns: the host clock,
+ * for PAXOS_UNSAFE_TRUST_HOST_CLOCK only; 0 otherwise). Pure: changes nothing. */
+bool paxos_lease_read_ok(const struct paxos *p, const struct paxos_time *now, uint64_t host_ns);
+/* The same at the reading of the last step. */
+bool paxos_lease_held(const struct paxos *p);
+/* Reads answered from the lease so far (counter, for tests and INFO). */
+uint64_t paxos_lease_reads(const struct paxos *p);
 
 #endif

@@ -405,6 +405,7 @@ int paxos_leader_work(struct paxos *p, struct paxos_ready *r)
 	if (p->now.hi_ns >= p->next_heartbeat) {
 		p->hb_nonce = paxos_new_nonce(p);
 		p->next_heartbeat = p->now.hi_ns + p->cfg.heartbeat_ns;
+		paxos_lease_heartbeat(p, p->hb_nonce); /* the reading before it leaves */
 		TRY(broadcast_commit(p, r, p->hb_nonce));
 	} else if (p->commit_index > before && !p->accept_sent) {
 		TRY(broadcast_commit(p, r, 0));
@@ -619,7 +620,8 @@ int paxos_on_commit(struct paxos *p, struct paxos_ready *r, const struct msg *m)
 	if (!s)
 		return TEEMS_ENOMEM;
 	s->msg.heartbeat_ack.ballot = c->ballot;
-	s->msg.heartbeat_ack.lease_ns = 0; /* leader leases: section 8, a later increment */
+	/* Section 8: the promise this ack carries (0: fenced or bound to another ballot). */
+	s->msg.heartbeat_ack.lease_ns = paxos_lease_grant(p, &c->ballot);
 	s->msg.heartbeat_ack.accepted_through = accepted_through(p, &c->ballot);
 	return paxos_regvec(p, r, &s->msg.heartbeat_ack.regvec);
 }
@@ -628,6 +630,7 @@ int paxos_on_heartbeat_ack(struct paxos *p, struct paxos_ready *r, const struct 
 {
 	const struct msg_heartbeat_ack *a = &m->heartbeat_ack;
 
+	paxos_lease_on_ack(p, m); /* counts acks of any of our recent heartbeats */
 	if (p->role != PAXOS_LEADER || msg_ballot_cmp(&a->ballot, &p->promised) != 0 ||
 	    m->nonce != p->hb_nonce || (m->suspicious && !paxos_suspicion_ignored(p)))
 		return TEEMS_OK;

@@ -105,6 +105,10 @@ int paxos_new(struct paxos **out, const struct paxos_config *cfg, char *errbuf)
 	p->leader = MSG_NO_REPLICA;
 	p->next_seq = 1;
 	p->random = splitmix64(0x7465656d73ull ^ cfg->self); /* until the first tick's input */
+	if (paxos_lease_init(p) != TEEMS_OK) {
+		paxos_free(p);
+		return teems_errf(errbuf, TEEMS_EINVAL, "paxos: leader lease parameters");
+	}
 	*out = p;
 	return TEEMS_OK;
 }
@@ -641,6 +645,7 @@ int paxos_step(struct paxos *p, const struct paxos_input *in, struct paxos_ready
 		p->now = in->now;
 	else
 		p->now.epoch = in->now.epoch;
+	p->ls.host_ns = in->host_ns; /* leases' clock under PAXOS_UNSAFE_TRUST_HOST_CLOCK */
 	if (!p->have_time) {
 		p->have_time = true;
 		p->rs_window_hi = p->now.hi_ns;

@@ -83,7 +83,13 @@ static int start_candidacy(struct paxos *p, struct paxos_ready *r)
 	struct paxos_held h;
 	uint64_t round =
 		p->promised.round > p->max_round_seen ? p->promised.round : p->max_round_seen;
+	struct msg_ballot next = {.round = round + 1, .replica = p->cfg.self, .reg = p->reg};
 
+	/* Section 8: not while our lease promise to another ballot runs (try again later). */
+	if (!paxos_lease_may_support(p, &next)) {
+		paxos_reset_election_timer(p);
+		return TEEMS_OK;
+	}
 	paxos_cand_clear(p);
 	p->role = PAXOS_CANDIDATE;
 	p->leader = MSG_NO_REPLICA;
@@ -237,6 +243,10 @@ int paxos_on_prepare(struct paxos *p, struct paxos_ready *r, const struct msg *m
 	cmp = msg_ballot_cmp(&pr->ballot, &p->promised);
 	if (cmp < 0)
 		return send_refusal(p, r, m->from.replica, m->nonce, &pr->ballot);
+	/* Section 8: while our lease promise to another ballot runs we support no other; the
+	 * candidate retries after its T_op. */
+	if (cmp > 0 && !paxos_lease_may_support(p, &pr->ballot))
+		return TEEMS_OK;
 	if (cmp > 0) {
 		if (p->role != PAXOS_FOLLOWER)
 			TRY(paxos_step_down(p, r, MSG_NO_REPLICA));

@@ -5,6 +5,7 @@
 
 #include <openssl/evp.h>
 
+#include "core/lease.h"
 #include "core/paxos.h"
 
 /* Propagates a non-zero teems_err from an internal step. */
@@ -131,6 +132,20 @@ struct paxos_held {
 	uint8_t digest[MSG_DIGEST_SIZE];
 };
 
+/* The leader lease (paxos_lease.c). */
+struct paxos_lease_state {
+	bool on;			 /* t_lease_ns > 0 */
+	struct lease_follower f;	 /* grantor: the promise our heartbeat acks carry */
+	struct lease_leader l;		 /* holder: our lease as leader */
+	bool bound;			 /* l counts grants for `ballot` */
+	struct msg_ballot ballot;	 /* the ballot l is for */
+	uint64_t hb_nonce[LEASE_ROUNDS]; /* our last heartbeats' nonces (0: none) ... */
+	uint64_t hb_round[LEASE_ROUNDS]; /* ... and their lease rounds */
+	unsigned hb_next;
+	uint64_t host_ns; /* the host clock of the current step (trust-host-clock only) */
+	uint64_t served;  /* reads answered from the lease */
+};
+
 struct paxos {
 	struct paxos_config cfg;
 	unsigned n, w_q;
@@ -202,6 +217,16 @@ struct paxos {
 	struct msg_incarnation rs_best_m[QUORUM_MAX_REPLICAS];
 	uint64_t rs_acc_mask;			   /* replicas whose accept was counted */
 	uint64_t rs_dec_sent[QUORUM_MAX_REPLICAS]; /* decision last sent to a laggard (hi) */
+	/* recovery = operator (paxos_restart.c, "Operator-authorized restart"): rs_phase 3 holds
+	 * the value the answers chose until the operator's authorization of exactly (epoch,
+	 * rs_prop, rs_pend_m, zero state digest) arrives (paxos_restart_authorize) */
+	uint32_t rs_n_pend;
+	struct msg_incarnation rs_pend_m[QUORUM_MAX_REPLICAS];
+	bool rs_authorized;   /* verified; the next tick starts the accept */
+	uint32_t rs_auth_len; /* the authorization RESTART_ACCEPT carries (phase 2) */
+	uint8_t rs_auth[MSG_MAX_AUTH];
+	uint64_t rs_keep_hi;	  /* phase 3: RESTART_PREPARE last re-sent (hi) */
+	uint64_t rs_auth_refused; /* RESTART_ACCEPTs refused: no valid authorization */
 
 	/* read index (leader) */
 	struct paxos_read_req *ri_wait, *ri_fly;
@@ -296,6 +321,9 @@ struct paxos {
 	size_t n_queue, cap_queue;
 	struct paxos_pending *pending;
 	size_t n_pending, cap_pending;
+
+	/* leader lease (paxos_lease.c) */
+	struct paxos_lease_state ls;
 };
 
 static inline int paxos_regidx_cmp(const struct msg_regidx *a, const struct msg_regidx *b)
@@ -474,5 +502,20 @@ int paxos_send_accepts(struct paxos *p, struct paxos_ready *r, uint64_t first, u
 int paxos_apply_committed(struct paxos *p, struct paxos_ready *r);
 /* Follower/any: mark slots <= ci committed when held at ballot b (contiguously). */
 void paxos_learn_commit(struct paxos *p, const struct msg_ballot *b, uint64_t ci);
+
+/* ---- paxos_lease.c: the leader lease (section 8) ---- */
+int paxos_lease_init(struct paxos *p);
+/* A lease reading: the trusted clock, or the host's under PAXOS_UNSAFE_TRUST_HOST_CLOCK. */
+struct lease_time paxos_lease_time(const struct paxos *p, const struct paxos_time *now,
+				   uint64_t host_ns);
+/* Before promising (or campaigning for) ballot b: false while our grant to another runs. */
+bool paxos_lease_may_support(struct paxos *p, const struct msg_ballot *b);
+/* Acknowledging a heartbeat of ballot b: the promise to put in HEARTBEAT_ACK.lease_ns (0:
+ * none: fenced, or bound to another ballot). */
+uint64_t paxos_lease_grant(struct paxos *p, const struct msg_ballot *b);
+/* Leader: a heartbeat with `nonce` is about to be broadcast. */
+void paxos_lease_heartbeat(struct paxos *p, uint64_t nonce);
+/* Leader: a HEARTBEAT_ACK arrived. */
+void paxos_lease_on_ack(struct paxos *p, const struct msg *m);
 
 #endif

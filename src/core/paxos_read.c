@@ -10,7 +10,11 @@
  * so nothing it commits was committed before the read arrived, and the state at the read index
  * (or any later applied state of this leader) answers the read linearizably. Suspicious
  * replicas never acknowledge. Reads arriving while a confirmation is in flight wait for the
- * next one (one collection at a time, any number of reads per collection). */
+ * next one (one collection at a time, any number of reads per collection).
+ *
+ * A leader that holds its leader lease (section 8, paxos_lease.c) needs no confirmation: the
+ * read is answered in the step it arrives (note.lease set). No other ballot can be elected,
+ * let alone commit, before that lease has expired in real time. */
 #include <string.h>
 
 #include "common/alloc.h"
@@ -45,6 +49,15 @@ int paxos_on_read(struct paxos *p, struct paxos_ready *r, const struct paxos_inp
 	if (!paxos_can_serve_reads(p))
 		return paxos_note(r, in->read.client_id, in->read.request_id,
 				  PAXOS_OUTCOME_NOT_LEADER, 0, p->leader);
+	if (paxos_lease_held(p)) {
+		/* Section 8: no later ballot can have committed anything while we hold the lease,
+		 * and our commit index covers every earlier ballot's slots (our no-op). */
+		TRY(paxos_note(r, in->read.client_id, in->read.request_id, PAXOS_OUTCOME_READ,
+			       p->commit_index, p->leader));
+		r->notes[r->n_notes - 1].lease = true;
+		p->ls.served++;
+		return TEEMS_OK;
+	}
 	if (p->n_ri_wait >= p->cfg.max_queue)
 		return paxos_note(r, in->read.client_id, in->read.request_id, PAXOS_OUTCOME_BUSY, 0,
 				  p->leader);

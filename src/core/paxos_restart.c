@@ -23,9 +23,19 @@
  *
  * The answer carries no state (its digests are zero): the merge is the members' recovery read,
  * which is also what keeps a rolled-back member's state from being trusted alone. The argument
- * that epoch + 1 loses nothing committed is in docs/PROTOCOL.md. */
+ * that epoch + 1 loses nothing committed is in docs/PROTOCOL.md.
+ *
+ * recovery = operator (DESIGN.md section 6, "Authorization"; docs/PROTOCOL.md
+ * "Operator-authorized restart"): a full-cluster fork looks exactly like a full restart, so the
+ * accept step waits for the operator. The proposer holds the value its answers chose (phase 3),
+ * keeps its answerers off the floor by re-sending its RESTART_PREPARE every T_op, and accepts
+ * only once paxos_restart_authorize gave it a signature over (cluster, epoch, proposal,
+ * configuration, state digest); every acceptor verifies that signature against the
+ * RESTART_ACCEPT it receives before it accepts, so no replica votes for a configuration the
+ * operator did not sign. */
 #include <string.h>
 
+#include "common/bytes.h"
 #include "core/paxos_internal.h"
 #include "teems/err.h"
 
@@ -245,39 +255,165 @@ static int broadcast_accept(struct paxos *p, struct paxos_ready *r, bool decided
 		s->msg.restart_accept.members.count = p->rs_n_acc;
 		s->msg.restart_accept.members.items = members_out(p, r);
 		s->msg.restart_accept.decided = decided;
+		if (!decided) {
+			/* core-owned, unchanged until the next accept round */
+			s->msg.restart_accept.authorization.p = p->rs_auth;
+			s->msg.restart_accept.authorization.len = p->rs_auth_len;
+		}
 		if (!s->msg.restart_accept.members.items)
 			return TEEMS_ENOMEM;
 	}
 	return TEEMS_OK;
 }
 
+/* ---- the operator's authorization ---- */
+
+size_t paxos_restart_auth_bytes(const uint8_t cluster_id[PAXOS_RESTART_CLUSTER_ID_LEN],
+				uint64_t epoch, const struct msg_ballot *proposal,
+				const struct msg_incarnation *members, uint32_t n,
+				const uint8_t state_digest[MSG_DIGEST_SIZE], uint8_t *out)
+{
+	static const char domain[] = PAXOS_RESTART_AUTH_DOMAIN;
+	size_t off = sizeof(domain);
+
+	_Static_assert(sizeof(domain) == 26, "the domain string is 26 bytes with its NUL");
+	if (n > QUORUM_MAX_REPLICAS)
+		n = QUORUM_MAX_REPLICAS;
+	memcpy(out, domain, sizeof(domain));
+	memcpy(out + off, cluster_id, PAXOS_RESTART_CLUSTER_ID_LEN);
+	off += PAXOS_RESTART_CLUSTER_ID_LEN;
+	put_le64(out + off, epoch);
+	put_le64(out + off + 8, proposal->round);
+	put_le16(out + off + 16, proposal->replica);
+	put_le64(out + off + 18, proposal->reg.epoch);
+	put_le64(out + off + 26, proposal->reg.slot);
+	put_le32(out + off + 34, n);
+	off += 38;
+	for (uint32_t i = 0; i < n; i++) {
+		put_le16(out + off, members[i].replica);
+		put_le64(out + off + 2, members[i].reg.epoch);
+		put_le64(out + off + 10, members[i].reg.slot);
+		off += 18;
+	}
+	memcpy(out + off, state_digest, MSG_DIGEST_SIZE);
+	return off + MSG_DIGEST_SIZE;
+}
+
+/* The answers carry no state (see the top of this file), so the state digest a proposal names
+ * is zero; the operator signs it anyway, so a later merge-by-digest keeps the same message. */
+static const uint8_t zero_digest[MSG_DIGEST_SIZE];
+
+/* True when `auth` is the operator's signature of (epoch, proposal, members, digest). */
+static bool authorized(const struct paxos *p, uint64_t epoch, const struct msg_ballot *proposal,
+		       const struct msg_incarnation *members, uint32_t n,
+		       const uint8_t digest[MSG_DIGEST_SIZE], const uint8_t *auth, size_t len)
+{
+	uint8_t msg[PAXOS_RESTART_AUTH_MSG_MAX];
+	size_t msg_len;
+
+	if (!p->cfg.restart_verify || len == 0 || len > MSG_MAX_AUTH || n > QUORUM_MAX_REPLICAS)
+		return false;
+	msg_len = paxos_restart_auth_bytes(p->cfg.restart_cluster_id, epoch, proposal, members, n,
+					   digest, msg);
+	return p->cfg.restart_verify(p->cfg.restart_operator_key, msg, msg_len, auth, len);
+}
+
+int paxos_restart_auth_message(const struct paxos *p, uint8_t *out, size_t cap, size_t *len)
+{
+	if (p->rs_phase != PAXOS_RESTART_WAITING || p->halted)
+		return TEEMS_ENOTFOUND;
+	if (cap < PAXOS_RESTART_AUTH_MSG_MAX)
+		return TEEMS_EFULL;
+	*len = paxos_restart_auth_bytes(p->cfg.restart_cluster_id, p->epoch, &p->rs_prop,
+					p->rs_pend_m, p->rs_n_pend, zero_digest, out);
+	return TEEMS_OK;
+}
+
+int paxos_restart_authorize(struct paxos *p, const uint8_t *auth, size_t len)
+{
+	if (!p->cfg.restart_operator || len == 0 || len > MSG_MAX_AUTH)
+		return TEEMS_EINVAL;
+	if (p->rs_phase != PAXOS_RESTART_WAITING || p->halted)
+		return TEEMS_ENOTFOUND;
+	if (!authorized(p, p->epoch, &p->rs_prop, p->rs_pend_m, p->rs_n_pend, zero_digest, auth,
+			len))
+		return TEEMS_EAUTH;
+	memcpy(p->rs_auth, auth, len);
+	p->rs_auth_len = (uint32_t)len;
+	p->rs_authorized = true;
+	return TEEMS_OK;
+}
+
+void paxos_restart_view(const struct paxos *p, struct paxos_restart_view *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->epoch = p->epoch;
+	out->stuck = paxos_stuck(p);
+	out->answered = p->rs_answered;
+	out->promised = promised_here(p);
+	out->phase = (enum paxos_restart_phase)p->rs_phase;
+	out->auth_refused = p->rs_auth_refused;
+	if (p->rs_phase == PAXOS_RESTART_IDLE)
+		return;
+	out->proposal = p->rs_prop;
+	if (p->rs_phase == PAXOS_RESTART_WAITING) {
+		out->n_members = p->rs_n_pend;
+		memcpy(out->members, p->rs_pend_m, p->rs_n_pend * sizeof(p->rs_pend_m[0]));
+	} else if (p->rs_phase == PAXOS_RESTART_ACCEPTS) {
+		out->n_members = p->rs_n_acc;
+		memcpy(out->members, p->rs_acc_m, p->rs_n_acc * sizeof(p->rs_acc_m[0]));
+	}
+}
+
+/* The value S_Q(s) answers chose, into out[] (*n members). */
+static void choose(const struct paxos *p, struct msg_incarnation *out, uint32_t *n)
+{
+	if (p->rs_best_set) {
+		/* Paxos: the highest accepted proposal reported wins (S9). */
+		*n = p->rs_n_best;
+		memcpy(out, p->rs_best_m, p->rs_n_best * sizeof(p->rs_best_m[0]));
+		return;
+	}
+	/* One incarnation per answering replica id (S10), ascending ids. */
+	*n = 0;
+	for (unsigned i = 0; i < p->n; i++) {
+		if (!(p->rs_mask & bit(i)))
+			continue;
+		out[*n].replica = (uint16_t)i;
+		out[*n].reg.epoch = p->epoch + 1;
+		out[*n].reg.slot = p->rs_tags[i];
+		(*n)++;
+	}
+}
+
+static int accept_own(struct paxos *p, struct paxos_ready *r);
+
 /* Phase 2: S_Q(s) distinct replicas answered. */
 static int start_accept(struct paxos *p, struct paxos_ready *r)
+{
+	if (p->cfg.restart_operator) {
+		/* recovery = operator: hold the value until the operator signs it. */
+		choose(p, p->rs_pend_m, &p->rs_n_pend);
+		p->rs_phase = PAXOS_RESTART_WAITING;
+		p->rs_authorized = false;
+		p->rs_auth_len = 0;
+		p->rs_keep_hi = p->now.hi_ns;
+		return TEEMS_OK;
+	}
+	choose(p, p->rs_acc_m, &p->rs_n_acc);
+	p->rs_auth_len = 0;
+	return accept_own(p, r);
+}
+
+/* Accepts our own value (rs_acc_m, already filled) and sends it. */
+static int accept_own(struct paxos *p, struct paxos_ready *r)
 {
 	struct paxos_held h;
 	uint64_t seq;
 
-	if (p->cfg.restart_operator)
-		return TEEMS_OK; /* recovery = operator: waits for an authorization (not built) */
-	p->rs_phase = 2;
+	p->rs_phase = PAXOS_RESTART_ACCEPTS;
 	p->rs_has_acc = true;
 	p->rs_acc = p->rs_prop;
-	if (p->rs_best_set) {
-		/* Paxos: the highest accepted proposal reported wins (S9). */
-		p->rs_n_acc = p->rs_n_best;
-		memcpy(p->rs_acc_m, p->rs_best_m, p->rs_n_best * sizeof(p->rs_best_m[0]));
-	} else {
-		/* One incarnation per answering replica id (S10), ascending ids. */
-		p->rs_n_acc = 0;
-		for (unsigned i = 0; i < p->n; i++) {
-			if (!(p->rs_mask & bit(i)))
-				continue;
-			p->rs_acc_m[p->rs_n_acc].replica = (uint16_t)i;
-			p->rs_acc_m[p->rs_n_acc].reg.epoch = p->epoch + 1;
-			p->rs_acc_m[p->rs_n_acc].reg.slot = p->rs_tags[i];
-			p->rs_n_acc++;
-		}
-	}
 	p->rs_sent_hi = p->now.hi_ns;
 	TRY(persist_sync(p, r, &seq));
 	memset(&h, 0, sizeof(h));
@@ -447,6 +583,10 @@ static int on_prepare(struct paxos *p, struct paxos_ready *r, const struct msg *
 		TRY(persist_sync(p, r, &seq));
 	} else {
 		seq = p->next_seq - 1; /* a duplicate: the promise is already written */
+		/* A proposer waiting for the operator repeats its RESTART_PREPARE to keep the
+		 * floor: keep leaving it. */
+		p->rs_next_hi = p->now.hi_ns + 2 * p->cfg.t_op_ns +
+				p->random % (p->cfg.t_op_ns ? p->cfg.t_op_ns : 1);
 	}
 	memset(&h, 0, sizeof(h));
 	h.kind = HELD_RS_ANSWER;
@@ -511,6 +651,17 @@ static int on_accept(struct paxos *p, struct paxos_ready *r, const struct msg *m
 	if (a->epoch != p->epoch || !p->rs_answered || msg_ballot_cmp(&a->proposal, &here) < 0 ||
 	    a->members.count == 0 || a->members.count > QUORUM_MAX_REPLICAS)
 		return TEEMS_OK;
+	if (p->cfg.restart_operator) {
+		/* recovery = operator: accept only what the operator signed. */
+		struct msg_incarnation items[QUORUM_MAX_REPLICAS];
+		uint32_t n = copy_list(&a->members, items);
+
+		if (!authorized(p, a->epoch, &a->proposal, items, n, a->state_digest,
+				a->authorization.p, a->authorization.len)) {
+			p->rs_auth_refused++;
+			return TEEMS_OK;
+		}
+	}
 	if (p->rs_phase && msg_ballot_cmp(&a->proposal, &p->rs_prop) > 0)
 		p->rs_phase = 0;
 	TRY(promise(p, r, &a->proposal));
@@ -558,6 +709,22 @@ int paxos_on_restart_msg(struct paxos *p, struct paxos_ready *r, const struct ms
 	}
 }
 
+static int send_prepares(struct paxos *p, struct paxos_ready *r)
+{
+	for (unsigned i = 0; i < p->n; i++) {
+		struct paxos_send *s;
+
+		if (i == p->cfg.self)
+			continue;
+		s = paxos_send_new(p, r, (uint16_t)i, MSG_RESTART_PREPARE, p->rs_nonce);
+		if (!s)
+			return TEEMS_ENOMEM;
+		s->msg.restart_prepare.epoch = p->epoch;
+		s->msg.restart_prepare.proposal = p->rs_prop;
+	}
+	return TEEMS_OK;
+}
+
 int paxos_release_restart(struct paxos *p, struct paxos_ready *r, const struct paxos_held *h)
 {
 	struct paxos_send *s;
@@ -566,15 +733,7 @@ int paxos_release_restart(struct paxos *p, struct paxos_ready *r, const struct p
 	case HELD_RS_PREPARE:
 		if (p->rs_phase != 1 || msg_ballot_cmp(&h->ballot, &p->rs_prop) != 0)
 			return TEEMS_OK;
-		for (unsigned i = 0; i < p->n; i++) {
-			if (i == p->cfg.self)
-				continue;
-			s = paxos_send_new(p, r, (uint16_t)i, MSG_RESTART_PREPARE, p->rs_nonce);
-			if (!s)
-				return TEEMS_ENOMEM;
-			s->msg.restart_prepare.epoch = p->epoch;
-			s->msg.restart_prepare.proposal = p->rs_prop;
-		}
+		TRY(send_prepares(p, r));
 		return check_answers(p, r);
 	case HELD_RS_ANSWER: {
 		struct msg_restart_answer *a;
@@ -642,6 +801,21 @@ int paxos_restart_tick(struct paxos *p, struct paxos_ready *r)
 	}
 	if (!stuck)
 		return TEEMS_OK;
+	if (p->rs_phase == PAXOS_RESTART_WAITING) {
+		/* recovery = operator: the value waits, unchanged, for its authorization (an
+		 * abandoned proposal would change p and void the operator's signature). */
+		if (p->rs_authorized) {
+			p->rs_authorized = false;
+			p->rs_n_acc = p->rs_n_pend;
+			memcpy(p->rs_acc_m, p->rs_pend_m, p->rs_n_pend * sizeof(p->rs_pend_m[0]));
+			return accept_own(p, r);
+		}
+		if (p->now.hi_ns - p->rs_keep_hi >= p->cfg.t_op_ns) {
+			p->rs_keep_hi = p->now.hi_ns;
+			return send_prepares(p, r);
+		}
+		return TEEMS_OK;
+	}
 	if (p->rs_phase && p->now.hi_ns - p->rs_sent_hi > 2 * p->cfg.t_op_ns) {
 		p->rs_phase = 0; /* abandoned: retry later with a higher proposal */
 		p->rs_next_hi = p->now.hi_ns + p->random % (p->cfg.t_op_ns ? p->cfg.t_op_ns : 1);

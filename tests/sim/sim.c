@@ -2,8 +2,9 @@
  * "Simulator"). The world (events, network, clocks, disks, adversary, clients, checkers) is
  * sim_world.c; this file plugs the RR-Paxos core in as the one that orders client commands:
  * the key-value state machine (src/kv) applies what commits, clients issue GET, SET, CAS and
- * DEL as kv commands through the log (or the read index), and the checks that are the Paxos
- * engine's own (exactly-once commits, no lost acknowledged write, rounds per op). */
+ * DEL as kv commands through the log (or the leader lease / read index), lease clients use
+ * client leases (kv/lease_table.h) through the log, and the checks that are the Paxos engine's
+ * own (exactly-once commits, no lost acknowledged write, rounds per op, the lease checkers). */
 #include "sim.h"
 
 #include <inttypes.h>
@@ -15,16 +16,58 @@
 #include "core/paxos.h"
 #include "history.h"
 #include "kv/kv.h"
+#include "kv/lease_table.h"
 #include "sim_world.h"
 #include "teems/err.h"
 
 #define T_RESTART (5 * SEC) /* epoch restart: stuck after this long without W_Q fresh peers */
+/* The leader lease: several heartbeats long, short enough that the wait it imposes on a new
+ * election (and, through T_fence, on recovery) stays small. */
+#define T_LEADER_LEASE (400 * MS)
 /* An --unsafe name for the adversary (not a core switch): a total crash plus rollbacks. */
 #define SIM_UNSAFE_TOTAL_CRASH_ROLLBACK 0x10000u
+
+/* Client leases (docs/TESTING.md, "Leases"): a few lease clients contend for a few names
+ * through the log (LEASE.ACQUIRE/RENEW/RELEASE as kv/lease_table.h commands); leaders run the
+ * expiry timers and propose EXPIREs. Their requests use request ids with LREQ set. */
+#define N_LCLIENTS 3
+#define N_LNAMES 2
+#define LREQ (1ull << 62)
+#define LCLIENT_ID 1000u /* + lease client: their client ids */
+#define EXPIRE_CLIENT_ID 2000u
+enum { LEV_NEXT = 1, LEV_DELIVER = 2, LEV_REPLY = 3, LEV_TIMEOUT = 4, LEV_RETRY = 5 };
+
+struct lclient {
+	bool busy;
+	uint64_t seq; /* of the open op (its request id is LREQ | client << 32 | seq) */
+	struct lease_cmd cmd;
+	int name;
+	uint64_t sent; /* real time the current attempt left the client */
+	int replica;   /* of the current attempt */
+	int inst;      /* the instance it was proposed at, -1: not yet */
+	int hint;      /* replica to try next, -1: random */
+	int outcome;   /* -1 until noted */
+	uint16_t leader;
+	bool have_res;
+	struct lease_result res;
+	bool holding;
+	uint64_t token;
+	uint64_t valid_until; /* real time: sent + ttl (1 - rho) of the last ok ACQUIRE/RENEW */
+	size_t interval;      /* index of its holder interval of `name` */
+	unsigned renews;
+};
+
+/* A time a client held a lease, in real time [start, end). */
+struct linterval {
+	uint64_t start, end, token;
+	int client;
+};
 
 /* The engine's part of an incarnation (instance.ext). */
 struct pinst {
 	struct kv *kv;
+	struct kv_leases *leases;
+	struct lease_timers tm; /* the leader's expiry timers */
 	/* Rounds per op (sim_rounds_*): per slot, the ACCEPT rounds (distinct nonces) this
 	 * instance sent for it, and the nonce of the last one. */
 	uint32_t *rnd_count;
@@ -34,7 +77,19 @@ struct pinst {
 
 struct pstate {
 	struct pinst x[MAX_INSTANCES]; /* [instance index] */
+	/* The highest slot any instance has applied (so committed) so far: a lease read must
+	 * reflect at least that (check_lease_read). */
+	uint64_t max_applied;
+	struct lclient lc[N_LCLIENTS];
+	struct linterval *iv[N_LNAMES];
+	size_t n_iv[N_LNAMES], cap_iv[N_LNAMES];
+	uint64_t expire_seq;
 };
+
+static struct pstate *PS(struct sim *s)
+{
+	return s->es;
+}
 
 static struct pinst *PX(const struct instance *in)
 {
@@ -137,6 +192,53 @@ static void check_exactly_once(struct sim *s, const struct paxos_apply *a)
 	}
 }
 
+static struct lease_time lease_now(struct sim *s, const struct instance *in)
+{
+	struct paxos_time t = sim_read_clock(s, &in->clk);
+	struct lease_time l = {t.lo_ns, t.hi_ns, t.epoch};
+
+	if (s->o.unsafe & PAXOS_UNSAFE_TRUST_HOST_CLOCK)
+		return lease_time_from_host(sim_host_clock(s, &in->clk));
+	return l;
+}
+
+/* One committed lease command at instance idx: the table, the leader's timers, and the result
+ * for the lease client whose attempt was proposed here. */
+static void apply_lease(struct sim *s, int idx, uint64_t slot, const struct paxos_command *cmd)
+{
+	struct instance *in = &s->insts[idx];
+	struct lease_result res;
+	struct lease_cmd dec;
+	int rc = kv_leases_apply(PX(in)->leases, cmd->command, cmd->len, &res, &dec);
+
+	if (rc == TEEMS_ENOMEM) {
+		s->err = rc;
+		s->done = true;
+		return;
+	}
+	if (rc != TEEMS_OK) {
+		sim_violation(s, "replica %d: slot %" PRIu64 " holds a lease command it refuses",
+			      in->replica, slot);
+		return;
+	}
+	if (lease_timers_applied(&PX(in)->tm, &dec, &res, lease_now(s, in)) != 0) {
+		s->err = TEEMS_ENOMEM;
+		s->done = true;
+		return;
+	}
+	if ((cmd->request_id & LREQ) && cmd->client_id >= LCLIENT_ID &&
+	    cmd->client_id < LCLIENT_ID + N_LCLIENTS) {
+		struct lclient *lc = &PS(s)->lc[cmd->client_id - LCLIENT_ID];
+
+		if (lc->busy &&
+		    cmd->request_id == (LREQ | (cmd->client_id - LCLIENT_ID) << 32 | lc->seq) &&
+		    lc->inst == idx && !lc->have_res) {
+			lc->have_res = true;
+			lc->res = res;
+		}
+	}
+}
+
 static void apply_slot(struct sim *s, int idx, const struct paxos_apply *a)
 {
 	struct instance *in = &s->insts[idx];
@@ -145,10 +247,20 @@ static void apply_slot(struct sim *s, int idx, const struct paxos_apply *a)
 
 	if (sim_check_apply(s, in, a))
 		check_exactly_once(s, a);
+	if (a->slot > PS(s)->max_applied)
+		PS(s)->max_applied = a->slot;
 	while (paxos_batch_next(a->value, a->len, &off, &cmd)) {
 		uint8_t *res = NULL;
 		size_t res_len = 0;
-		int rc = kv_apply_encoded(PX(in)->kv, cmd.command, cmd.len, &res, &res_len);
+		int rc;
+
+		if (kv_lease_is_cmd(cmd.command, cmd.len)) {
+			apply_lease(s, idx, a->slot, &cmd);
+			if (s->done)
+				return;
+			continue;
+		}
+		rc = kv_apply_encoded(PX(in)->kv, cmd.command, cmd.len, &res, &res_len);
 
 		if (rc == TEEMS_ENOMEM) {
 			s->err = rc;
@@ -206,6 +318,424 @@ static bool serve_read(struct sim *s, struct instance *in, const struct paxos_no
 	return true;
 }
 
+/* ---- leader leases (DESIGN.md section 8; docs/TESTING.md, "Leases") ----
+ * Stale lease reads: a read the leader answers from its lease, in the step it arrives, must
+ * see every slot committed before it arrived; every slot applied anywhere so far was. */
+static void check_lease_read(struct sim *s, struct instance *in)
+{
+	s->rep->lease_reads++;
+	if (in->applied >= PS(s)->max_applied || s->deferred[DEFERRED_STALE_LEASE_READ][0])
+		return;
+	snprintf(s->deferred[DEFERRED_STALE_LEASE_READ], sizeof(s->deferred[0]),
+		 "stale lease read (not linearizable): replica %d answered from its lease at "
+		 "t=%.6fs with slots up to %" PRIu64 " applied, slot %" PRIu64
+		 " was committed before",
+		 in->replica, (double)s->now / 1e9, in->applied, PS(s)->max_applied);
+}
+
+/* Lease exclusivity against real time: after every step of a leader that holds its lease,
+ * no other live instance leading another ballot may hold one at this same real time (each
+ * judged by its own clock read now: the trusted one, or the host's under trust-host-clock). */
+static void check_lease_exclusive(struct sim *s, int idx)
+{
+	struct instance *in = &s->insts[idx];
+	struct msg_ballot b;
+
+	if (paxos_role(in->p) != PAXOS_LEADER || !paxos_lease_held(in->p) ||
+	    s->deferred[DEFERRED_LEASE_EXCLUSIVITY][0])
+		return;
+	b = paxos_promised(in->p);
+	for (int k = 0; k < s->n_live; k++) {
+		struct instance *o = &s->insts[s->live[k]];
+		struct paxos_time t;
+		struct msg_ballot ob;
+
+		if (s->live[k] == idx || !o->alive || paxos_role(o->p) != PAXOS_LEADER)
+			continue;
+		ob = paxos_promised(o->p);
+		if (msg_ballot_cmp(&ob, &b) == 0)
+			continue;
+		t = sim_read_clock(s, &o->clk);
+		if (!paxos_lease_read_ok(o->p, &t, sim_host_clock(s, &o->clk)))
+			continue;
+		snprintf(s->deferred[DEFERRED_LEASE_EXCLUSIVITY], sizeof(s->deferred[0]),
+			 "lease exclusivity: at t=%.6fs replica %d (ballot %" PRIu64
+			 ",%u) and replica %d (ballot %" PRIu64 ",%u) both hold a leader lease",
+			 (double)s->now / 1e9, in->replica, b.round, b.replica, o->replica,
+			 ob.round, ob.replica);
+		return;
+	}
+}
+
+static void lease_timers_work(struct sim *s, int idx);
+
+static void after_step(struct sim *s, int idx)
+{
+	check_lease_exclusive(s, idx);
+	lease_timers_work(s, idx);
+}
+
+/* ---- client leases (docs/TESTING.md, "Leases") ---- */
+
+static uint64_t lreq(int c, uint64_t seq)
+{
+	return LREQ | (uint64_t)c << 32 | seq;
+}
+
+static void lclient_event(struct sim *s, uint64_t at, int kind, int c, uint64_t seq)
+{
+	sim_schedule(s, at, EV_ENGINE, (uint64_t)kind, (uint64_t)c | seq << 8, NULL, 0);
+}
+
+static void lease_note(struct sim *s, int idx, const struct paxos_note *n)
+{
+	int c = (int)((n->request_id >> 32) & 0xffff);
+	struct lclient *lc;
+
+	if (n->client_id == EXPIRE_CLIENT_ID) {
+		/* the leader's EXPIRE: proposed again unless it went into the log */
+		if (n->outcome != PAXOS_OUTCOME_APPLIED && PX(&s->insts[idx]) != NULL)
+			lease_timers_retry(&PX(&s->insts[idx])->tm);
+		return;
+	}
+	if (c >= N_LCLIENTS)
+		return;
+	lc = &PS(s)->lc[c];
+	if (!lc->busy || n->request_id != lreq(c, lc->seq) || lc->inst != idx || lc->outcome >= 0)
+		return;
+	lc->outcome = (int)n->outcome;
+	lc->leader = n->leader;
+	lclient_event(s, s->now + rng_range(&s->rng, 50 * US, 1 * MS), LEV_REPLY, c, lc->seq);
+}
+
+/* Lease exclusivity against real time: no two holders (tokens) of one name at once, each
+ * holding from when its ok reply arrived until its send time + ttl (1 - rho) (its own clock is
+ * real time) or until it released. Checked whenever an interval begins or grows. */
+static void lease_check_overlap(struct sim *s, int name, size_t k)
+{
+	struct pstate *ps = PS(s);
+	const struct linterval *x = &ps->iv[name][k];
+
+	if (s->deferred[DEFERRED_CLIENT_LEASE][0])
+		return;
+	for (size_t i = 0; i < ps->n_iv[name]; i++) {
+		const struct linterval *y = &ps->iv[name][i];
+
+		if (y->token == x->token || y->start >= x->end || x->start >= y->end)
+			continue;
+		snprintf(s->deferred[DEFERRED_CLIENT_LEASE], sizeof(s->deferred[0]),
+			 "lease exclusivity: client lease L%d held by client %d (token %" PRIu64
+			 ") on [%.6fs, %.6fs) and by client %d (token %" PRIu64
+			 ") on [%.6fs, %.6fs)",
+			 name, y->client, y->token, (double)y->start / 1e9, (double)y->end / 1e9,
+			 x->client, x->token, (double)x->start / 1e9, (double)x->end / 1e9);
+		return;
+	}
+}
+
+static void lclient_hold(struct sim *s, int c, uint64_t end)
+{
+	struct pstate *ps = PS(s);
+	struct lclient *lc = &ps->lc[c];
+	int nm = lc->name;
+	struct linterval *iv;
+
+	if (end <= s->now)
+		return; /* granted, but already over at the client: never used */
+	if (lc->holding && lc->interval < ps->n_iv[nm] &&
+	    ps->iv[nm][lc->interval].token == lc->token && ps->iv[nm][lc->interval].end > s->now) {
+		iv = &ps->iv[nm][lc->interval];
+		if (end > iv->end)
+			iv->end = end;
+		lease_check_overlap(s, nm, lc->interval);
+		return;
+	}
+	if (ps->n_iv[nm] == ps->cap_iv[nm]) {
+		size_t ncap = ps->cap_iv[nm] ? ps->cap_iv[nm] * 2 : 64;
+		struct linterval *v = sim_xrealloc(s, ps->iv[nm], ncap * sizeof(*v));
+
+		if (v == NULL)
+			return;
+		ps->iv[nm] = v;
+		ps->cap_iv[nm] = ncap;
+	}
+	lc->interval = ps->n_iv[nm]++;
+	iv = &ps->iv[nm][lc->interval];
+	iv->start = s->now;
+	iv->end = end;
+	iv->token = lc->token;
+	iv->client = c;
+	lease_check_overlap(s, nm, lc->interval);
+}
+
+/* The client stops using its lease now (before it sends RELEASE, or told it is stale). */
+static void lclient_drop(struct sim *s, int c)
+{
+	struct pstate *ps = PS(s);
+	struct lclient *lc = &ps->lc[c];
+
+	if (lc->holding && lc->interval < ps->n_iv[lc->name] &&
+	    ps->iv[lc->name][lc->interval].token == lc->token &&
+	    ps->iv[lc->name][lc->interval].end > s->now)
+		ps->iv[lc->name][lc->interval].end = s->now;
+	lc->holding = false;
+}
+
+static void lclient_attempt(struct sim *s, int c)
+{
+	struct lclient *lc = &PS(s)->lc[c];
+
+	lc->replica = lc->hint >= 0 ? lc->hint : (int)rng_below(&s->rng, s->o.n);
+	lc->hint = -1;
+	lc->inst = -1;
+	lc->outcome = -1;
+	lc->have_res = false;
+	lc->sent = s->now; /* the holder counts from here */
+	lclient_event(s, s->now + rng_range(&s->rng, 50 * US, 1 * MS), LEV_DELIVER, c, lc->seq);
+}
+
+static void lclient_start(struct sim *s, int c, enum lease_cmd_type type)
+{
+	struct lclient *lc = &PS(s)->lc[c];
+	static const char *const names[N_LNAMES] = {"L0", "L1"};
+
+	lc->busy = true;
+	lc->seq++;
+	memset(&lc->cmd, 0, sizeof(lc->cmd));
+	lc->cmd.type = type;
+	if (type == LEASE_CMD_ACQUIRE) {
+		lc->name = (int)rng_below(&s->rng, N_LNAMES);
+		lc->cmd.ttl_ms = rng_range(&s->rng, 150, 1500);
+		lc->renews = 0;
+	} else {
+		lc->cmd.token = lc->token;
+	}
+	lc->cmd.name = names[lc->name];
+	lc->cmd.name_len = 2;
+	if (type == LEASE_CMD_RELEASE)
+		lclient_drop(s, c); /* stops using it before the release leaves */
+	lclient_event(s, s->now + T_CLIENT_TIMEOUT, LEV_TIMEOUT, c, lc->seq);
+	lclient_attempt(s, c);
+}
+
+/* The client's next op: renew or release what it holds, else acquire. */
+static void lclient_next(struct sim *s, int c)
+{
+	struct lclient *lc = &PS(s)->lc[c];
+
+	if (lc->busy || s->healed || s->done)
+		return;
+	if (lc->holding && s->now < lc->valid_until) {
+		lclient_start(s, c,
+			      lc->renews < 3 && rng_pct(&s->rng, 70) ? LEASE_CMD_RENEW
+								     : LEASE_CMD_RELEASE);
+		return;
+	}
+	lc->holding = false;
+	lclient_start(s, c, LEASE_CMD_ACQUIRE);
+}
+
+static void lclient_done(struct sim *s, int c, uint64_t delay)
+{
+	struct lclient *lc = &PS(s)->lc[c];
+
+	lc->busy = false;
+	lclient_event(s, s->now + delay, LEV_NEXT, c, lc->seq);
+}
+
+static void lclient_deliver(struct sim *s, int c)
+{
+	struct lclient *lc = &PS(s)->lc[c];
+	int idx = s->reps[lc->replica].inst;
+	struct paxos_input pi;
+	struct lease_cmd cmd = lc->cmd;
+	uint8_t buf[KV_LEASE_CMD_FIXED + LEASE_NAME_MAX];
+	size_t len;
+
+	if (idx < 0 || !s->insts[idx].alive) {
+		/* refused connection: not applied, try elsewhere */
+		lclient_event(s, s->now + rng_range(&s->rng, 1 * MS, 20 * MS), LEV_REPLY, c,
+			      lc->seq);
+		lc->outcome = PAXOS_OUTCOME_NOT_LEADER;
+		lc->leader = MSG_NO_REPLICA;
+		return;
+	}
+	if (s->o.unsafe & PAXOS_UNSAFE_TRUST_HOST_CLOCK)
+		cmd.unsafe_host_ns = sim_host_clock(s, &s->insts[idx].clk); /* S12 */
+	if (kv_lease_cmd_encode(&cmd, buf, sizeof(buf), &len) != TEEMS_OK) {
+		sim_violation(s, "lease client %d: kv_lease_cmd_encode failed", c);
+		return;
+	}
+	lc->inst = idx;
+	memset(&pi, 0, sizeof(pi));
+	pi.type = PAXOS_IN_PROPOSE;
+	pi.propose.client_id = LCLIENT_ID + (uint64_t)c;
+	pi.propose.request_id = lreq(c, lc->seq);
+	pi.propose.command = buf;
+	pi.propose.len = (uint32_t)len;
+	sim_step(s, idx, &pi);
+}
+
+static void lclient_reply(struct sim *s, int c)
+{
+	struct lclient *lc = &PS(s)->lc[c];
+	uint64_t span;
+
+	switch (lc->outcome) {
+	case PAXOS_OUTCOME_APPLIED:
+		if (!lc->have_res) {
+			sim_violation(s,
+				      "replica %d reported APPLIED for a lease command it did "
+				      "not apply",
+				      s->insts[lc->inst].replica);
+			return;
+		}
+		s->rep->lease_ops++;
+		span = lease_holder_span_ns(teems_lease_ms_to_ns(lc->res.ttl_ms),
+					    (uint32_t)(RHO * 1e6));
+		if (lc->res.status == LEASE_OK &&
+		    (lc->cmd.type == LEASE_CMD_ACQUIRE || lc->cmd.type == LEASE_CMD_RENEW)) {
+			if (lc->cmd.type == LEASE_CMD_ACQUIRE) {
+				lc->holding = false;
+				lc->token = lc->res.token;
+			}
+			lclient_hold(s, c, lc->sent + span);
+			lc->holding = true;
+			if (lc->sent + span > lc->valid_until || lc->cmd.type == LEASE_CMD_ACQUIRE)
+				lc->valid_until = lc->sent + span;
+			if (lc->cmd.type == LEASE_CMD_RENEW)
+				lc->renews++;
+			lclient_done(s, c,
+				     (uint64_t)((double)span * (0.2 + 0.5 * rng_unit(&s->rng))));
+			return;
+		}
+		if (lc->res.status == LEASE_STALE)
+			lclient_drop(s, c); /* expired or superseded: the token is fenced out */
+		if (lc->cmd.type == LEASE_CMD_RELEASE)
+			lc->holding = false;
+		lclient_done(s, c, rng_range(&s->rng, 20 * MS, 300 * MS));
+		return;
+	case PAXOS_OUTCOME_NOT_LEADER:
+	case PAXOS_OUTCOME_BUSY:
+		/* never proposed: the same op again (at the hinted leader), a little later */
+		if (lc->leader != MSG_NO_REPLICA && lc->leader < s->o.n)
+			lc->hint = lc->leader;
+		lclient_event(s,
+			      s->now + (lc->outcome == PAXOS_OUTCOME_BUSY
+						? rng_range(&s->rng, 10 * MS, 50 * MS)
+						: rng_range(&s->rng, 1 * MS, 20 * MS)),
+			      LEV_RETRY, c, lc->seq);
+		lc->outcome = -2; /* waiting to retry: no reply is expected */
+		return;
+	default: /* UNKNOWN: an ACQUIRE may have happened, but unknown leases are not used */
+		if (lc->cmd.type == LEASE_CMD_RELEASE)
+			lc->holding = false;
+		lclient_done(s, c, rng_range(&s->rng, 20 * MS, 300 * MS));
+		return;
+	}
+}
+
+static void on_engine_event(struct sim *s, const struct event *e)
+{
+	int c = (int)(e->b & 0xff);
+	uint64_t seq = e->b >> 8;
+	struct lclient *lc;
+
+	if (c >= N_LCLIENTS || s->done)
+		return;
+	lc = &PS(s)->lc[c];
+	switch ((int)e->a) {
+	case LEV_NEXT:
+		if (seq == lc->seq)
+			lclient_next(s, c);
+		return;
+	case LEV_DELIVER:
+		if (lc->busy && seq == lc->seq) {
+			if (s->now < s->reps[lc->replica].paused_until) {
+				lclient_event(s, s->reps[lc->replica].paused_until, LEV_DELIVER, c,
+					      seq);
+				return;
+			}
+			lclient_deliver(s, c);
+		}
+		return;
+	case LEV_REPLY:
+		if (lc->busy && seq == lc->seq && lc->outcome >= 0)
+			lclient_reply(s, c);
+		return;
+	case LEV_RETRY:
+		if (lc->busy && seq == lc->seq && lc->outcome == -2)
+			lclient_attempt(s, c);
+		return;
+	case LEV_TIMEOUT:
+		if (lc->busy && seq == lc->seq) {
+			lc->outcome = PAXOS_OUTCOME_UNKNOWN;
+			lclient_reply(s, c);
+		}
+		return;
+	}
+}
+
+static void engine_init(struct sim *s)
+{
+	for (int c = 0; c < N_LCLIENTS; c++) {
+		PS(s)->lc[c].hint = -1;
+		lclient_event(s, s->now + rng_range(&s->rng, 100 * MS, 600 * MS), LEV_NEXT, c, 0);
+	}
+}
+
+/* The leader's expiry timers: in office while it leads; due expiries are proposed. */
+static void lease_timers_work(struct sim *s, int idx)
+{
+	struct instance *in = &s->insts[idx];
+	struct pinst *x = PX(in);
+	struct lease_expiry due[8];
+	size_t n;
+
+	if (x == NULL || !in->alive)
+		return;
+	if (paxos_role(in->p) != PAXOS_LEADER) {
+		if (x->tm.in_office)
+			lease_timers_step_down(&x->tm);
+		return;
+	}
+	if (!x->tm.in_office &&
+	    lease_timers_take_office(&x->tm, kv_leases_table(x->leases), lease_now(s, in)) != 0) {
+		s->err = TEEMS_ENOMEM;
+		s->done = true;
+		return;
+	}
+	if (x->tm.n == 0)
+		return; /* nothing to expire (the common case) */
+	n = lease_timers_due(&x->tm, lease_now(s, in), due, 8);
+	/* encode them all first: a step may re-arm or drop timers (due[] points into them) */
+	uint8_t buf[8][KV_LEASE_CMD_FIXED + LEASE_NAME_MAX];
+	size_t lens[8];
+
+	for (size_t i = 0; i < n; i++) {
+		struct lease_cmd cmd = {.type = LEASE_CMD_EXPIRE,
+					.name = due[i].name,
+					.name_len = due[i].name_len,
+					.generation = due[i].generation};
+
+		if (kv_lease_cmd_encode(&cmd, buf[i], sizeof(buf[i]), &lens[i]) != TEEMS_OK)
+			lens[i] = 0;
+	}
+	for (size_t i = 0; i < n && in->alive && !s->done; i++) {
+		struct paxos_input pi;
+
+		if (!lens[i])
+			continue;
+		memset(&pi, 0, sizeof(pi));
+		pi.type = PAXOS_IN_PROPOSE;
+		pi.propose.client_id = EXPIRE_CLIENT_ID;
+		pi.propose.request_id = LREQ | 0xffffull << 32 | ++PS(s)->expire_seq;
+		pi.propose.command = buf[i];
+		pi.propose.len = (uint32_t)lens[i];
+		sim_step(s, idx, &pi);
+	}
+}
+
 /* The ready's notes: client outcomes (and read-index reads to serve). */
 static bool take_notes(struct sim *s, int idx)
 {
@@ -215,8 +745,14 @@ static bool take_notes(struct sim *s, int idx)
 	for (size_t k = 0; k < r->n_notes && !s->done; k++) {
 		const struct paxos_note *n = &r->notes[k];
 
+		if (n->request_id & LREQ) {
+			lease_note(s, idx, n);
+			continue;
+		}
 		if (n->request_id >= s->n_attempts || s->attempts[n->request_id].inst != idx)
 			continue;
+		if (n->outcome == PAXOS_OUTCOME_READ && n->lease)
+			check_lease_read(s, in);
 		if (n->outcome == PAXOS_OUTCOME_READ && !serve_read(s, in, n))
 			return false;
 		sim_rounds_on_note(s, in, n, /* rounds per client op */
@@ -243,7 +779,51 @@ static unsigned paxos_unsafe(unsigned unsafe)
 
 static void paxos_config(struct sim *s, struct paxos_config *cfg)
 {
+	(void)s;
 	cfg->t_restart_ns = T_RESTART;
+	cfg->t_lease_ns = T_LEADER_LEASE;
+}
+
+/* The state machine's bytes in a snapshot: u64 kv_len | kv_snapshot | the lease table
+ * (kv_leases_serialize). */
+static int state_snapshot(const struct pinst *x, uint8_t **out, size_t *len)
+{
+	uint8_t *kvs = NULL, *ls = NULL, *b;
+	size_t kl = 0, ll = 0;
+	int rc = kv_snapshot(x->kv, &kvs, &kl);
+
+	if (rc == TEEMS_OK)
+		rc = kv_leases_serialize(x->leases, &ls, &ll);
+	if (rc == TEEMS_OK && (b = teems_malloc(8 + kl + ll)) == NULL)
+		rc = TEEMS_ENOMEM;
+	if (rc == TEEMS_OK) {
+		for (int i = 0; i < 8; i++)
+			b[i] = (uint8_t)((uint64_t)kl >> (8 * i));
+		memcpy(b + 8, kvs, kl);
+		memcpy(b + 8 + kl, ls, ll);
+		*out = b;
+		*len = 8 + kl + ll;
+	}
+	teems_free(kvs);
+	teems_free(ls);
+	return rc;
+}
+
+static int state_restore(struct pinst *x, const uint8_t *b, size_t len)
+{
+	uint64_t kl = 0;
+	int rc;
+
+	if (len < 8)
+		return TEEMS_ECORRUPT;
+	for (int i = 0; i < 8; i++)
+		kl |= (uint64_t)b[i] << (8 * i);
+	if (kl > len - 8)
+		return TEEMS_ECORRUPT;
+	rc = kv_restore(x->kv, b + 8, (size_t)kl);
+	if (rc == TEEMS_OK)
+		rc = kv_leases_restore(x->leases, b + 8 + kl, len - 8 - (size_t)kl);
+	return rc;
 }
 
 static int inst_open(struct sim *s, int idx, struct store_wal_opts *wo, uint64_t paxos_records,
@@ -256,11 +836,15 @@ static int inst_open(struct sim *s, int idx, struct store_wal_opts *wo, uint64_t
 
 	memset(x, 0, sizeof(*x));
 	in->ext = x;
+	lease_timers_init(&x->tm, (uint32_t)(RHO * 1e6),
+			  (s->o.unsafe & PAXOS_UNSAFE_TRUST_HOST_CLOCK) != 0);
 	rc = kv_new(&x->kv);
+	if (rc == TEEMS_OK)
+		rc = kv_leases_new(&x->leases);
 	if (rc != TEEMS_OK || in->restore_state == NULL)
 		return rc;
 	/* Restarted from a snapshot: its state machine, then the slots after it. */
-	rc = kv_restore(x->kv, in->restore_state, in->restore_state_len);
+	rc = state_restore(x, in->restore_state, in->restore_state_len);
 	if (rc == TEEMS_ENOMEM)
 		return rc;
 	if (rc != TEEMS_OK) {
@@ -277,7 +861,7 @@ static int inst_open(struct sim *s, int idx, struct store_wal_opts *wo, uint64_t
 static void install_snapshot(struct sim *s, int idx, const struct paxos_snapshot_out *snap)
 {
 	struct instance *in = &s->insts[idx];
-	int rc = kv_restore(PX(in)->kv, snap->state, snap->state_len);
+	int rc = state_restore(PX(in), snap->state, snap->state_len);
 
 	if (rc == TEEMS_ENOMEM) {
 		s->err = rc;
@@ -301,7 +885,7 @@ static void maybe_snapshot(struct sim *s, int idx)
 
 	if (!s->snap_every || in->applied < paxos_snapshot_index(in->p) + s->snap_every)
 		return;
-	rc = kv_snapshot(PX(in)->kv, &state, &len);
+	rc = state_snapshot(PX(in), &state, &len);
 	if (rc == TEEMS_OK) {
 		sim_check_state(s, in, in->applied, state, len);
 		rc = paxos_snapshot_taken(in->p, in->applied, state, len, &blob, &blob_len);
@@ -328,6 +912,9 @@ static void inst_free(struct sim *s, struct instance *in)
 	x->cap_rnd = 0;
 	kv_free(x->kv);
 	x->kv = NULL;
+	kv_leases_free(x->leases);
+	x->leases = NULL;
+	lease_timers_free(&x->tm);
 }
 
 /* ---- clients ---- */
@@ -453,8 +1040,11 @@ static void propose(struct sim *s, size_t a)
 			sim_client_reply_later(s, a);
 		return;
 	}
-	if (s->o.reads == SIM_READS_INDEX && cl->cmd.op == KV_GET && !cl->final_reader) {
-		/* The read-index path (paxos.h PAXOS_IN_READ) instead of the log. */
+	if ((s->o.reads == SIM_READS_INDEX ||
+	     (s->o.reads == SIM_READS_MIXED && rng_pct(&s->rng, 50))) &&
+	    cl->cmd.op == KV_GET && !cl->final_reader) {
+		/* The core's read path (paxos.h PAXOS_IN_READ: the leader lease, else the read
+		 * index) instead of the log. */
 		memset(&pi, 0, sizeof(pi));
 		pi.type = PAXOS_IN_READ;
 		pi.read.client_id = (uint64_t)at->client + 1;
@@ -501,6 +1091,15 @@ static void check_lost_writes(struct sim *s)
 	}
 }
 
+static void fini(struct sim *s)
+{
+	for (int k = 0; k < N_LNAMES; k++) {
+		free(PS(s)->iv[k]);
+		PS(s)->iv[k] = NULL;
+		PS(s)->n_iv[k] = PS(s)->cap_iv[k] = 0;
+	}
+}
+
 static const struct {
 	const char *name;
 	unsigned bits;
@@ -511,6 +1110,8 @@ static const struct {
 	{"no-recovery", PAXOS_UNSAFE_NO_RECOVERY},
 	{"skip-adopt", PAXOS_UNSAFE_SKIP_ADOPT},
 	{"short-promise", PAXOS_UNSAFE_SHORT_PROMISE},
+	{"trust-host-clock", PAXOS_UNSAFE_TRUST_HOST_CLOCK},
+	{"no-lease-wait", PAXOS_UNSAFE_NO_LEASE_WAIT},
 	/* the adversary, not the core: rollbacks and forks on top of a total crash under rr */
 	{"total-crash-rollback", SIM_UNSAFE_TOTAL_CRASH_ROLLBACK},
 };
@@ -529,7 +1130,7 @@ bool sim_parse_unsafe(const char *name, unsigned *out)
 const char *sim_unsafe_names(void)
 {
 	return "no-fence, cft-quorums, no-incarnation-check, no-recovery, skip-adopt, "
-	       "short-promise, total-crash-rollback";
+	       "short-promise, trust-host-clock, no-lease-wait, total-crash-rollback";
 }
 
 static const struct sim_engine paxos_engine = {
@@ -542,11 +1143,15 @@ static const struct sim_engine paxos_engine = {
 	.install = install_snapshot,
 	.after_ready = maybe_snapshot,
 	.notes = take_notes,
+	.after_step = after_step,
+	.init = engine_init,
+	.on_event = on_engine_event,
 	.on_send = sim_rounds_on_send,
 	.client_op = client_op,
 	.propose = propose,
 	.reply = reply,
 	.end_checks = check_lost_writes,
+	.fini = fini,
 	.state_size = sizeof(struct pstate),
 };
 

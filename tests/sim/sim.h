@@ -11,11 +11,15 @@
  * sealed WAL (src/store/wal.h) holding the core's persist records, a group fsync on a short
  * timer, and the key-value state machine (src/kv) applying what commits. Every message is
  * encoded with msg_encode and decoded with msg_decode in transit. Clients issue GET, SET and CAS
- * through random replicas and record a history in the form of tests/sim/history.h.
+ * through random replicas and record a history in the form of tests/sim/history.h; GETs go
+ * through the log or the leader lease / read index; lease clients acquire, renew and release
+ * client leases (kv/lease_table.h) through the log; each replica also has a host clock the
+ * adversary moves (docs/TESTING.md, "Leases").
  *
  * Checkers: after every step, agreement of applied slots across all replicas and incarnations,
- * exactly-once commits of client requests, and no two incarnations of one replica in a quorum
- * the core reports (ready.counted); after the run, linearizability of the history (lincheck;
+ * exactly-once commits of client requests, no two incarnations of one replica in a quorum
+ * the core reports (ready.counted), lease exclusivity against real time (leader leases and
+ * client leases) and no stale lease read; after the run, linearizability of the history (lincheck;
  * a budget exceeded is a failure) including final reads of every key after the heal, no lost
  * acknowledged write, and progress (final reads done and every replica fresh again within
  * 30 s of virtual time after the heal). docs/TESTING.md, "Simulator", has the details. */
@@ -42,6 +46,8 @@ enum sim_reads {
 	SIM_READS_LOG = 0,   /* through the log, like writes (default) */
 	SIM_READS_INDEX = 1, /* the core's read index (PAXOS_IN_READ) */
 	SIM_READS_LOCAL = 2, /* negative control: any replica answers from its own state at once */
+	SIM_READS_MIXED = 3, /* each GET at random through the log or PAXOS_IN_READ (the leader
+				lease while it holds one, else the read index) */
 };
 
 struct sim_options {
@@ -69,6 +75,9 @@ struct sim_report {
 	/* Message rounds of the client ops that completed ok (the ABD core's abd_reply.rounds;
 	 * the Paxos engine leaves them 0). */
 	uint64_t reads_ok, read_rounds, writes_ok, write_rounds;
+	/* Leases (the Paxos engine): reads answered from a leader lease; client-lease
+	 * operations that completed ok. */
+	uint64_t lease_reads, lease_ops;
 };
 
 /* Parses a fault list ("crash,partition" or "all"). Returns false on an unknown name (errbuf

@@ -146,12 +146,21 @@ struct paxos_time sim_read_clock(const struct sim *s, const struct clock_model *
 	return t;
 }
 
+uint64_t sim_host_clock(const struct sim *s, const struct clock_model *c)
+{
+	return c->h_off + (uint64_t)((double)(s->now - c->h_t0) * c->h_rate);
+}
+
 static void clock_init(struct sim *s, struct clock_model *c)
 {
 	c->t0 = s->now;
 	c->off = rng_range(&s->rng, 1 * SEC, 1000 * SEC);
 	c->rate = 1.0 + (rng_unit(&s->rng) * 2.0 - 1.0) * RHO * 0.99;
 	c->epoch = 1;
+	/* An honest host clock to begin with: the one the trusted clock was calibrated on. */
+	c->h_t0 = c->t0;
+	c->h_off = c->off;
+	c->h_rate = c->rate;
 }
 
 /* ---- the agreement checker: one value per slot, across every instance ---- */
@@ -598,6 +607,7 @@ void sim_step(struct sim *s, int idx, struct paxos_input *in)
 	int rc;
 
 	in->now = sim_read_clock(s, &ins->clk);
+	in->host_ns = sim_host_clock(s, &ins->clk); /* leases read it under trust-host-clock */
 	rc = paxos_step(ins->p, in, &ins->r);
 	if (rc != TEEMS_OK) {
 		if (rc == TEEMS_EINVAL && in->type == PAXOS_IN_PROPOSE)
@@ -1143,8 +1153,23 @@ static void clock_attack(struct sim *s)
 		return;
 	}
 	c = &s->insts[idx].clk;
-	/* A taint: the platform reports the clock was tampered with; a new epoch starts with a
-	 * new base (the jump is forward, the rate stays within rho). */
+	/* The host manipulates its clock: a jump forward (a grantor's promises would end early),
+	 * or a rate far off (slow: a holder's lease would last too long; fast: a grantor's
+	 * promise would end early), until its next attack on this replica. */
+	{
+		uint64_t h = sim_host_clock(s, c);
+
+		c->h_t0 = s->now;
+		if (rng_pct(&s->rng, 40)) {
+			c->h_off = h + rng_range(&s->rng, 200 * MS, 5 * SEC);
+		} else {
+			c->h_off = h;
+			c->h_rate = rng_pct(&s->rng, 50) ? 0.4 + 0.4 * rng_unit(&s->rng)
+							 : 1.25 + 0.75 * rng_unit(&s->rng);
+		}
+	}
+	/* A taint: the platform detects the host's manipulation; a new epoch starts with a new
+	 * base (the jump is forward, the rate stays within rho). */
 	c->off = sim_read_clock(s, c).hi_ns + rng_range(&s->rng, 0, 5 * SEC);
 	c->t0 = s->now;
 	c->rate = 1.0 + (rng_unit(&s->rng) * 2.0 - 1.0) * RHO * 0.99;
@@ -1938,6 +1963,8 @@ int sim_world_run(const struct sim_engine *eng, const struct sim_options *opt,
 	if (rc == TEEMS_OK)
 		rc = s->err;
 	report->virtual_ns = s->now;
+	if (eng->fini != NULL)
+		eng->fini(s);
 	teardown(s);
 	free(s->es);
 	free(s);

@@ -38,6 +38,11 @@ enum deferred_kind {
 	DEFERRED_DISCARD,
 	DEFERRED_SUSPICIOUS_VOTE,
 	DEFERRED_TWO_INCARNATIONS, /* the ABD engine's */
+	/* leases (section 8; the Paxos engine's): two leader leases valid at one real time, a
+	 * lease read that misses a committed slot, two client holders of one lease at once */
+	DEFERRED_LEASE_EXCLUSIVITY,
+	DEFERRED_STALE_LEASE_READ,
+	DEFERRED_CLIENT_LEASE,
 	DEFERRED_KINDS,
 };
 #define RHO 0.01
@@ -127,6 +132,11 @@ struct clock_model {
 	uint64_t off;	/* what it read at t0 */
 	double rate;	/* true rate, within [1 - rho, 1 + rho] */
 	uint64_t epoch; /* taint epoch */
+	/* The host's raw clock, which the host controls: it reads h_off at h_t0 and runs at
+	 * h_rate. The adversary jumps it and changes its rate (clock_attack); the trusted clock
+	 * detects that (a taint, epoch + 1). Only --unsafe trust-host-clock times leases by it. */
+	uint64_t h_t0, h_off;
+	double h_rate;
 };
 
 struct pending_promise {
@@ -298,6 +308,9 @@ struct sim_engine {
 	void (*init)(struct sim *s);
 	/* End-of-run checks before linearizability. */
 	void (*end_checks)(struct sim *s);
+	/* At the very end of every run (failed or not), before the world is torn down: free what
+	 * the engine state (s->es) holds. NULL: nothing to free. */
+	void (*fini)(struct sim *s);
 	size_t state_size; /* of s->es */
 };
 
@@ -366,6 +379,8 @@ void *sim_xrealloc(struct sim *s, void *p, size_t n);
 void sim_schedule(struct sim *s, uint64_t at, enum ev_type type, uint64_t a, uint64_t b,
 		  uint8_t *buf, size_t len);
 struct paxos_time sim_read_clock(const struct sim *s, const struct clock_model *c);
+/* The host's raw clock now (clock_model.h_*). */
+uint64_t sim_host_clock(const struct sim *s, const struct clock_model *c);
 int sim_ensure_encbuf(struct sim *s, size_t need);
 void sim_encode_key(uint8_t *buf, unsigned k);
 

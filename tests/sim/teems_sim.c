@@ -2,7 +2,7 @@
  *
  *   teems-sim --engine paxos|abd --config N,F,M_R --seeds A-B --ops K --faults LIST
  *             [--unsafe NAME] [--sync always|rr|none] [--verbose] [--history FILE]
- *             [--reads log|index|local]
+ *             [--reads mixed|log|index|local]
  *
  * --engine abd runs the RR-ABD data plane next to the Paxos control plane (sim_abd_run); its
  * --unsafe names are the ABD ones.
@@ -28,14 +28,17 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: teems-sim --engine paxos|abd --config N,F,M_R --seeds A-B --ops K\n"
 		"                 --faults LIST [--unsafe NAME] [--sync always|rr|none]\n"
-		"                 [--verbose] [--history FILE] [--reads log|index|local]\n"
+		"                 [--verbose] [--history FILE] [--reads mixed|log|index|local]\n"
 		"  LIST: any of crash,rollback,fork,partition,loss,clock,total-crash, or all\n"
 		"  NAME (paxos): %s\n"
 		"  NAME (abd): %s\n"
 
 		"  --history FILE: write the client history (of the last seed) for teems-check\n"
-		"  --reads: GETs through the log (default), the core's read index, or (a negative\n"
-		"           control) answered by any replica from its own state\n",
+		"  --reads: GETs at random through the log or the core's read path (the leader\n"
+		"           lease, else the read index) (mixed, the default), all through the "
+		"log,\n"
+		"           all through the core's read path (index), or (a negative control)\n"
+		"           answered by any replica from its own state (local)\n",
 		sim_unsafe_names(), sim_abd_unsafe_names());
 }
 
@@ -51,9 +54,10 @@ int main(int argc, char **argv)
 {
 	struct sim_options o;
 	const char *engine = "paxos", *config = "3,1,1", *seeds = "1-1", *faults = "none";
-	const char *unsafe = NULL, *sync = "rr", *reads = "log";
+	const char *unsafe = NULL, *sync = "rr", *reads = "mixed";
 	uint64_t seed_lo, seed_hi, passed = 0, failed = 0, messages = 0, quorums = 0, ops = 0;
 	uint64_t unknown = 0, reads_ok = 0, read_rounds = 0, writes_ok = 0, write_rounds = 0;
+	uint64_t lease_reads = 0, lease_ops = 0;
 	bool abd = false;
 	bool verbose = false, sim_error = false;
 	char errbuf[256];
@@ -153,8 +157,11 @@ int main(int argc, char **argv)
 		o.reads = SIM_READS_INDEX;
 	} else if (strcmp(reads, "local") == 0) {
 		o.reads = SIM_READS_LOCAL;
+	} else if (strcmp(reads, "mixed") == 0) {
+		o.reads = SIM_READS_MIXED;
 	} else {
-		fprintf(stderr, "teems-sim: --reads wants log, index or local, got '%s'\n", reads);
+		fprintf(stderr, "teems-sim: --reads wants mixed, log, index or local, got '%s'\n",
+			reads);
 		return 2;
 	}
 	if (unsafe != NULL && !(abd ? sim_abd_parse_unsafe(unsafe, &o.unsafe)
@@ -179,6 +186,8 @@ int main(int argc, char **argv)
 		writes_ok += rep.writes_ok;
 		write_rounds += rep.write_rounds;
 		quorums += rep.quorums;
+		lease_reads += rep.lease_reads;
+		lease_ops += rep.lease_ops;
 		ops += rep.ops_ok + rep.ops_unknown;
 		unknown += rep.ops_unknown;
 		if (rc != TEEMS_OK) {
@@ -195,9 +204,8 @@ int main(int argc, char **argv)
 			printf("  replay: %s --engine %s --config %s --seeds %" PRIu64 "-%" PRIu64
 			       " --ops %u --faults %s%s%s --sync %s%s%s\n",
 			       argv[0], engine, config, seed, seed, o.ops, faults,
-			       unsafe ? " --unsafe " : "", unsafe ? unsafe : "", sync,
-			       o.reads != SIM_READS_LOG ? " --reads " : "",
-			       o.reads != SIM_READS_LOG ? reads : "");
+			       unsafe ? " --unsafe " : "", unsafe ? unsafe : "", sync, " --reads ",
+			       reads);
 		}
 		fflush(stdout);
 	}
@@ -212,6 +220,11 @@ int main(int argc, char **argv)
 		"checked: %" PRIu64 " client ops (%" PRIu64 " unknown), %" PRIu64
 		" counted quorums\n",
 		ops, unknown, quorums);
+	if (!abd)
+		fprintf(stderr,
+			"leases: %" PRIu64 " reads answered from a leader lease, %" PRIu64
+			" client-lease operations\n",
+			lease_reads, lease_ops);
 	fprintf(stderr, "speed: %" PRIu64 " messages stepped in %.2f s wall = %.0f messages/s\n",
 		messages, dt, dt > 0 ? (double)messages / dt : 0.0);
 	printf("%" PRIu64 " passed, %" PRIu64 " failed\n", passed, failed);

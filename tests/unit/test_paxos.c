@@ -359,6 +359,9 @@ static void tick(struct cluster *c, uint64_t dt);
 static uint32_t g_max_inflight = 16;
 static uint32_t g_accept_slots = 8;
 static uint64_t g_t_op = T_OP;
+/* The leader lease (section 8): short, so that elections after a leader's loss wait little. */
+#define T_LEASE (120 * MS)
+static uint64_t g_t_lease = T_LEASE;
 
 static void cluster_init(struct cluster *c, unsigned n, unsigned f, unsigned m_r,
 			 enum paxos_sync_policy sync, unsigned unsafe, uint64_t seed)
@@ -379,6 +382,7 @@ static void cluster_init(struct cluster *c, unsigned n, unsigned f, unsigned m_r
 		cfg.election_timeout_ns = T_ELECT;
 		cfg.heartbeat_ns = T_HB;
 		cfg.t_op_ns = g_t_op;
+		cfg.t_lease_ns = g_t_lease;
 		cfg.max_slot_bytes = 512;
 		cfg.max_accept_slots = g_accept_slots;
 		cfg.max_inflight = g_max_inflight;
@@ -495,9 +499,20 @@ static int leader_of(struct cluster *c)
 	return leader;
 }
 
-/* Makes node i time out first (its clock runs ahead), then runs until it leads. */
+/* Makes node i time out first (its clock runs ahead), then runs until it leads. The others
+ * first wait out their leader-lease promises to a previous leader (section 8: until then they
+ * promise no other ballot); their election timers run longer than that. */
+static void wait_out_leases(struct cluster *c)
+{
+	for (uint64_t t = 0; g_t_lease && t <= g_t_lease + g_t_lease / 100; t += MS) {
+		drain(c);
+		tick(c, MS);
+	}
+}
+
 static void elect(struct cluster *c, int i)
 {
+	wait_out_leases(c);
 	c->nodes[i].clock_off += 2 * T_ELECT;
 	for (int k = 0; k < 2000 && !paxos_can_serve_reads(c->nodes[i].p); k++) {
 		drain(c);
@@ -891,6 +906,7 @@ static bool lost_commit_scenario(unsigned unsafe)
 	assert_true(applied_at(&c, 0, s, "cmd-0"));
 	c.nodes[0].up = false;
 	c.filter = NULL;
+	wait_out_leases(&c);
 	c.nodes[1].clock_off = 0;
 	c.nodes[2].clock_off += 2 * T_ELECT;
 	run(&c, 1000 * MS);

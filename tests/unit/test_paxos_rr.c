@@ -91,6 +91,9 @@ struct node {
 	uint64_t applied; /* slots applied by this incarnation: the test's state machine */
 	uint64_t clock_off;
 	uint64_t epoch;
+	/* The host's raw clock (paxos_input.host_ns, read under PAXOS_UNSAFE_TRUST_HOST_CLOCK):
+	 * the trusted lo, or stuck at host_stop once that is set (a host that stops its clock). */
+	uint64_t host_stop;
 	uint64_t written, synced;
 	struct rec *wal;
 	size_t n_wal, cap_wal;
@@ -147,6 +150,7 @@ struct cluster {
 	/* read-index answers: outcome and slot of the last note for read request id k (< 64) */
 	int read_outcome[64];
 	uint64_t read_slot[64];
+	bool read_lease[64]; /* answered from the leader lease */
 	int read_node[64];
 	/* optimized reads: outcome, slot and result of the last note for request id k (< 64) */
 	int oread_outcome[64];
@@ -417,6 +421,7 @@ static void take_ready(struct cluster *c, int i)
 					c->seen_slot = r->notes[k].slot;
 			}
 			c->read_slot[r->notes[k].request_id] = r->notes[k].slot;
+			c->read_lease[r->notes[k].request_id] = r->notes[k].lease;
 			c->read_node[r->notes[k].request_id] = i;
 			continue;
 		}
@@ -484,6 +489,7 @@ static void step(struct cluster *c, int i, struct paxos_input *in)
 	if (!c->nodes[i].up || !c->nodes[i].p)
 		return;
 	in->now = node_time(c, i);
+	in->host_ns = c->nodes[i].host_stop ? c->nodes[i].host_stop : in->now.lo_ns;
 	rc = paxos_step(c->nodes[i].p, in, &c->nodes[i].r);
 	if (rc == TEEMS_ENOMEM && c->allow_enomem) {
 		c->nodes[i].up = false;
@@ -509,6 +515,10 @@ static void tick(struct cluster *c, uint64_t dt)
 	}
 }
 
+/* The leader lease (section 8). Tests that script who wins an election right after a
+ * leader's loss, or that exercise the read-index path itself, turn it off (0). */
+static uint64_t g_t_lease = T_LEASE;
+
 static void make_config(struct cluster *c, struct paxos_config *cfg, int id, unsigned inc,
 			bool restarted)
 {
@@ -519,7 +529,7 @@ static void make_config(struct cluster *c, struct paxos_config *cfg, int id, uns
 	cfg->election_timeout_ns = T_ELECT;
 	cfg->heartbeat_ns = T_HB;
 	cfg->t_op_ns = T_OP;
-	cfg->t_lease_ns = T_LEASE;
+	cfg->t_lease_ns = g_t_lease;
 	cfg->t_cfg_ns = T_CFG;
 	cfg->max_slot_bytes = 512;
 	cfg->max_accept_slots = 8;
@@ -2017,6 +2027,7 @@ static void test_read_index(void **state)
 	uint64_t ci;
 
 	(void)state;
+	g_t_lease = 0; /* the read-index path itself (test_lease_reads has the lease's) */
 	cluster_init(&c, 3, 1, 1, 0, 11);
 	read_req(&c, 0, 0); /* not the leader */
 	assert_int_equal(c.read_outcome[0], PAXOS_OUTCOME_NOT_LEADER);
@@ -2058,6 +2069,181 @@ static void test_read_index(void **state)
 	assert_int_equal(c.read_slot[5], paxos_commit_index(c.nodes[1].p));
 	check_clean(&c);
 	cluster_free(&c);
+	g_t_lease = T_LEASE;
+}
+
+/* ---- leader lease (DESIGN.md section 8; docs/PROTOCOL.md "RR-Paxos: leader lease") ---- */
+
+static bool lease_held(struct cluster *c, int i)
+{
+	struct paxos_time t = node_time(c, i);
+
+	return c->nodes[i].up &&
+	       paxos_lease_read_ok(c->nodes[i].p, &t,
+				   c->nodes[i].host_stop ? c->nodes[i].host_stop : t.lo_ns);
+}
+
+/* Served locally while held (answered in the step the read arrives, no READ_INDEX); after a
+ * taint, and once the lease ran out, reads fall back to the read index. */
+static void test_lease_reads(void **state)
+{
+	struct cluster c;
+	uint64_t ci;
+
+	(void)state;
+	cluster_init(&c, 3, 1, 1, 0, 41);
+	elect(&c, 0);
+	commit_some(&c, 0, 0, 5);
+	run(&c, 2 * T_HB);
+	assert_true(lease_held(&c, 0));
+	assert_false(lease_held(&c, 1));
+	assert_false(lease_held(&c, 2));
+	ci = paxos_commit_index(c.nodes[0].p);
+	read_req(&c, 0, 1); /* no drain: answered in the step itself */
+	assert_int_equal(c.read_outcome[1], PAXOS_OUTCOME_READ);
+	assert_true(c.read_lease[1]);
+	assert_int_equal(c.read_slot[1], ci);
+	assert_int_equal(paxos_lease_reads(c.nodes[0].p), 1);
+	read_req(&c, 1, 2); /* a follower: never from a lease */
+	assert_int_equal(c.read_outcome[2], PAXOS_OUTCOME_NOT_LEADER);
+	/* a taint ends the lease at once: the read takes the read-index path */
+	c.nodes[0].epoch++;
+	read_req(&c, 0, 3);
+	assert_int_equal(c.read_outcome[3], -1);
+	assert_false(lease_held(&c, 0));
+	drain(&c);
+	assert_int_equal(c.read_outcome[3], PAXOS_OUTCOME_READ);
+	assert_false(c.read_lease[3]);
+	/* the next heartbeats in the new epoch bring it back */
+	run(&c, 2 * T_HB);
+	assert_true(lease_held(&c, 0));
+	/* expiry: A hears nobody; its lease runs out within T_lease of its last counted
+	 * heartbeat, then reads are read-index reads (which cannot complete either) */
+	c.filter = cut_a;
+	run(&c, T_LEASE);
+	assert_false(lease_held(&c, 0));
+	read_req(&c, 0, 4);
+	assert_int_equal(c.read_outcome[4], -1);
+	assert_false(c.read_stale);
+	check_clean(&c);
+	cluster_free(&c);
+}
+
+/* Followers promise no other ballot while their grant to the leader runs: cut off from its
+ * leader, no one is elected for most of T_lease while the old leader still holds its lease;
+ * when a new leader is elected, the old lease has run out (checked at every millisecond). */
+static void test_lease_refuses_new_ballot(void **state)
+{
+	struct cluster c;
+	struct msg_ballot b0;
+	uint64_t t;
+	int other = -1;
+
+	(void)state;
+	cluster_init(&c, 3, 1, 1, 0, 42);
+	elect(&c, 0);
+	commit_some(&c, 0, 0, 3);
+	run(&c, 2 * T_HB);
+	assert_true(lease_held(&c, 0));
+	b0 = paxos_promised(c.nodes[0].p);
+	c.filter = cut_a;
+	for (t = 0; t < T_LEASE / 2 + T_ELECT / 2; t += MS) {
+		drain(&c);
+		tick(&c, MS);
+	}
+	/* B and C timed out (T_elect) but each still runs its promise to A's ballot: neither
+	 * campaigns nor promises the other */
+	assert_true(lease_held(&c, 0));
+	for (int i = 1; i <= 2; i++)
+		assert_int_not_equal(paxos_role(c.nodes[i].p), PAXOS_LEADER);
+	assert_int_equal(paxos_role(c.nodes[0].p), PAXOS_LEADER);
+	for (t = 0; t < 4000 * MS && other < 0; t += MS) {
+		drain(&c);
+		tick(&c, MS);
+		for (int i = 1; i <= 2; i++)
+			if (paxos_role(c.nodes[i].p) == PAXOS_LEADER)
+				other = i;
+		if (other >= 0 || lease_held(&c, 0))
+			assert_false(other >= 0 && lease_held(&c, 0));
+	}
+	assert_true(other >= 0);
+	assert_true(msg_ballot_cmp(&b0, &(struct msg_ballot){0}) != 0);
+	assert_false(lease_held(&c, 0));
+	/* the new leader gets its own lease and serves from it */
+	assert_true(run_until(&c, 1000 * MS, lease_held, other));
+	read_req(&c, other, 5);
+	assert_int_equal(c.read_outcome[5], PAXOS_OUTCOME_READ);
+	assert_true(c.read_lease[5]);
+	c.filter = NULL;
+	run(&c, 200 * MS);
+	assert_false(c.read_stale);
+	check_clean(&c);
+	cluster_free(&c);
+}
+
+/* A restarted incarnation grants nothing until it is fresh (its T_fence covers whatever its
+ * predecessor granted): with C down and B restarting, the leader cannot build a lease. */
+static void test_lease_fenced_grants_nothing(void **state)
+{
+	struct cluster c;
+
+	(void)state;
+	cluster_init(&c, 3, 1, 1, 0, 43);
+	elect(&c, 0);
+	commit_some(&c, 0, 0, 3);
+	c.nodes[2].up = false;
+	restart(&c, 1, synced_records(&c.nodes[1]));
+	run(&c, T_LEASE + 10 * MS);
+	assert_false(is_fresh(&c, 1));
+	assert_false(lease_held(&c, 0));
+	read_req(&c, 0, 6);
+	assert_int_equal(c.read_outcome[6], -1);
+	c.nodes[2].up = true;
+	assert_true(run_until(&c, 4000 * MS, is_fresh, 1));
+	assert_true(run_until(&c, 500 * MS, lease_held, 0));
+	check_clean(&c);
+	cluster_free(&c);
+}
+
+/* Negative control: with leases timed by the host clock, a host that stops the leader's clock
+ * keeps its lease valid forever; B and C wait out their (honest) grants and elect a new
+ * leader while A still holds its lease. The same schedule with the trusted clock is safe. */
+static bool host_clock_schedule(unsigned unsafe)
+{
+	struct cluster c;
+	bool overlap = false;
+	int other = -1;
+
+	cluster_init(&c, 3, 1, 1, unsafe, 44);
+	elect(&c, 0);
+	commit_some(&c, 0, 0, 3);
+	run(&c, 2 * T_HB);
+	assert_true(lease_held(&c, 0));
+	c.nodes[0].host_stop = node_time(&c, 0).lo_ns; /* the host stops A's clock */
+	c.filter = cut_a;
+	for (uint64_t t = 0; t < 4000 * MS && other < 0; t += MS) {
+		drain(&c);
+		tick(&c, MS);
+		for (int i = 1; i <= 2; i++)
+			if (paxos_role(c.nodes[i].p) == PAXOS_LEADER)
+				other = i;
+	}
+	assert_true(other >= 0);
+	commit_some(&c, other, 10, 1);
+	overlap = lease_held(&c, 0);
+	if (overlap) {
+		read_req(&c, 0, 7); /* A answers from its stale state */
+		assert_true(c.read_lease[7]);
+	}
+	cluster_free(&c);
+	return overlap;
+}
+
+static void test_lease_trust_host_clock(void **state)
+{
+	(void)state;
+	assert_false(host_clock_schedule(0));
+	assert_true(host_clock_schedule(PAXOS_UNSAFE_TRUST_HOST_CLOCK));
 }
 
 /* ---- allocation failures in restore, register, fence, recover ----
@@ -2379,6 +2565,7 @@ static void test_snapshot_candidate_gap(void **state)
 	struct cluster c;
 
 	(void)state;
+	g_t_lease = 0; /* node 2 must win right after node 0's loss */
 	cluster_init(&c, 3, 1, 1, 0, 37);
 	c.snap_every = 8;
 	elect(&c, 0);
@@ -2394,6 +2581,7 @@ static void test_snapshot_candidate_gap(void **state)
 	assert_int_equal(c.nodes[2].sm_hash, c.nodes[1].sm_hash);
 	check_clean(&c);
 	cluster_free(&c);
+	g_t_lease = T_LEASE;
 }
 
 /* Every failing allocation while taking a snapshot is ENOMEM and changes nothing; while
@@ -2645,6 +2833,10 @@ int main(void)
 		cmocka_unit_test(test_fence_taint_restarts),
 		cmocka_unit_test(test_no_fence_switch),
 		cmocka_unit_test(test_read_index),
+		cmocka_unit_test(test_lease_reads),
+		cmocka_unit_test(test_lease_refuses_new_ballot),
+		cmocka_unit_test(test_lease_fenced_grants_nothing),
+		cmocka_unit_test(test_lease_trust_host_clock),
 		cmocka_unit_test(test_optimized_read),
 		cmocka_unit_test(test_persist_restart_block),
 		cmocka_unit_test(test_s11_total_crash),
