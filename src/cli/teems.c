@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "cli/teems_cli.h"
+#include "cli/teems_recover.h"
 #include "common/alloc.h"
 #include "teems/err.h"
 
@@ -83,10 +84,14 @@ static void usage(FILE *out)
 		"                                  \"ok version N\" or \"conflict: current version "
 		"N\"\n"
 		"  status                          TEEMS.STATUS of each replica\n"
-		"  recover                         operator recovery: NOT AVAILABLE YET (exits "
-		"2);\n"
-		"                                  replicas recover automatically (recovery = "
-		"auto)\n"
+		"  init [--force]                  make the operator key (DIR/operator.key,\n"
+		"                                  .pub) and set recovery = operator in DIR\n"
+		"  recover [--status]              what a stuck cluster proposes (recovery =\n"
+		"                                  operator); --authorize [--key F] signs it\n"
+		"\n"
+		"Objects (encrypted blobs in an untrusted store; `teems obj --help`):\n"
+		"  obj put FILE ID | get ID [FILE] | stat ID | rm ID | ls [PREFIX] |\n"
+		"      policy ID [--readers U,.. --writers U,..] | gc [--grace DUR]\n"
 		"\n"
 		"TARGET (default: --dir ./%s):\n"
 		"  --dir DIR                       a cluster directory: CA from DIR/ca.pem, "
@@ -95,6 +100,9 @@ static void usage(FILE *out)
 		"  --host H --port P --cacert F    one server, TLS verified with CA file F\n"
 		"  --host H --port P --plaintext   one server without TLS\n"
 		"  --timeout MS                    per request (default %d)\n"
+		"  --user U --pass P               authenticate (AUTH U P) on every connection\n"
+		"                                  (or TEEMS_USER / TEEMS_PASS; without them:\n"
+		"                                  the \"default\" user, if it needs no password)\n"
 		"\n"
 		"`teems COMMAND --help` describes one command.\n"
 		"Exit status: 0 ok, 1 the operation failed (error reply, CAS conflict, key not\n"
@@ -111,9 +119,14 @@ unsigned cli_target_count(const struct cli_target *t)
 	return t->from_dir ? t->cluster.n : 1;
 }
 
+/* --user / --pass (or TEEMS_USER / TEEMS_PASS): sent with AUTH on every connection. */
+static const char *cli_user, *cli_pass;
+
 void cli_target_options(const struct cli_target *t, unsigned i, struct conn_options *o)
 {
 	memset(o, 0, sizeof(*o));
+	o->user = cli_user;
+	o->pass = cli_pass;
 	o->connect_timeout_ms =
 		t->timeout_ms < CONNECT_TIMEOUT_MS ? t->timeout_ms : CONNECT_TIMEOUT_MS;
 	o->io_timeout_ms = t->timeout_ms;
@@ -437,14 +450,6 @@ static int run_status(const struct cli_target *t, int argc, char **argv)
 	return rv;
 }
 
-static int run_recover(const struct cli_target *t, int argc, char **argv)
-{
-	cli_msg("recover: operator recovery is not available yet. Replicas configured with "
-		"recovery = auto recover by themselves (docs/OPERATIONS.md); an operator-signed "
-		"epoch restart (recovery = operator) has no command yet.");
-	return CLI_USAGE;
-}
-
 static const struct command commands[] = {
 	{"get", 1, 1, "KEY", "Prints the value of KEY (exit 1 if it does not exist).", run_get},
 	{"set", 2, 2, "KEY VALUE", "Stores VALUE under KEY; prints OK.", run_set},
@@ -463,10 +468,6 @@ static const struct command commands[] = {
 	 "Prints TEEMS.STATUS of every replica of the cluster (or of the one --host):\n"
 	 "role, ballot, incarnation, suspicious flag, commit index, sync policy, clock state.",
 	 run_status},
-	{"recover", 0, -1, "",
-	 "Operator recovery is NOT AVAILABLE YET: this command only says so and exits 2.\n"
-	 "Replicas with recovery = auto (the default) recover without an operator.",
-	 run_recover},
 };
 
 static void command_usage(const struct command *c, FILE *out)
@@ -514,6 +515,10 @@ int main(int argc, char **argv)
 			host = v;
 		} else if (strcmp(a, "--cacert") == 0) {
 			cacert = v;
+		} else if (strcmp(a, "--user") == 0) {
+			cli_user = v;
+		} else if (strcmp(a, "--pass") == 0) {
+			cli_pass = v;
 		} else if (strcmp(a, "--port") == 0 || strcmp(a, "--timeout") == 0) {
 			unsigned long *out = a[2] == 'p' ? &port : &timeout;
 
@@ -529,6 +534,14 @@ int main(int argc, char **argv)
 			cli_msg("unknown option %s (teems --help lists them)", a);
 			return CLI_USAGE;
 		}
+	}
+	if (cli_user == NULL)
+		cli_user = getenv("TEEMS_USER");
+	if (cli_pass == NULL)
+		cli_pass = getenv("TEEMS_PASS");
+	if (cli_user != NULL && cli_pass == NULL) {
+		cli_msg("--user needs --pass (or TEEMS_PASS)");
+		return CLI_USAGE;
 	}
 	if (i == argc) {
 		usage(stderr);
@@ -549,6 +562,16 @@ int main(int argc, char **argv)
 		}
 		return cli_cluster_main(argc - i, argv + i, dir != NULL ? dir : CLI_DEFAULT_DIR);
 	}
+	if (strcmp(argv[i], "obj") == 0)
+		return cli_obj_main(
+			argc - i, argv + i,
+			&(struct cli_globals){dir, host, cacert, port, timeout, plaintext});
+
+	/* recovery = operator (teems_recover.c) */
+	if (strcmp(argv[i], "init") == 0 || strcmp(argv[i], "recover") == 0)
+		return (argv[i][0] == 'i' ? cli_init_main : cli_recover_main)(
+			argc - i, argv + i,
+			&(struct cli_globals){dir, host, cacert, port, timeout, plaintext});
 
 	const struct command *cmd = NULL;
 
@@ -567,8 +590,6 @@ int main(int argc, char **argv)
 			return CLI_OK;
 		}
 	}
-	if (cmd->run == run_recover)
-		return run_recover(NULL, argc, argv);
 	if (argc - 1 < cmd->min_args || (cmd->max_args >= 0 && argc - 1 > cmd->max_args)) {
 		cli_msg("%s: wrong number of arguments", cmd->name);
 		command_usage(cmd, stderr);

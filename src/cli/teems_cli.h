@@ -73,4 +73,15 @@ unsigned cli_target_count(const struct cli_target *t);
 /* `teems cluster ...`: argv[0] is "cluster". Returns an exit code. */
 int cli_cluster_main(int argc, char **argv, const char *dir);
 
+/* The target options given before the command, as main parsed them (NULL / 0 / false: not
+ * given), for commands that parse their own (`teems obj`). */
+struct cli_globals {
+	const char *dir, *host, *cacert;
+	unsigned long port, timeout_ms;
+	bool plaintext;
+};
+
+/* `teems obj ...` (teems_obj.c): argv[0] is "obj". Returns an exit code. */
+int cli_obj_main(int argc, char **argv, const struct cli_globals *g);
+
 #endif

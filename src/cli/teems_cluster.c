@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "cli/teems_cli.h"
+#include "cli/teems_recover.h"
 #include "server/config.h"
 #include "teems/err.h"
 #include "tee/crypto.h"
@@ -496,7 +497,8 @@ struct up_opts {
 	unsigned replicas;
 	const char *engine, *sync;
 	unsigned base_port;
-	bool layout_opts; /* any of the above given explicitly */
+	bool operator_recovery; /* --recovery operator: teems init's key pair, before the start */
+	bool layout_opts;	/* any of the above given explicitly */
 };
 
 /* Distinct free loopback ports: bound all at once (port 0) so the kernel cannot hand out one
@@ -799,6 +801,8 @@ static int cluster_up(const char *dir_arg, const struct up_opts *u)
 			return CLI_FAILED;
 		if (create_layout(&cl, u, teemsd) != 0)
 			return CLI_FAILED;
+		if (u->operator_recovery && cli_init_operator(dir, false) != CLI_OK)
+			return CLI_FAILED;
 	}
 	/* The configs name absolute paths; make the messages match. */
 	if (!pathf(cl.dir, "%s", dir) || !pathf(cl.ca, "%s/ca.pem", dir))
@@ -929,6 +933,7 @@ static void cluster_usage(FILE *out)
 	fprintf(out,
 		"usage: teems [--dir DIR] cluster up [--replicas 3|5] [--engine paxos|abd]\n"
 		"                                  [--sync always|rr|none] [--base-port P]\n"
+		"                                  [--recovery auto|operator]\n"
 		"       teems [--dir DIR] cluster status\n"
 		"       teems [--dir DIR] cluster down\n"
 		"\n"
@@ -1011,6 +1016,13 @@ int cli_cluster_main(int argc, char **argv, const char *dir)
 				return CLI_USAGE;
 			}
 			u.sync = v;
+			u.layout_opts = true;
+		} else if (strcmp(sub, "up") == 0 && strcmp(a, "--recovery") == 0 && v != NULL) {
+			if (strcmp(v, "auto") != 0 && strcmp(v, "operator") != 0) {
+				cli_msg("--recovery %s: must be auto or operator", v);
+				return CLI_USAGE;
+			}
+			u.operator_recovery = strcmp(v, "operator") == 0;
 			u.layout_opts = true;
 		} else if (strcmp(sub, "up") == 0 && strcmp(a, "--base-port") == 0 && v != NULL) {
 			if (!parse_uint(v, 65535 - 2 * 5, &u.base_port) || u.base_port < 1024) {

@@ -200,7 +200,7 @@ static int dir_stat(struct blobstore *s, const char *name, struct blob_stat *st,
 	else if (!S_ISREG(sb.st_mode))
 		rc = teems_errf(errbuf, TEEMS_EIO, "blob %s is not a regular file", name);
 	else
-		st->size = (uint64_t)sb.st_size;
+		*st = (struct blob_stat){.size = (uint64_t)sb.st_size, .mtime = sb.st_mtime};
 	close(dfd);
 	return rc;
 }
@@ -232,6 +232,33 @@ static int dir_list(struct blobstore *s, const char *prefix, blob_list_fn fn, vo
 	return rc;
 }
 
+static int dir_sweep(struct blobstore *s, int64_t older_than, uint64_t *removed, char *errbuf)
+{
+	struct blob_dir *d = to_dir(s);
+	struct dirent *e;
+	DIR *dir = opendir(d->path);
+	int rc = TEEMS_OK;
+
+	if (dir == NULL)
+		return teems_errf(errbuf, errno == ENOENT ? OBJ_EUNAVAIL : TEEMS_EIO,
+				  "blob directory %s: %s", d->path, strerror(errno));
+	while ((e = readdir(dir)) != NULL) {
+		struct stat sb;
+
+		if (strncmp(e->d_name, ".tmp-", 5) != 0 ||
+		    fstatat(dirfd(dir), e->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0 ||
+		    !S_ISREG(sb.st_mode) || sb.st_mtime >= older_than)
+			continue;
+		if (unlinkat(dirfd(dir), e->d_name, 0) == 0)
+			(*removed)++;
+		else if (errno != ENOENT)
+			rc = teems_errf(errbuf, TEEMS_EIO, "%s/%s: %s", d->path, e->d_name,
+					strerror(errno));
+	}
+	closedir(dir);
+	return rc;
+}
+
 static void dir_close(struct blobstore *s)
 {
 	teems_free(s);
@@ -245,6 +272,7 @@ static const struct blobstore_ops dir_ops = {
 	.stat = dir_stat,
 	.list = dir_list,
 	.close = dir_close,
+	.sweep = dir_sweep,
 };
 
 int blob_dir_open(const struct blob_url *url, struct blobstore **out, char *errbuf)

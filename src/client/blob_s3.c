@@ -186,6 +186,7 @@ static int s3_perform(struct blob_s3 *s, struct s3_req *r, char *errbuf)
 		curl_easy_setopt(c, CURLOPT_READDATA, r);
 	} else if (strcmp(r->method, "HEAD") == 0) {
 		curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+		curl_easy_setopt(c, CURLOPT_FILETIME, 1L); /* Last-Modified, for gc's grace */
 	} else if (strcmp(r->method, "GET") != 0) {
 		curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, r->method);
 	}
@@ -316,7 +317,7 @@ static int s3_stat(struct blobstore *base, const char *name, struct blob_stat *s
 {
 	struct blob_s3 *s = to_s3(base);
 	struct s3_req r = {.method = "HEAD", .total_timeout = 1};
-	curl_off_t len = -1;
+	curl_off_t len = -1, mtime = -1;
 	int rc;
 
 	object_url(s, &r, name);
@@ -326,7 +327,9 @@ static int s3_stat(struct blobstore *base, const char *name, struct blob_stat *s
 	curl_easy_getinfo(s->curl, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &len);
 	if (len < 0)
 		return teems_errf(errbuf, TEEMS_EIO, "s3 HEAD %s: no Content-Length", name);
+	curl_easy_getinfo(s->curl, CURLINFO_FILETIME_T, &mtime);
 	st->size = (uint64_t)len;
+	st->mtime = mtime > 0 ? (int64_t)mtime : 0;
 	return TEEMS_OK;
 }
 

@@ -353,3 +353,10 @@ int blobstore_list(struct blobstore *store, const char *prefix, blob_list_fn fn,
 		return teems_errf(errbuf, TEEMS_EINVAL, "list prefix too long");
 	return store->ops->list(store, prefix, fn, arg, errbuf);
 }
+
+int blobstore_sweep(struct blobstore *store, int64_t older_than, uint64_t *removed, char *errbuf)
+{
+	*removed = 0;
+	return store->ops->sweep != NULL ? store->ops->sweep(store, older_than, removed, errbuf)
+					 : TEEMS_OK;
+}

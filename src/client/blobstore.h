@@ -66,6 +66,9 @@ struct blobstore_opts {
 
 struct blob_stat {
 	uint64_t size;
+	/* Last modification, seconds since the epoch (0 if the store does not say). Untrusted like
+	 * everything the store returns: `teems obj gc` uses it only to spare young orphans. */
+	int64_t mtime;
 };
 
 struct blobstore;
@@ -109,5 +112,10 @@ int blobstore_stat(struct blobstore *store, const char *name, struct blob_stat *
 typedef int (*blob_list_fn)(void *arg, const char *name);
 int blobstore_list(struct blobstore *store, const char *prefix, blob_list_fn fn, void *arg,
 		   char *errbuf);
+
+/* Removes what interrupted puts left inside the store itself, last modified before older_than
+ * (seconds since the epoch): the dir store's `.tmp-*` files; S3 keeps nothing of a PUT that did
+ * not complete. *removed counts them. Errors: TEEMS_EIO, OBJ_EUNAVAIL. */
+int blobstore_sweep(struct blobstore *store, int64_t older_than, uint64_t *removed, char *errbuf);
 
 #endif

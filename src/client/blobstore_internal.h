@@ -15,6 +15,9 @@ struct blobstore_ops {
 	int (*list)(struct blobstore *s, const char *prefix, blob_list_fn fn, void *arg,
 		    char *errbuf);
 	void (*close)(struct blobstore *s);
+	/* Optional (NULL: nothing to sweep): removes the backend's own leftovers of interrupted
+	 * puts last modified before older_than (seconds since the epoch). */
+	int (*sweep)(struct blobstore *s, int64_t older_than, uint64_t *removed, char *errbuf);
 };
 
 struct blobstore {

@@ -58,6 +58,7 @@ static const char *const conn_err_strings[] = {
 	[-CONN_ETLS - 120] = "TLS handshake or verification failed",
 	[-CONN_EPROTO - 120] = "server protocol error",
 	[-CONN_ECLOSED - 120] = "connection closed by the server",
+	[-CONN_EAUTH - 120] = "authentication refused",
 };
 
 const char *conn_strerror(int err)
@@ -469,6 +470,22 @@ static redisReader *reader_new(struct conn *c)
 	return r;
 }
 
+/* AUTH [user] pass right after connecting; a refusal is CONN_EAUTH with the server's text. */
+static int send_auth(struct conn *c, const struct conn_options *o, char *errbuf)
+{
+	const char *argv[3] = {"AUTH", o->user != NULL ? o->user : o->pass, o->pass};
+	struct conn_reply *r = NULL;
+	int rv = conn_command(c, o->user != NULL ? 3 : 2, argv, NULL, &r, errbuf);
+
+	if (rv == 0 && r->type == CONN_REPLY_ERROR)
+		rv = teems_errf(errbuf, CONN_EAUTH, "%s: AUTH %s: %s", c->peer,
+				o->user != NULL ? o->user : "default", r->str);
+	else if (rv == 0 && r->type != CONN_REPLY_STATUS)
+		rv = teems_errf(errbuf, CONN_EPROTO, "%s: AUTH: unexpected reply", c->peer);
+	conn_reply_free(r);
+	return rv;
+}
+
 int conn_open(const struct conn_options *opts, struct conn **out, char *errbuf)
 {
 	unsigned connect_ms;
@@ -495,6 +512,8 @@ int conn_open(const struct conn_options *opts, struct conn **out, char *errbuf)
 	if ((rv = connect_tcp(c, opts, deadline, errbuf)) != 0)
 		goto fail;
 	if (opts->ca_file != NULL && (rv = start_tls(c, opts, deadline, errbuf)) != 0)
+		goto fail;
+	if (opts->pass != NULL && (rv = send_auth(c, opts, errbuf)) != 0)
 		goto fail;
 	*out = c;
 	return 0;

@@ -49,7 +49,10 @@ enum conn_err {
 	CONN_EPROTO = -123,
 	/* The server closed the connection (or reset it) before the reply was complete. */
 	CONN_ECLOSED = -124,
-	CONN_ERR_MIN_ = -124,
+	/* The server refused the credentials (conn_options user/pass): errbuf holds its reply,
+	 * e.g. "WRONGPASS invalid username-password pair or user is disabled.". */
+	CONN_EAUTH = -125,
+	CONN_ERR_MIN_ = -125,
 };
 
 /* Describes a code of this enum or of teems/err.h. Never NULL. */
@@ -72,6 +75,11 @@ struct conn_options {
 	unsigned connect_timeout_ms, io_timeout_ms;
 	/* Largest reply (bytes buffered for one reply) accepted; 0: 512 MiB. */
 	size_t max_reply;
+	/* Credentials (docs/OPERATIONS.md, "Users and permissions"): with pass set, conn_open
+	 * sends AUTH user pass (AUTH pass when user is NULL: the "default" user) right after
+	 * connecting, and fails with CONN_EAUTH if the server refuses them. NULL pass: no AUTH
+	 * (the connection acts as "default" while it needs no password). Borrowed for the call. */
+	const char *user, *pass;
 };
 
 enum conn_reply_type {
@@ -99,9 +107,10 @@ void conn_reply_free(struct conn_reply *r);
 
 struct conn;
 
-/* Connects (and completes the TLS handshake). *out belongs to the caller until conn_close.
- * Errors: TEEMS_EINVAL (no host, port 0), TEEMS_ENOMEM, TEEMS_EIO (the CA file cannot be
- * loaded, a socket call failed), CONN_EUNREACHABLE, CONN_ETIMEOUT, CONN_ETLS, CONN_ECLOSED.
+/* Connects (and completes the TLS handshake, then AUTH when opts->pass is set). *out belongs
+ * to the caller until conn_close. Errors: TEEMS_EINVAL (no host, port 0), TEEMS_ENOMEM,
+ * TEEMS_EIO (the CA file cannot be loaded, a socket call failed), CONN_EUNREACHABLE,
+ * CONN_ETIMEOUT, CONN_ETLS, CONN_ECLOSED, CONN_EPROTO, CONN_EAUTH.
  * errbuf names the address: "127.0.0.1:7000: connection refused". */
 int conn_open(const struct conn_options *opts, struct conn **out, char *errbuf);
 

@@ -46,7 +46,9 @@
 #define OBJ_CHUNK_DEFAULT (1u << 20)
 #define OBJ_CHUNK_MIN 16u
 #define OBJ_CHUNK_MAX (64u << 20)
-#define OBJ_NAME_MAX 64 /* longest store name a metadata record keeps */
+#define OBJ_NAME_MAX 64	 /* longest store name a metadata record keeps */
+#define OBJ_USER_MAX 64	 /* longest user name in a policy */
+#define OBJ_LIST_MAX 255 /* longest reader or writer list ("alice,bob") in a policy */
 
 /* What the metadata record says about one version of an object (RR paper section 5.3:
  * <i, k, a, i_store, MAC(d)>, plus what streaming and the stale check need). The object id is
@@ -61,20 +63,42 @@ struct obj_meta {
 	uint8_t pt_sha256[TEE_SHA256_LEN]; /* SHA-256 of the plaintext */
 	uint8_t ct_sha256[TEE_SHA256_LEN]; /* SHA-256 of the whole blob (the cache key) */
 	char store_name[OBJ_NAME_MAX + 1]; /* where the blob lives in the store ("" if unset) */
+	/* The object's policy (DESIGN.md section 9): its owner and who may read and write it,
+	 * as user names separated by commas ("*": every user). "" owner: no policy. Kept in the
+	 * record so that it travels with every version; see docs/OBJECTS.md ("Policies") for
+	 * what enforces it today. */
+	char owner[OBJ_USER_MAX + 1];
+	char readers[OBJ_LIST_MAX + 1];
+	char writers[OBJ_LIST_MAX + 1];
 };
 
 /* The metadata record's encoding, as the service stores it under the object id (v1, 160 bytes
  * plus the store name; integers little-endian):
- *   0 u8 format = 1 | 1 u8 name length (0..OBJ_NAME_MAX) | 2 u16 flags = 0 | 4 u32 chunk size |
+ *   0 u8 format = 1 | 1 u8 name length (0..OBJ_NAME_MAX) | 2 u16 flags | 4 u32 chunk size |
  *   8 u64 version | 16 u64 size | 24 u64 blob size | 32 data_key | 64 object_key |
  *   96 pt_sha256 | 128 ct_sha256 | 160 store name
+ *   then, only when flags has OBJ_META_F_POLICY (set exactly when owner is not ""):
+ *   u8 owner length (1..OBJ_USER_MAX) | owner | u8 readers length | readers |
+ *   u8 writers length | writers
+ * Other flags are refused. A record without a policy is byte for byte what format 1 was before
+ * policies existed, so the flag, not a new format number, marks the extension.
  * The record holds secrets: it lives only in the TEE-replicated service and on TLS channels. */
 #define OBJ_META_FORMAT 1
 #define OBJ_META_FIXED_LEN 160
-#define OBJ_META_MAX_LEN (OBJ_META_FIXED_LEN + OBJ_NAME_MAX)
+#define OBJ_META_F_POLICY 1u
+#define OBJ_META_MAX_LEN (OBJ_META_FIXED_LEN + OBJ_NAME_MAX + 3 + OBJ_USER_MAX + 2 * OBJ_LIST_MAX)
+
+/* 1 if s is a valid user name: 1..OBJ_USER_MAX characters of [A-Za-z0-9._@-]. */
+int obj_user_valid(const char *s);
+/* 1 if s is a valid reader or writer list: "" or "*" or user names joined by single commas,
+ * at most OBJ_LIST_MAX characters. */
+int obj_user_list_valid(const char *s);
+/* 1 if the list names user (or is "*"). */
+int obj_user_list_has(const char *list, const char *user);
 
 /* Writes the record into out (OBJ_META_MAX_LEN bytes) and returns its length, or 0 if meta is
- * not encodable (store name too long). */
+ * not encodable (store name too long, an invalid policy, readers or writers without an
+ * owner). */
 size_t obj_meta_encode(const struct obj_meta *meta, uint8_t out[OBJ_META_MAX_LEN]);
 
 /* Errors: TEEMS_EVERSION (another format), TEEMS_ECORRUPT (wrong length, flags, chunk size out

@@ -7,6 +7,9 @@ static const char *const obj_err_strings[] = {
 	[-OBJ_ESTALE - 100] = "blob is an older version (rolled back)",
 	[-OBJ_EDENIED - 100] = "store denied access",
 	[-OBJ_EUNAVAIL - 100] = "store unavailable",
+	[-OBJ_EMISSING - 100] = "blob missing",
+	[-OBJ_ECONFLICT - 100] = "conflict",
+	[-OBJ_ESERVICE - 100] = "service unavailable",
 };
 
 const char *obj_strerror(int err)

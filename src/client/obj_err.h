@@ -21,7 +21,14 @@ enum obj_err {
 	/* The store is unreachable, timed out, or failed on its side (S3 5xx); retrying may help.
 	 */
 	OBJ_EUNAVAIL = -104,
-	OBJ_ERR_MIN_ = -104,
+	/* The service's metadata names a blob the store does not have (deleted). */
+	OBJ_EMISSING = -105,
+	/* A compare-and-set lost: another writer committed first (include/teems/object.h). */
+	OBJ_ECONFLICT = -106,
+	/* The teems service cannot be reached (every replica refused, timed out or kept saying
+	 * TRYAGAIN), or a write's reply was lost so its outcome is unknown. */
+	OBJ_ESERVICE = -107,
+	OBJ_ERR_MIN_ = -107,
 };
 
 /* Describes a code of this enum or of teems/err.h. Never NULL. */

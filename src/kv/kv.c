@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
 #include "common/alloc.h"
 #include "kv/kv_internal.h"
 #include "teems/err.h"
@@ -42,6 +44,12 @@ struct kv {
 	unsigned bits;
 	size_t count;
 	uint64_t clock;
+	/* kv.h, "Users, permissions and policies": two more tables of the same kind, whose live
+	 * entries are the user records (by name) and the policies (by key); NULL in those
+	 * tables themselves. Only their live entries count (snapshots and kv_equal ignore their
+	 * tombstones). */
+	struct kv *users;
+	struct kv *policies;
 };
 
 /* ---- the table ---- */
@@ -103,7 +111,7 @@ static struct kv_entry *find(const struct kv *kv, const uint8_t *key, size_t len
 	return e != NULL && order(e, h, key, len) == 0 ? e : NULL;
 }
 
-int kv_new(struct kv **out)
+static int new_table(struct kv **out)
 {
 	struct kv *kv = teems_calloc(1, sizeof(*kv));
 
@@ -139,6 +147,8 @@ void kv_free(struct kv *kv)
 	if (kv == NULL)
 		return;
 	free_table(kv->buckets, kv->bits);
+	kv_free(kv->users);
+	kv_free(kv->policies);
 	teems_free(kv);
 }
 
@@ -476,8 +486,11 @@ static bool parse_ll(const uint8_t *p, size_t n, int64_t *out)
 	return true;
 }
 
-static int r_read(const struct kv *kv, const struct kv_cmd *c, uint64_t t, uint8_t **out,
-		  size_t *out_len)
+struct acl_ctx;
+static bool scan_visible(const struct kv *kv, const struct acl_ctx *a, const struct kv_entry *e);
+
+static int r_read(const struct kv *kv, const struct kv_cmd *c, const struct acl_ctx *a, uint64_t t,
+		  uint8_t **out, size_t *out_len)
 {
 	struct kv_result res;
 	struct rbuf list = {0};
@@ -538,7 +551,8 @@ static int r_read(const struct kv *kv, const struct kv_cmd *c, uint64_t t, uint8
 			last = e->hash;
 			if (live(e, t) && !(c->flags & KV_SCAN_NOTHING) &&
 			    (all ||
-			     kv_glob_match(c->pattern, c->pattern_len, e->key, e->key_len))) {
+			     kv_glob_match(c->pattern, c->pattern_len, e->key, e->key_len)) &&
+			    scan_visible(kv, a, e)) {
 				rb_key(&list, e->key, e->key_len);
 				res.n_items++;
 			}
@@ -752,12 +766,870 @@ static int r_mset(struct kv *kv, const struct kv_cmd *c, uint64_t t, uint8_t **o
 	return TEEMS_OK;
 }
 
+/* ---- users, permissions and policies (kv.h) ---- */
+
+/* A user record, the value of its entry in kv->users:
+ *   u8 flags (1 on, 2 nopass) | u8 categories (KV_ACL_*) | u8 n | n 32-byte password hashes
+ *   | u8 m | m (u8 access (1 R, 2 W, 3 both) | u16 length | pattern)
+ * Parsed, it points into the record (or into a command, while being built). */
+#define USER_ON 1u
+#define USER_NOPASS 2u
+
+struct acl_pat {
+	uint8_t access;
+	const uint8_t *p;
+	uint16_t len;
+};
+
+struct acl_user {
+	unsigned flags, cats;
+	unsigned n_pass, n_pat;
+	const uint8_t *pass[KV_ACL_MAX_PASSWORDS];
+	struct acl_pat pat[KV_ACL_MAX_PATTERNS];
+};
+
+/* Who a command runs as, looked up once per command. */
+struct acl_ctx {
+	bool active; /* the command is wrapped (KV_FORMAT_AS) */
+	const uint8_t *name;
+	uint16_t name_len;
+	struct acl_user u;
+};
+
+bool kv_user_name_ok(const uint8_t *name, size_t len)
+{
+	if (name == NULL || len == 0 || len > KV_MAX_USER || (len == 1 && name[0] == '-'))
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (name[i] < '!' || name[i] > '~' || name[i] == ',')
+			return false;
+	return true;
+}
+
+static bool user_parse(const uint8_t *v, uint32_t len, struct acl_user *u)
+{
+	struct kv_rd r;
+
+	kv_rd_init(&r, v, len);
+	memset(u, 0, sizeof(*u));
+	u->flags = kv_rd_u8(&r);
+	u->cats = kv_rd_u8(&r);
+	u->n_pass = kv_rd_u8(&r);
+	if (!r.ok || (u->flags & ~3u) || (u->cats & ~KV_ACL_ALL) ||
+	    u->n_pass > KV_ACL_MAX_PASSWORDS || ((u->flags & USER_NOPASS) && u->n_pass))
+		return false;
+	for (unsigned i = 0; i < u->n_pass; i++)
+		u->pass[i] = kv_rd_take(&r, KV_PASSWORD_HASH_LEN);
+	u->n_pat = kv_rd_u8(&r);
+	if (!r.ok || u->n_pat > KV_ACL_MAX_PATTERNS)
+		return false;
+	for (unsigned i = 0; i < u->n_pat; i++) {
+		u->pat[i].access = kv_rd_u8(&r);
+		if (!r.ok || u->pat[i].access < 1 || u->pat[i].access > 3 ||
+		    !kv_rd_key(&r, &u->pat[i].p, &u->pat[i].len, KV_MAX_PATTERN))
+			return false;
+	}
+	return r.ok && r.off == len;
+}
+
+static bool user_encode(const struct acl_user *u, struct rbuf *b)
+{
+	uint8_t h[3] = {(uint8_t)u->flags, (uint8_t)u->cats, (uint8_t)u->n_pass};
+
+	rb_add(b, h, 3);
+	for (unsigned i = 0; i < u->n_pass; i++)
+		rb_add(b, u->pass[i], KV_PASSWORD_HASH_LEN);
+	h[0] = (uint8_t)u->n_pat;
+	rb_add(b, h, 1);
+	for (unsigned i = 0; i < u->n_pat; i++) {
+		rb_add(b, &u->pat[i].access, 1);
+		rb_key(b, u->pat[i].p, u->pat[i].len);
+	}
+	return !b->oom;
+}
+
+/* A policy, the value of its entry in kv->policies: "owner\nreaders\nwriters", the lists
+ * comma-separated user names or "*" (possibly empty). */
+struct policy {
+	const uint8_t *owner, *readers, *writers;
+	size_t owner_len, readers_len, writers_len;
+};
+
+static bool list_ok(const uint8_t *p, size_t len)
+{
+	size_t start = 0;
+
+	if (len == 0)
+		return true;
+	for (size_t i = 0; i <= len; i++) {
+		if (i == len || p[i] == ',') {
+			if (!(i - start == 1 && p[start] == '*') &&
+			    !kv_user_name_ok(p + start, i - start))
+				return false;
+			start = i + 1;
+		}
+	}
+	return true;
+}
+
+static bool policy_parse(const uint8_t *v, size_t len, struct policy *pol)
+{
+	const uint8_t *nl1 = len ? memchr(v, '\n', len) : NULL, *nl2;
+
+	if (nl1 == NULL)
+		return false;
+	nl2 = memchr(nl1 + 1, '\n', len - (size_t)(nl1 + 1 - v));
+	if (nl2 == NULL)
+		return false;
+	pol->owner = v;
+	pol->owner_len = (size_t)(nl1 - v);
+	pol->readers = nl1 + 1;
+	pol->readers_len = (size_t)(nl2 - nl1 - 1);
+	pol->writers = nl2 + 1;
+	pol->writers_len = len - (size_t)(nl2 + 1 - v);
+	return kv_user_name_ok(pol->owner, pol->owner_len) &&
+	       list_ok(pol->readers, pol->readers_len) && list_ok(pol->writers, pol->writers_len);
+}
+
+static bool same(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
+{
+	return alen == blen && (alen == 0 || memcmp(a, b, alen) == 0);
+}
+
+static bool list_has(const uint8_t *p, size_t len, const uint8_t *name, size_t nlen)
+{
+	size_t start = 0;
+
+	for (size_t i = 0; i <= len && len > 0; i++) {
+		if (i == len || p[i] == ',') {
+			if ((i - start == 1 && p[start] == '*') ||
+			    same(p + start, i - start, name, nlen))
+				return true;
+			start = i + 1;
+		}
+	}
+	return false;
+}
+
+/* A live entry of a users or policies table. */
+static const struct kv_entry *table_get(const struct kv *t, const uint8_t *key, size_t len)
+{
+	const struct kv_entry *e = find(t, key, len);
+
+	return e != NULL && e->present ? e : NULL;
+}
+
+/* Sets a record (all or nothing). Errors: TEEMS_ENOMEM. */
+static int table_put(struct kv *t, const uint8_t *key, uint16_t klen, const uint8_t *v,
+		     uint32_t vlen)
+{
+	struct prep p;
+	size_t n_fresh = 0;
+	struct kv_entry *e;
+
+	if (prepare(t, key, klen, v, vlen, &p, &n_fresh) != TEEMS_OK)
+		return TEEMS_ENOMEM;
+	if (reserve(t, n_fresh) != TEEMS_OK) {
+		unprepare(&p);
+		return TEEMS_ENOMEM;
+	}
+	e = commit_entry(t, key, klen, &p);
+	commit_value(e, &p, true, 0);
+	return TEEMS_OK;
+}
+
+static bool user_get(const struct kv *kv, const uint8_t *name, size_t len, struct acl_user *u)
+{
+	const struct kv_entry *e = table_get(kv->users, name, len);
+
+	return e != NULL && user_parse(e->value, e->value_len, u);
+}
+
+static int put_default_user(struct kv *kv)
+{
+	static const uint8_t rec[] = {USER_ON | USER_NOPASS, KV_ACL_ALL, 0, 1, 3, 1, 0, '*'};
+
+	return table_put(kv->users, (const uint8_t *)"default", 7, rec, sizeof(rec));
+}
+
+int kv_new(struct kv **out)
+{
+	struct kv *kv;
+	int rc = new_table(&kv);
+
+	*out = NULL;
+	if (rc != TEEMS_OK)
+		return rc;
+	if (new_table(&kv->users) != TEEMS_OK || new_table(&kv->policies) != TEEMS_OK ||
+	    put_default_user(kv) != TEEMS_OK) {
+		kv_free(kv);
+		return TEEMS_ENOMEM;
+	}
+	*out = kv;
+	return TEEMS_OK;
+}
+
+void kv_password_hash(const uint8_t *pass, size_t len, uint8_t out[KV_PASSWORD_HASH_LEN])
+{
+	unsigned n = KV_PASSWORD_HASH_LEN;
+
+	EVP_Digest(pass, len, out, &n, EVP_sha256(), NULL);
+}
+
+bool kv_acl_default_open(const struct kv *kv)
+{
+	struct acl_user u;
+
+	return user_get(kv, (const uint8_t *)"default", 7, &u) && (u.flags & USER_ON) &&
+	       (u.flags & USER_NOPASS);
+}
+
+enum kv_status kv_acl_check(const struct kv *kv, const char *user, unsigned category)
+{
+	struct acl_user u;
+
+	if (user != NULL && strcmp(user, KV_USER_ANON) == 0) {
+		if (!kv_acl_default_open(kv))
+			return KV_ERR_NOAUTH;
+		user = "default";
+	}
+	if (user == NULL || !user_get(kv, (const uint8_t *)user, strlen(user), &u) ||
+	    !(u.flags & USER_ON))
+		return KV_ERR_NOAUTH;
+	if ((u.cats & category) != category)
+		return KV_ERR_NOPERM_CMD;
+	return KV_OK;
+}
+
+static size_t live_count(const struct kv *t)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < ((size_t)1 << t->bits); i++)
+		for (const struct kv_entry *e = t->buckets[i]; e != NULL; e = e->next)
+			n += e->present ? 1 : 0;
+	return n;
+}
+
+size_t kv_user_count(const struct kv *kv)
+{
+	return live_count(kv->users);
+}
+
+/* The category an R op needs. */
+static unsigned op_category(enum kv_op op)
+{
+	switch (op) {
+	case KV_R_GET:
+	case KV_R_EXISTS:
+	case KV_R_MGET:
+	case KV_R_SCAN:
+	case KV_R_POLICY_GET:
+		return KV_ACL_READ;
+	case KV_R_ACL_SETUSER:
+	case KV_R_ACL_DELUSER:
+	case KV_R_ACL_LIST:
+	case KV_R_ACL_GETUSER:
+		return KV_ACL_ADMIN;
+	case KV_R_AUTH:
+		return 0;
+	default:
+		return KV_ACL_WRITE;
+	}
+}
+
+/* The access an op needs on each of its keys (0: it has none, or checks them itself). */
+static unsigned op_access(const struct kv_cmd *c)
+{
+	switch (c->op) {
+	case KV_R_GET:
+	case KV_R_EXISTS:
+	case KV_R_MGET:
+	case KV_R_POLICY_GET:
+		return KV_ACL_READ;
+	case KV_R_SET:
+		return KV_ACL_WRITE | ((c->flags & KV_SET_GET) ? KV_ACL_READ : 0);
+	case KV_R_INCRBY:
+		return KV_ACL_READ | KV_ACL_WRITE;
+	case KV_R_DEL:
+	case KV_R_MSET:
+	case KV_R_VSET:
+	case KV_R_POLICY_SET:
+		return KV_ACL_WRITE;
+	default:
+		return 0;
+	}
+}
+
+static bool patterns_allow(const struct acl_user *u, const uint8_t *key, size_t len,
+			   unsigned access)
+{
+	for (unsigned i = 0; i < u->n_pat; i++)
+		if ((u->pat[i].access & access) == access &&
+		    ((u->pat[i].len == 1 && u->pat[i].p[0] == '*') ||
+		     kv_glob_match(u->pat[i].p, u->pat[i].len, key, len)))
+			return true;
+	return false;
+}
+
+static bool is_owner(const struct acl_ctx *a, const struct policy *pol)
+{
+	return same(pol->owner, pol->owner_len, a->name, a->name_len);
+}
+
+/* May the context's user access the key (its patterns, then the key's policy)? */
+static bool key_allowed(const struct kv *kv, const struct acl_ctx *a, const uint8_t *key,
+			size_t len, unsigned access)
+{
+	const struct kv_entry *pe;
+	struct policy pol;
+
+	if (!a->active)
+		return true;
+	if (!patterns_allow(&a->u, key, len, access))
+		return false;
+	pe = table_get(kv->policies, key, len);
+	if (pe == NULL)
+		return true;
+	if (!policy_parse(pe->value, pe->value_len, &pol))
+		return false; /* cannot happen: checked when set and when restored */
+	if (is_owner(a, &pol))
+		return true;
+	if ((access & KV_ACL_READ) && !list_has(pol.readers, pol.readers_len, a->name, a->name_len))
+		return false;
+	if ((access & KV_ACL_WRITE) &&
+	    !list_has(pol.writers, pol.writers_len, a->name, a->name_len))
+		return false;
+	return true;
+}
+
+/* The apply-time gate of a wrapped command: KV_OK, or the status that refuses it. */
+static enum kv_status acl_gate(const struct kv *kv, const struct kv_cmd *c, struct acl_ctx *a)
+{
+	unsigned access = op_access(c);
+	struct kv_item it;
+	size_t pos = 0;
+
+	memset(a, 0, sizeof(*a));
+	if (c->user == NULL)
+		return KV_OK;
+	a->active = true;
+	a->name = c->user;
+	a->name_len = c->user_len;
+	if (c->user_len == 1 && c->user[0] == KV_USER_ANON[0]) {
+		if (!kv_acl_default_open(kv))
+			return KV_ERR_NOAUTH; /* default got a password before this was applied */
+		a->name = (const uint8_t *)"default";
+		a->name_len = 7;
+	}
+	if (!user_get(kv, a->name, a->name_len, &a->u) || !(a->u.flags & USER_ON))
+		return KV_ERR_NOAUTH;
+	if ((a->u.cats & op_category(c->op)) != op_category(c->op))
+		return KV_ERR_NOPERM_CMD;
+	if (access == 0)
+		return KV_OK;
+	if (c->op == KV_R_DEL || c->op == KV_R_EXISTS || c->op == KV_R_MGET || c->op == KV_R_MSET) {
+		while (kv_cmd_item(c, &pos, &it))
+			if (!key_allowed(kv, a, it.key, it.key_len, access))
+				return KV_ERR_NOPERM_KEY;
+		return KV_OK;
+	}
+	/* the policy commands check the patterns here, the policy itself in their op */
+	if (c->op == KV_R_POLICY_SET || c->op == KV_R_POLICY_GET)
+		return patterns_allow(&a->u, c->key, c->key_len, access) ? KV_OK
+									 : KV_ERR_NOPERM_KEY;
+	return key_allowed(kv, a, c->key, c->key_len, access) ? KV_OK : KV_ERR_NOPERM_KEY;
+}
+
+static int refuse(enum kv_op op, enum kv_status st, const char *text, uint8_t **out,
+		  size_t *out_len)
+{
+	struct kv_result res;
+
+	memset(&res, 0, sizeof(res));
+	res.op = op;
+	res.status = st;
+	if (text != NULL) {
+		res.value = (const uint8_t *)text;
+		res.value_len = (uint32_t)strlen(text);
+	}
+	return encode_new(&res, out, out_len);
+}
+
+static int r_auth(const struct kv *kv, const struct kv_cmd *c, uint8_t **out, size_t *out_len)
+{
+	struct acl_user u;
+	bool ok = false;
+
+	if ((c->flags & KV_AUTH_DEFAULT_FORM) && kv_acl_default_open(kv))
+		return refuse(KV_R_AUTH, KV_ERR_TEXT,
+			      "ERR AUTH <password> called without any password configured for "
+			      "the default user. Are you sure your configuration is correct?",
+			      out, out_len);
+	if (user_get(kv, c->key, c->key_len, &u) && (u.flags & USER_ON)) {
+		ok = (u.flags & USER_NOPASS) != 0;
+		for (unsigned i = 0; i < u.n_pass && !ok; i++)
+			ok = memcmp(u.pass[i], c->value, KV_PASSWORD_HASH_LEN) == 0;
+	}
+	return refuse(KV_R_AUTH, ok ? KV_OK : KV_ERR_WRONGPASS, NULL, out, out_len);
+}
+
+static bool has_pass(const struct acl_user *u, const uint8_t *h)
+{
+	for (unsigned i = 0; i < u->n_pass; i++)
+		if (memcmp(u->pass[i], h, KV_PASSWORD_HASH_LEN) == 0)
+			return true;
+	return false;
+}
+
+/* Applies the modifiers to u; NULL, or the Redis error text. */
+static const char *apply_modifiers(struct acl_user *u, const uint8_t *m, uint32_t len)
+{
+	struct kv_rd r;
+
+	kv_rd_init(&r, m, len);
+	while (r.ok && r.off < len) {
+		uint8_t kind = kv_rd_u8(&r), b;
+		const uint8_t *h;
+		struct acl_pat pat;
+
+		switch (kind) {
+		case KV_ACL_ON:
+			u->flags |= USER_ON;
+			break;
+		case KV_ACL_OFF:
+			u->flags &= ~USER_ON;
+			break;
+		case KV_ACL_NOPASS:
+			u->flags |= USER_NOPASS;
+			u->n_pass = 0;
+			break;
+		case KV_ACL_RESETPASS:
+			u->flags &= ~USER_NOPASS;
+			u->n_pass = 0;
+			break;
+		case KV_ACL_RESETKEYS:
+			u->n_pat = 0;
+			break;
+		case KV_ACL_RESET:
+			u->flags = 0;
+			u->n_pass = u->n_pat = 0;
+			u->cats = 0;
+			break;
+		case KV_ACL_ADDPASS:
+		case KV_ACL_DELPASS:
+			h = kv_rd_take(&r, KV_PASSWORD_HASH_LEN);
+			if (h == NULL)
+				break;
+			if (kind == KV_ACL_ADDPASS) {
+				u->flags &= ~USER_NOPASS;
+				if (has_pass(u, h))
+					break;
+				if (u->n_pass == KV_ACL_MAX_PASSWORDS)
+					return "ERR Error in ACL SETUSER: a user has at most 32 "
+					       "passwords";
+				u->pass[u->n_pass++] = h;
+				break;
+			}
+			if (!has_pass(u, h))
+				return "ERR Error in ACL SETUSER modifier '<...>': The password "
+				       "you "
+				       "are trying to remove from the user does not exist";
+			for (unsigned i = 0; i < u->n_pass; i++) {
+				if (memcmp(u->pass[i], h, KV_PASSWORD_HASH_LEN) == 0) {
+					memmove(&u->pass[i], &u->pass[i + 1],
+						(u->n_pass - i - 1) * sizeof(u->pass[0]));
+					u->n_pass--;
+					break;
+				}
+			}
+			break;
+		case KV_ACL_CATS_ADD:
+		case KV_ACL_CATS_DEL:
+			b = kv_rd_u8(&r);
+			if (b & ~KV_ACL_ALL)
+				r.ok = false;
+			if (kind == KV_ACL_CATS_ADD)
+				u->cats |= b;
+			else
+				u->cats &= ~(unsigned)b;
+			break;
+		case KV_ACL_KEY:
+			pat.access = kv_rd_u8(&r);
+			if (!r.ok || pat.access < 1 || pat.access > 3 ||
+			    !kv_rd_key(&r, &pat.p, &pat.len, KV_MAX_PATTERN)) {
+				r.ok = false;
+				break;
+			}
+			for (unsigned i = 0; i < u->n_pat; i++)
+				if (u->pat[i].access == pat.access &&
+				    same(u->pat[i].p, u->pat[i].len, pat.p, pat.len))
+					goto next;
+			if (u->n_pat == KV_ACL_MAX_PATTERNS)
+				return "ERR Error in ACL SETUSER: a user has at most 64 key "
+				       "patterns";
+			u->pat[u->n_pat++] = pat;
+		next:
+			break;
+		default:
+			r.ok = false;
+		}
+	}
+	return r.ok ? NULL : "ERR Error in ACL SETUSER: malformed modifiers";
+}
+
+static int r_setuser(struct kv *kv, const struct kv_cmd *c, uint8_t **out, size_t *out_len)
+{
+	struct acl_user *u = teems_calloc(1, sizeof(*u));
+	struct rbuf b = {0};
+	const char *why;
+	int rc;
+
+	if (u == NULL)
+		return TEEMS_ENOMEM;
+	if (!kv_user_name_ok(c->key, c->key_len)) {
+		teems_free(u);
+		return refuse(KV_R_ACL_SETUSER, KV_ERR_TEXT,
+			      "ERR Usernames can't contain spaces or null characters", out,
+			      out_len);
+	}
+	if (!user_get(kv, c->key, c->key_len, u))
+		memset(u, 0, sizeof(*u)); /* a new user: off, no password, key or category */
+	why = apply_modifiers(u, c->value, c->value_len);
+	if (why != NULL) {
+		teems_free(u);
+		return refuse(KV_R_ACL_SETUSER, KV_ERR_TEXT, why, out, out_len);
+	}
+	rc = user_encode(u, &b) ? refuse(KV_R_ACL_SETUSER, KV_OK, NULL, out, out_len)
+				: TEEMS_ENOMEM;
+	if (rc == TEEMS_OK &&
+	    table_put(kv->users, c->key, c->key_len, b.p, (uint32_t)b.len) != TEEMS_OK) {
+		teems_free(*out);
+		*out = NULL;
+		rc = TEEMS_ENOMEM;
+	}
+	teems_free(b.p);
+	teems_free(u);
+	return rc;
+}
+
+static int r_deluser(struct kv *kv, const struct kv_cmd *c, uint8_t **out, size_t *out_len)
+{
+	struct kv_result res;
+	struct kv_item it;
+	size_t pos = 0;
+	int rc;
+
+	while (kv_cmd_item(c, &pos, &it))
+		if (same(it.key, it.key_len, (const uint8_t *)"default", 7))
+			return refuse(KV_R_ACL_DELUSER, KV_ERR_TEXT,
+				      "ERR The 'default' user cannot be removed", out, out_len);
+	memset(&res, 0, sizeof(res));
+	res.op = KV_R_ACL_DELUSER;
+	rc = encode_new(&res, out, out_len);
+	if (rc != TEEMS_OK)
+		return rc;
+	pos = 0;
+	while (kv_cmd_item(c, &pos, &it)) {
+		struct kv_entry *e = find(kv->users, it.key, it.key_len);
+
+		if (e != NULL && e->present) {
+			clear_value(e);
+			e->version++;
+			res.integer++;
+		}
+	}
+	return kv_result_encode(&res, *out, *out_len, out_len);
+}
+
+static void rb_str(struct rbuf *b, const char *s)
+{
+	rb_add(b, s, strlen(s));
+}
+
+static void rb_hex(struct rbuf *b, const uint8_t *p, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < n; i++) {
+		char two[2] = {hex[p[i] >> 4], hex[p[i] & 15]};
+
+		rb_add(b, two, 2);
+	}
+}
+
+/* The key patterns, each after a space ("~p", "%R~p", "%W~p"). */
+static void rb_patterns(struct rbuf *b, const struct acl_user *u)
+{
+	for (unsigned i = 0; i < u->n_pat; i++) {
+		rb_str(b, u->pat[i].access == 3 ? " ~" : u->pat[i].access == 1 ? " %R~" : " %W~");
+		rb_add(b, u->pat[i].p, u->pat[i].len);
+	}
+}
+
+/* The categories, each after a space: "+@all", or "-@all" and the ones granted. */
+static void rb_cats(struct rbuf *b, const struct acl_user *u)
+{
+	static const char *const cat_names[] = {"read", "write", "admin"};
+
+	if (u->cats == KV_ACL_ALL) {
+		rb_str(b, " +@all");
+		return;
+	}
+	rb_str(b, " -@all");
+	for (unsigned k = 0; k < 3; k++) {
+		if (u->cats & (1u << k)) {
+			rb_str(b, " +@");
+			rb_str(b, cat_names[k]);
+		}
+	}
+}
+
+/* One ACL LIST line, as Redis 7 writes it (without the channel rules teems has no use for). */
+static void user_line(const struct kv_entry *e, const struct acl_user *u, struct rbuf *b)
+{
+	rb_str(b, "user ");
+	rb_add(b, e->key, e->key_len);
+	rb_str(b, (u->flags & USER_ON) ? " on" : " off");
+	if (u->flags & USER_NOPASS)
+		rb_str(b, " nopass");
+	for (unsigned i = 0; i < u->n_pass; i++) {
+		rb_str(b, " #");
+		rb_hex(b, u->pass[i], KV_PASSWORD_HASH_LEN);
+	}
+	rb_patterns(b, u);
+	rb_cats(b, u);
+}
+
+/* ACL GETUSER's four strings (kv.h), without their leading spaces. */
+static int r_acl_getuser(const struct kv *kv, const struct kv_cmd *c, uint8_t **out,
+			 size_t *out_len)
+{
+	struct acl_user *u = teems_malloc(sizeof(*u));
+	struct kv_result res;
+	struct rbuf list = {0}, f[4];
+	int rc;
+
+	if (u == NULL)
+		return TEEMS_ENOMEM;
+	memset(f, 0, sizeof(f));
+	memset(&res, 0, sizeof(res));
+	res.op = KV_R_ACL_GETUSER;
+	if (user_get(kv, c->key, c->key_len, u)) {
+		rb_str(&f[0], (u->flags & USER_ON) ? " on" : " off");
+		if (u->flags & USER_NOPASS)
+			rb_str(&f[0], " nopass");
+		for (unsigned i = 0; i < u->n_pass; i++) {
+			rb_str(&f[1], " ");
+			rb_hex(&f[1], u->pass[i], KV_PASSWORD_HASH_LEN);
+		}
+		rb_cats(&f[2], u);
+		rb_patterns(&f[3], u);
+		for (int i = 0; i < 4; i++) {
+			uint8_t one = 1;
+			size_t skip = f[i].len ? 1 : 0;
+
+			rb_add(&list, &one, 1);
+			rb_value(&list, f[i].p != NULL ? f[i].p + skip : NULL,
+				 (uint32_t)(f[i].len - skip));
+			list.oom = list.oom || f[i].oom;
+		}
+		res.n_items = 4;
+	}
+	for (int i = 0; i < 4; i++)
+		teems_free(f[i].p);
+	teems_free(u);
+	if (list.oom) {
+		teems_free(list.p);
+		return TEEMS_ENOMEM;
+	}
+	res.list = list.len ? list.p : NULL;
+	res.list_len = list.len;
+	rc = encode_new(&res, out, out_len);
+	teems_free(list.p);
+	return rc;
+}
+
+static int cmp_entry_ptr(const void *a, const void *b);
+
+/* The live entries of a table, sorted by key; *out belongs to the caller. */
+static int sorted_live(const struct kv *t, struct kv_entry ***out, size_t *n)
+{
+	struct kv_entry **v = teems_malloc((t->count ? t->count : 1) * sizeof(*v));
+
+	*n = 0;
+	*out = v;
+	if (v == NULL)
+		return TEEMS_ENOMEM;
+	for (size_t i = 0; i < ((size_t)1 << t->bits); i++)
+		for (struct kv_entry *e = t->buckets[i]; e != NULL; e = e->next)
+			if (e->present)
+				v[(*n)++] = e;
+	qsort(v, *n, sizeof(*v), cmp_entry_ptr);
+	return TEEMS_OK;
+}
+
+static int r_acl_list(const struct kv *kv, uint8_t **out, size_t *out_len)
+{
+	struct kv_entry **v;
+	struct kv_result res;
+	struct rbuf list = {0}, line = {0};
+	size_t n;
+	int rc = sorted_live(kv->users, &v, &n);
+
+	if (rc != TEEMS_OK)
+		return rc;
+	memset(&res, 0, sizeof(res));
+	res.op = KV_R_ACL_LIST;
+	for (size_t i = 0; i < n; i++) {
+		struct acl_user u;
+		uint8_t one = 1;
+
+		if (!user_parse(v[i]->value, v[i]->value_len, &u))
+			continue;
+		line.len = 0;
+		user_line(v[i], &u, &line);
+		rb_add(&list, &one, 1);
+		rb_value(&list, line.p, (uint32_t)line.len);
+		res.n_items++;
+	}
+	teems_free(v);
+	teems_free(line.p);
+	if (list.oom || line.oom) {
+		teems_free(list.p);
+		return TEEMS_ENOMEM;
+	}
+	if (list.len > KV_MAX_RESULT - 64) {
+		res.status = KV_ERR_TOO_LARGE;
+		res.n_items = 0;
+		list.len = 0;
+	}
+	res.list = list.len ? list.p : NULL;
+	res.list_len = list.len;
+	rc = encode_new(&res, out, out_len);
+	teems_free(list.p);
+	return rc;
+}
+
+static int r_policy_set(struct kv *kv, const struct kv_cmd *c, const struct acl_ctx *a,
+			uint8_t **out, size_t *out_len)
+{
+	const struct kv_entry *pe = table_get(kv->policies, c->key, c->key_len);
+	struct policy pol, cur;
+	bool admin = !a->active || (a->u.cats & KV_ACL_ADMIN);
+
+	if (!policy_parse(c->value, c->value_len, &pol))
+		return refuse(KV_R_POLICY_SET, KV_ERR_TEXT,
+			      "ERR invalid policy: owner, readers and writers must be user names "
+			      "(comma lists, '*' for every user)",
+			      out, out_len);
+	if (pe != NULL) {
+		if (!admin && (!policy_parse(pe->value, pe->value_len, &cur) || !is_owner(a, &cur)))
+			return refuse(KV_R_POLICY_SET, KV_ERR_NOPERM_KEY, NULL, out, out_len);
+	} else if (!admin && !is_owner(a, &pol)) {
+		return refuse(KV_R_POLICY_SET, KV_ERR_TEXT,
+			      "NOPERM a new policy must name its creator as the owner", out,
+			      out_len);
+	}
+	if (refuse(KV_R_POLICY_SET, KV_OK, NULL, out, out_len) != TEEMS_OK)
+		return TEEMS_ENOMEM;
+	if (table_put(kv->policies, c->key, c->key_len, c->value, c->value_len) != TEEMS_OK) {
+		teems_free(*out);
+		*out = NULL;
+		return TEEMS_ENOMEM;
+	}
+	return TEEMS_OK;
+}
+
+static int r_policy_get(const struct kv *kv, const struct kv_cmd *c, const struct acl_ctx *a,
+			uint8_t **out, size_t *out_len)
+{
+	const struct kv_entry *pe = table_get(kv->policies, c->key, c->key_len);
+	struct kv_result res;
+	struct rbuf list = {0};
+	struct policy pol;
+	int rc;
+
+	memset(&res, 0, sizeof(res));
+	res.op = KV_R_POLICY_GET;
+	if (pe != NULL && policy_parse(pe->value, pe->value_len, &pol)) {
+		const uint8_t *f[3] = {pol.owner, pol.readers, pol.writers};
+		size_t l[3] = {pol.owner_len, pol.readers_len, pol.writers_len};
+		uint8_t one = 1;
+
+		if (a->active && !(a->u.cats & KV_ACL_ADMIN) && !is_owner(a, &pol) &&
+		    !list_has(pol.readers, pol.readers_len, a->name, a->name_len) &&
+		    !list_has(pol.writers, pol.writers_len, a->name, a->name_len))
+			return refuse(KV_R_POLICY_GET, KV_ERR_NOPERM_KEY, NULL, out, out_len);
+		for (int i = 0; i < 3; i++) {
+			rb_add(&list, &one, 1);
+			rb_value(&list, f[i], (uint32_t)l[i]);
+		}
+		if (list.oom) {
+			teems_free(list.p);
+			return TEEMS_ENOMEM;
+		}
+		res.n_items = 3;
+		res.list = list.p;
+		res.list_len = list.len;
+	}
+	rc = encode_new(&res, out, out_len);
+	teems_free(list.p);
+	return rc;
+}
+
+/* True if the users or policies tables of a and b hold the same live records. */
+static bool live_equal(const struct kv *a, const struct kv *b)
+{
+	if (live_count(a) != live_count(b))
+		return false;
+	for (size_t i = 0; i < ((size_t)1 << a->bits); i++) {
+		for (const struct kv_entry *e = a->buckets[i]; e != NULL; e = e->next) {
+			const struct kv_entry *f;
+
+			if (!e->present)
+				continue;
+			f = table_get(b, e->key, e->key_len);
+			if (f == NULL || !same(e->value, e->value_len, f->value, f->value_len))
+				return false;
+		}
+	}
+	return true;
+}
+
+static bool scan_visible(const struct kv *kv, const struct acl_ctx *a, const struct kv_entry *e)
+{
+	return key_allowed(kv, a, e->key, e->key_len, KV_ACL_READ);
+}
+
 static int apply_r(struct kv *kv, const struct kv_cmd *c, uint8_t **out, size_t *out_len)
 {
 	uint64_t t = c->now_ms > kv->clock ? c->now_ms : kv->clock;
+	struct acl_ctx ctx, *a = &ctx; /* about 1.3 KB: on the stack, no allocation per command */
+	enum kv_status st;
 	int rc;
 
+	st = acl_gate(kv, c, a);
+	if (st != KV_OK) /* refused: nothing changes, not even the clock (replicas agree) */
+		return refuse(c->op, st, NULL, out, out_len);
 	switch (c->op) {
+	case KV_R_AUTH:
+		return r_auth(kv, c, out, out_len);
+	case KV_R_ACL_LIST:
+		return r_acl_list(kv, out, out_len);
+	case KV_R_ACL_GETUSER:
+		return r_acl_getuser(kv, c, out, out_len);
+	case KV_R_POLICY_GET:
+		return r_policy_get(kv, c, a, out, out_len);
+	case KV_R_ACL_SETUSER:
+		rc = r_setuser(kv, c, out, out_len);
+		break;
+	case KV_R_ACL_DELUSER:
+		rc = r_deluser(kv, c, out, out_len);
+		break;
+	case KV_R_POLICY_SET:
+		rc = r_policy_set(kv, c, a, out, out_len);
+		break;
 	case KV_R_SET:
 		rc = r_set(kv, c, t, out, out_len);
 		break;
@@ -774,7 +1646,7 @@ static int apply_r(struct kv *kv, const struct kv_cmd *c, uint8_t **out, size_t 
 		rc = r_vset(kv, c, t, out, out_len);
 		break;
 	default:
-		return r_read(kv, c, t, out, out_len);
+		return r_read(kv, c, a, t, out, out_len);
 	}
 	if (rc == TEEMS_OK)
 		kv->clock = t;
@@ -828,7 +1700,7 @@ int kv_apply_encoded(struct kv *kv, const uint8_t *cmd, size_t len, uint8_t **re
 
 /* ---- snapshots ---- */
 
-#define SNAP_FORMAT 2
+#define SNAP_FORMAT 3
 #define SNAP_HEADER 24
 
 static int cmp_key(const struct kv_entry *x, const uint8_t *key, size_t len)
@@ -849,17 +1721,46 @@ static int cmp_entry_ptr(const void *a, const void *b)
 	return cmp_key(x, y->key, y->key_len);
 }
 
+/* The users or policies section: u32 count | count (key | value), by key. */
+static size_t section_size(struct kv_entry **v, size_t n)
+{
+	size_t size = 4;
+
+	for (size_t i = 0; i < n; i++)
+		size += 2 + (size_t)v[i]->key_len + 4 + (size_t)v[i]->value_len;
+	return size;
+}
+
+static void section_write(struct kv_wr *w, struct kv_entry **v, size_t n)
+{
+	kv_wr_u32(w, (uint32_t)n);
+	for (size_t i = 0; i < n; i++) {
+		kv_wr_key(w, v[i]->key, v[i]->key_len);
+		kv_wr_value(w, v[i]->value, v[i]->value_len);
+	}
+}
+
 int kv_snapshot(const struct kv *kv, uint8_t **buf, size_t *len)
 {
-	struct kv_entry **sorted;
-	size_t n = 0, size = SNAP_HEADER;
+	struct kv_entry **sorted, **users = NULL, **policies = NULL;
+	size_t n = 0, size = SNAP_HEADER, n_users, n_policies;
 	struct kv_wr w;
 
 	*buf = NULL;
 	*len = 0;
-	sorted = teems_malloc((kv->count ? kv->count : 1) * sizeof(*sorted));
-	if (sorted == NULL)
+	if (sorted_live(kv->users, &users, &n_users) != TEEMS_OK ||
+	    sorted_live(kv->policies, &policies, &n_policies) != TEEMS_OK) {
+		teems_free(users);
+		teems_free(policies);
 		return TEEMS_ENOMEM;
+	}
+	size += section_size(users, n_users) + section_size(policies, n_policies);
+	sorted = teems_malloc((kv->count ? kv->count : 1) * sizeof(*sorted));
+	if (sorted == NULL) {
+		teems_free(users);
+		teems_free(policies);
+		return TEEMS_ENOMEM;
+	}
 	for (size_t i = 0; i < ((size_t)1 << kv->bits); i++) {
 		for (struct kv_entry *e = kv->buckets[i]; e != NULL; e = e->next) {
 			sorted[n++] = e;
@@ -875,6 +1776,8 @@ int kv_snapshot(const struct kv *kv, uint8_t **buf, size_t *len)
 	w.ok = true;
 	if (w.p == NULL) {
 		teems_free(sorted);
+		teems_free(users);
+		teems_free(policies);
 		return TEEMS_ENOMEM;
 	}
 	kv_wr_bytes(&w, "TKVS", 4);
@@ -892,9 +1795,66 @@ int kv_snapshot(const struct kv *kv, uint8_t **buf, size_t *len)
 		if (e->present)
 			kv_wr_value(&w, e->value, e->value_len);
 	}
+	section_write(&w, users, n_users);
+	section_write(&w, policies, n_policies);
 	teems_free(sorted);
+	teems_free(users);
+	teems_free(policies);
 	*buf = w.p;
 	*len = w.off;
+	return TEEMS_OK;
+}
+
+/* Reads the users (or policies) section into a fresh table of tmp, checking every record. */
+static int restore_section(struct kv_rd *r, struct kv *tmp, bool users)
+{
+	struct kv **t = users ? &tmp->users : &tmp->policies;
+	const uint8_t *prev = NULL;
+	uint16_t prev_len = 0;
+	uint32_t n;
+
+	kv_free(*t);
+	*t = NULL;
+	if (new_table(t) != TEEMS_OK)
+		return TEEMS_ENOMEM;
+	n = kv_rd_u32(r);
+	if (!r->ok || n > (r->len - r->off) / 6)
+		return TEEMS_ECORRUPT;
+	for (uint32_t i = 0; i < n; i++) {
+		const uint8_t *key, *value;
+		uint16_t key_len;
+		uint32_t value_len;
+		struct acl_user *u;
+		struct policy pol;
+		bool ok;
+
+		kv_rd_key(r, &key, &key_len, KV_MAX_KEY);
+		kv_rd_value(r, &value, &value_len, users ? KV_MAX_VALUE : KV_MAX_POLICY);
+		if (!r->ok)
+			return TEEMS_ECORRUPT;
+		if (prev != NULL) {
+			size_t m = prev_len < key_len ? prev_len : key_len;
+			int c = m ? memcmp(prev, key, m) : 0;
+
+			if (c > 0 || (c == 0 && prev_len >= key_len))
+				return TEEMS_ECORRUPT; /* not strictly increasing */
+		}
+		if (users) {
+			u = teems_malloc(sizeof(*u));
+			if (u == NULL)
+				return TEEMS_ENOMEM;
+			ok = kv_user_name_ok(key, key_len) && user_parse(value, value_len, u);
+			teems_free(u);
+		} else {
+			ok = value != NULL && policy_parse(value, value_len, &pol);
+		}
+		if (!ok)
+			return TEEMS_ECORRUPT;
+		if (table_put(*t, key, key_len, value, value_len) != TEEMS_OK)
+			return TEEMS_ENOMEM;
+		prev = key;
+		prev_len = key_len;
+	}
 	return TEEMS_OK;
 }
 
@@ -958,10 +1918,17 @@ int kv_restore(struct kv *kv, const uint8_t *buf, size_t len)
 		e->version = version;
 		prev = e;
 	}
+	rc = restore_section(&r, tmp, true);
+	if (rc == TEEMS_OK)
+		rc = restore_section(&r, tmp, false);
+	if (rc != TEEMS_OK)
+		goto fail;
 	rc = TEEMS_ECORRUPT;
-	if (r.off != len)
+	if (r.off != len || table_get(tmp->users, (const uint8_t *)"default", 7) == NULL)
 		goto fail;
 	free_table(kv->buckets, kv->bits);
+	kv_free(kv->users);
+	kv_free(kv->policies);
 	*kv = *tmp;
 	teems_free(tmp);
 	return TEEMS_OK;
@@ -973,6 +1940,10 @@ fail:
 bool kv_equal(const struct kv *a, const struct kv *b)
 {
 	if (a->count != b->count || a->clock != b->clock)
+		return false;
+	if ((a->users == NULL) != (b->users == NULL) ||
+	    (a->users != NULL &&
+	     (!live_equal(a->users, b->users) || !live_equal(a->policies, b->policies))))
 		return false;
 	for (size_t i = 0; i < ((size_t)1 << a->bits); i++) {
 		for (const struct kv_entry *e = a->buckets[i]; e != NULL; e = e->next) {

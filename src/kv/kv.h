@@ -65,11 +65,22 @@
  *     R_INCRBY   i64 new value | u64 version
  *     R_SCAN     u64 next cursor | u32 n | n keys
  *     R_VSET     u64 version (new if ok, else current; status KV_NOT_DONE when stale)
- *   snapshot:       "TKVS" | u32 format (2) | u64 clock | u64 key count | per key, in strictly
+ *     R_AUTH     u8 flags | key (user) | value (hash)
+ *     R_ACL_SETUSER, R_POLICY_SET   key | value
+ *     R_ACL_DELUSER  as R_DEL;  R_ACL_LIST (empty);  R_POLICY_GET, R_ACL_GETUSER  key
+ *   run as a user:  u8 KV_FORMAT_AS | key (user name) | RESP command (from KV_FORMAT_R on)
+ *   RESP result (new ops): R_AUTH, R_ACL_SETUSER, R_POLICY_SET (empty); R_ACL_DELUSER u64
+ *                   count; R_ACL_LIST, R_POLICY_GET, R_ACL_GETUSER as R_MGET (GETUSER: the
+ *                   strings "on|off[ nopass]", the hex hashes, the categories and the key
+ *                   patterns, space-separated as ACL LIST writes them); status KV_ERR_TEXT:
+ *                   value.
+ *   snapshot:       "TKVS" | u32 format (3) | u64 clock | u64 key count | per key, in strictly
  *                   increasing byte order of keys: key | u64 version (>= 1) | u8 state (0
  *                   tombstone, 1 value, 2 value with expiry) | state 2: u64 expiry (>= 1)
  *                   | state 1, 2: value
- *                   Format 1 (before expiry existed) is refused. */
+ *                   | u32 user count | per user, by name: key | value (the user record)
+ *                   | u32 policy count | per policy, by key: key | value (the policy)
+ *                   Formats 1 (before expiry) and 2 (before users) are refused. */
 #ifndef TEEMS_KV_KV_H
 #define TEEMS_KV_KV_H
 
@@ -106,6 +117,15 @@ enum kv_op {
 	KV_R_SCAN,     /* live keys in a range of the hash order, filtered by MATCH (Redis's
 			* glob, kv_glob_match) */
 	KV_R_VSET,     /* (W) compare-and-set on versions; the write clears the expiry */
+	/* Users and policies (see "Users, permissions and policies" below) */
+	KV_R_AUTH,	  /* user's credentials: KV_OK or KV_ERR_WRONGPASS (or KV_ERR_TEXT) */
+	KV_R_ACL_SETUSER, /* (W) applies modifiers to a user (created if absent), all or none */
+	KV_R_ACL_DELUSER, /* (W) deletes users; count of those that existed */
+	KV_R_ACL_LIST,	  /* every user as a Redis ACL LIST line, by name */
+	KV_R_POLICY_SET,  /* (W) sets a key's policy (owner, readers, writers) */
+	KV_R_POLICY_GET,  /* a key's policy, or none */
+	KV_R_ACL_GETUSER, /* a user's flags, password hashes, categories, keys; or none */
+	KV_R_LAST_ = KV_R_ACL_GETUSER,
 };
 
 /* KV_R_SET flags. NX and XX exclude each other, as do KEEPTTL and EXPIRE. */
@@ -117,6 +137,69 @@ enum kv_op {
 /* KV_R_SCAN flags. NOTHING: a TYPE filter naming a type other than string (nothing passes). */
 #define KV_SCAN_MATCH 1u
 #define KV_SCAN_NOTHING 2u
+
+/* Users, permissions and policies (issue 5 item 3, issue 7 item 5; Redis 7's ACL model, the
+ * subset teems needs). Two tables beside the map, never reachable by key commands:
+ *   users:    name -> on|off, nopass, SHA-256 hashes of its passwords (as Redis stores them),
+ *             categories (KV_ACL_*), key patterns each with R, W or both. Initially one user,
+ *             "default": on, nopass, every key (~*), every category, so that a cluster nobody
+ *             configured works as before. "default" cannot be deleted.
+ *   policies: key -> owner, readers, writers (user names; "*" in a list: every user).
+ * A RESP command runs as a user when wrapped (KV_FORMAT_AS below). Then, at apply time, on the
+ * applying replica's state (so every replica decides alike, and a permission change committed
+ * before a write wins over it):
+ *   - the user must exist and be on, else KV_ERR_NOAUTH;
+ *   - it must hold the op's category (reads KV_ACL_READ, writes KV_ACL_WRITE, ACL ops
+ *     KV_ACL_ADMIN), else KV_ERR_NOPERM_CMD;
+ *   - every key must match one of its patterns with the access needed (reads R, writes W,
+ *     INCRBY and SET ... GET both), and on a key with a policy the user must be its owner or
+ *     a reader (R) / writer (W), else KV_ERR_NOPERM_KEY. SCAN returns only the keys the user
+ *     may read (Redis does not filter SCAN; teems does, so names of objects one may not read
+ *     do not leak).
+ *   - POLICY_SET: on a key with a policy only its owner or a +@admin user may change it; on a
+ *     key without one, a user who may write the key creates it and must name itself owner
+ *     (an admin may name anyone). POLICY_GET: owner, readers, writers and admins.
+ * Unwrapped commands (the model ops, tests) are the system's own and are not checked. */
+#define KV_FORMAT_AS 0x82 /* u8 KV_FORMAT_AS | key-encoded user name | an R command */
+#define KV_MAX_USER 128u  /* bytes in a user name: printable ASCII, no space, no ',', not "-" */
+/* The user of KV_FORMAT_AS for a connection that never authenticated: it acts as "default"
+ * only while "default" is on and nopass when the command is applied (else KV_ERR_NOAUTH), so
+ * a password given to "default" binds such connections from the commit on, on every replica,
+ * whatever a lagging replica believed when it sent the command on. Not a valid user name. */
+#define KV_USER_ANON "-"
+#define KV_ACL_MAX_PASSWORDS 32u
+#define KV_ACL_MAX_PATTERNS 64u
+#define KV_ACL_MAX_MODIFIERS 65536u /* bytes of an encoded ACL SETUSER modifier list */
+#define KV_MAX_POLICY 16384u	    /* bytes of an encoded policy */
+#define KV_ACL_READ 1u
+#define KV_ACL_WRITE 2u
+#define KV_ACL_ADMIN 4u
+#define KV_ACL_ALL 7u
+#define KV_PASSWORD_HASH_LEN 32
+
+/* ACL SETUSER modifiers, encoded one after the other in kv_cmd.value (R_ACL_SETUSER):
+ * u8 kind | ADDPASS, DELPASS: 32-byte hash | CATS_ADD, CATS_DEL: u8 KV_ACL_* bits |
+ * KEY: u8 access (1 R, 2 W, 3 both) | u16 length | pattern. */
+enum kv_acl_mod {
+	KV_ACL_ON = 1,
+	KV_ACL_OFF,
+	KV_ACL_NOPASS,
+	KV_ACL_RESETPASS,
+	KV_ACL_RESETKEYS,
+	KV_ACL_RESET, /* off, resetpass, resetkeys, no category */
+	KV_ACL_ADDPASS,
+	KV_ACL_DELPASS,
+	KV_ACL_CATS_ADD,
+	KV_ACL_CATS_DEL,
+	KV_ACL_KEY,
+};
+
+/* SHA-256 of a password, as stored and as AUTH sends it to the state machine (the log never
+ * holds a password in clear). */
+void kv_password_hash(const uint8_t *pass, size_t len, uint8_t out[KV_PASSWORD_HASH_LEN]);
+/* True if name is a valid user name (1..KV_MAX_USER bytes of '!'..'~' except ',', and not
+ * "-", which means "nobody" in policy lists and KV_USER_ANON in commands). */
+bool kv_user_name_ok(const uint8_t *name, size_t len);
 
 /* A key, or a key-value pair (MSET), or a value (MGET results: found says if present). */
 struct kv_item {
@@ -150,7 +233,16 @@ struct kv_cmd {
 	uint32_t count;	 /* R_SCAN: work hint, >= 1 */
 	const uint8_t *pattern;
 	uint32_t pattern_len; /* R_SCAN with KV_SCAN_MATCH */
+	/* KV_FORMAT_AS: the user the command runs as (user_len 0 and user NULL: unwrapped) */
+	const uint8_t *user;
+	uint16_t user_len;
 };
+/* R_AUTH: key = user name, value = the password's hash (KV_PASSWORD_HASH_LEN bytes), flags
+ * KV_AUTH_DEFAULT_FORM for Redis's one-argument AUTH (key "default").
+ * R_ACL_SETUSER: key = name, value = the modifiers. R_ACL_DELUSER: items = names.
+ * R_POLICY_SET: key, value = "owner\nreaders\nwriters" (comma lists, may be empty).
+ * R_POLICY_GET: key. */
+#define KV_AUTH_DEFAULT_FORM 1u
 
 enum kv_status {
 	KV_OK = 0,
@@ -159,6 +251,12 @@ enum kv_status {
 	KV_ERR_NOT_INTEGER = 2,
 	KV_ERR_OVERFLOW = 3,
 	KV_ERR_TOO_LARGE = 4, /* the result would exceed KV_MAX_RESULT (R_MGET, R_SCAN) */
+	/* any R op run as a user (KV_FORMAT_AS): */
+	KV_ERR_NOAUTH = 5,     /* the user does not exist or is off */
+	KV_ERR_NOPERM_CMD = 6, /* the user lacks the op's category */
+	KV_ERR_NOPERM_KEY = 7, /* a key outside its patterns, or its policy refuses */
+	KV_ERR_WRONGPASS = 8,  /* R_AUTH */
+	KV_ERR_TEXT = 9,       /* an error whose whole Redis text is the result's value */
 };
 
 /* A result. value points into the kv map (kv_apply: valid until the next change of that key)
@@ -177,6 +275,9 @@ struct kv_result {
 	uint32_t n_items;    /* R_MGET (values), R_SCAN (keys), read with kv_result_item */
 	const uint8_t *list; /* the items, encoded */
 	size_t list_len;
+	/* R_ACL_LIST (lines), R_ACL_GETUSER and R_POLICY_GET (owner, readers, writers; n_items
+	 * 0: no such user or policy)
+	 * use list and n_items as R_MGET does; KV_ERR_TEXT puts its text in value. */
 };
 
 /* Encoded size of a command, or 0 if it is invalid (bad op, flags or counts, key over
@@ -241,7 +342,17 @@ int kv_snapshot(const struct kv *kv, uint8_t **buf, size_t *len);
  * Errors: TEEMS_ECORRUPT (kv unchanged), TEEMS_ENOMEM (kv unchanged). */
 int kv_restore(struct kv *kv, const uint8_t *buf, size_t len);
 
-/* True if both maps hold the same clock, keys, values, versions and expiries. */
+/* The engine's checks on its local state (replica.h): whether a connection that never
+ * authenticated acts as "default" (default is on and nopass), and whether `user` (a name, or
+ * KV_USER_ANON) may run commands of `category` (KV_ACL_*; 0: any existing user that is on).
+ * kv_acl_check returns KV_OK, KV_ERR_NOAUTH or KV_ERR_NOPERM_CMD. */
+bool kv_acl_default_open(const struct kv *kv);
+enum kv_status kv_acl_check(const struct kv *kv, const char *user, unsigned category);
+/* Number of users. */
+size_t kv_user_count(const struct kv *kv);
+
+/* True if both maps hold the same clock, keys, values, versions and expiries, users and
+ * policies. */
 bool kv_equal(const struct kv *a, const struct kv *b);
 
 #endif

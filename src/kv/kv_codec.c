@@ -9,7 +9,7 @@
 
 static bool is_r_op(enum kv_op op)
 {
-	return op >= KV_R_GET && op <= KV_R_VSET;
+	return op >= KV_R_GET && op <= KV_R_LAST_;
 }
 
 static bool is_model_op(enum kv_op op)
@@ -19,7 +19,23 @@ static bool is_model_op(enum kv_op op)
 
 static bool has_items(enum kv_op op)
 {
-	return op == KV_R_DEL || op == KV_R_EXISTS || op == KV_R_MGET || op == KV_R_MSET;
+	return op == KV_R_DEL || op == KV_R_EXISTS || op == KV_R_MGET || op == KV_R_MSET ||
+	       op == KV_R_ACL_DELUSER;
+}
+
+/* The ops whose body is key | value, and the largest value each takes (0: none). */
+static uint32_t kv_value_cap(enum kv_op op)
+{
+	switch (op) {
+	case KV_R_AUTH:
+		return KV_PASSWORD_HASH_LEN;
+	case KV_R_ACL_SETUSER:
+		return KV_ACL_MAX_MODIFIERS;
+	case KV_R_POLICY_SET:
+		return KV_MAX_POLICY;
+	default:
+		return 0;
+	}
 }
 
 bool kv_op_writes(enum kv_op op)
@@ -33,6 +49,9 @@ bool kv_op_writes(enum kv_op op)
 	case KV_R_MSET:
 	case KV_R_INCRBY:
 	case KV_R_VSET:
+	case KV_R_ACL_SETUSER:
+	case KV_R_ACL_DELUSER:
+	case KV_R_POLICY_SET:
 		return true;
 	default:
 		return false;
@@ -115,7 +134,7 @@ static bool write_items(const struct kv_cmd *c, struct kv_wr *w)
 static bool write_cmd(const struct kv_cmd *c, struct kv_wr *w)
 {
 	if (is_model_op(c->op)) {
-		if (!key_ok(c->key, c->key_len))
+		if (!key_ok(c->key, c->key_len) || c->user != NULL || c->user_len != 0)
 			return false;
 		kv_wr_u8(w, (uint8_t)c->op);
 		kv_wr_key(w, c->key, c->key_len);
@@ -130,6 +149,13 @@ static bool write_cmd(const struct kv_cmd *c, struct kv_wr *w)
 	}
 	if (!is_r_op(c->op))
 		return false;
+	if (c->user != NULL || c->user_len != 0) {
+		if (c->user == NULL || (!kv_user_name_ok(c->user, c->user_len) &&
+					!(c->user_len == 1 && c->user[0] == KV_USER_ANON[0])))
+			return false;
+		kv_wr_u8(w, KV_FORMAT_AS);
+		kv_wr_key(w, c->user, c->user_len);
+	}
 	kv_wr_u8(w, KV_FORMAT_R);
 	kv_wr_u8(w, (uint8_t)c->op);
 	kv_wr_u64(w, c->now_ms);
@@ -145,6 +171,28 @@ static bool write_cmd(const struct kv_cmd *c, struct kv_wr *w)
 		kv_wr_u8(w, (uint8_t)c->flags);
 		if (c->flags & KV_SCAN_MATCH)
 			kv_wr_value(w, c->pattern, c->pattern_len);
+		return true;
+	}
+	if (c->op == KV_R_ACL_LIST)
+		return true;
+	if (c->op == KV_R_ACL_GETUSER) {
+		if (!key_ok(c->key, c->key_len))
+			return false;
+		kv_wr_key(w, c->key, c->key_len);
+		return true;
+	}
+	if (c->op == KV_R_AUTH) {
+		if (c->flags & ~KV_AUTH_DEFAULT_FORM)
+			return false;
+		kv_wr_u8(w, (uint8_t)c->flags);
+	}
+	if (kv_value_cap(c->op) != 0) {
+		if (!key_ok(c->key, c->key_len) || c->value_len > kv_value_cap(c->op) ||
+		    (c->value_len && c->value == NULL) ||
+		    (c->op == KV_R_AUTH && c->value_len != KV_PASSWORD_HASH_LEN))
+			return false;
+		kv_wr_key(w, c->key, c->key_len);
+		kv_wr_value(w, c->value, c->value_len);
 		return true;
 	}
 	if (c->op == KV_R_SET) {
@@ -231,6 +279,23 @@ static int decode_r(struct kv_rd *r, struct kv_cmd *out)
 			return TEEMS_ECORRUPT;
 		return TEEMS_OK;
 	}
+	if (out->op == KV_R_ACL_LIST)
+		return TEEMS_OK;
+	if (out->op == KV_R_ACL_GETUSER)
+		return kv_rd_key(r, &out->key, &out->key_len, KV_MAX_KEY) ? TEEMS_OK
+									  : TEEMS_ECORRUPT;
+	if (out->op == KV_R_AUTH) {
+		out->flags = kv_rd_u8(r);
+		if (!r->ok || (out->flags & ~KV_AUTH_DEFAULT_FORM))
+			return TEEMS_ECORRUPT;
+	}
+	if (kv_value_cap(out->op) != 0) {
+		if (!kv_rd_key(r, &out->key, &out->key_len, KV_MAX_KEY) ||
+		    !kv_rd_value(r, &out->value, &out->value_len, kv_value_cap(out->op)) ||
+		    (out->op == KV_R_AUTH && out->value_len != KV_PASSWORD_HASH_LEN))
+			return TEEMS_ECORRUPT;
+		return TEEMS_OK;
+	}
 	if (out->op == KV_R_SET) {
 		unsigned f = kv_rd_u8(r);
 
@@ -265,7 +330,17 @@ int kv_cmd_decode(const uint8_t *buf, size_t len, struct kv_cmd *out)
 	if (len == 0 || len > KV_MAX_COMMAND)
 		return TEEMS_ECORRUPT;
 	kv_rd_init(&r, buf, len);
-	if (buf[0] == KV_FORMAT_R) {
+	if (buf[0] == KV_FORMAT_AS) {
+		kv_rd_u8(&r);
+		if (!kv_rd_key(&r, &out->user, &out->user_len, KV_MAX_USER) ||
+		    (!kv_user_name_ok(out->user, out->user_len) &&
+		     !(out->user_len == 1 && out->user[0] == KV_USER_ANON[0])) ||
+		    kv_rd_u8(&r) != KV_FORMAT_R || !r.ok) {
+			memset(out, 0, sizeof(*out));
+			return TEEMS_ECORRUPT;
+		}
+		rc = decode_r(&r, out);
+	} else if (buf[0] == KV_FORMAT_R) {
 		kv_rd_u8(&r);
 		rc = decode_r(&r, out);
 	} else {
@@ -300,6 +375,13 @@ static bool status_ok(enum kv_op op, enum kv_status s)
 		return op == KV_R_INCRBY;
 	case KV_ERR_TOO_LARGE:
 		return op == KV_R_MGET || op == KV_R_SCAN;
+	case KV_ERR_NOAUTH:
+	case KV_ERR_NOPERM_CMD:
+	case KV_ERR_NOPERM_KEY:
+	case KV_ERR_TEXT:
+		return true;
+	case KV_ERR_WRONGPASS:
+		return op == KV_R_AUTH;
 	}
 	return false;
 }
@@ -315,7 +397,8 @@ bool kv_result_item(const struct kv_result *r, size_t *pos, struct kv_item *it)
 	if (r->op == KV_R_SCAN) {
 		if (!kv_rd_key(&rd, &it->key, &it->key_len, KV_MAX_KEY))
 			return false;
-	} else if (r->op == KV_R_MGET) {
+	} else if (r->op == KV_R_MGET || r->op == KV_R_ACL_LIST || r->op == KV_R_POLICY_GET ||
+		   r->op == KV_R_ACL_GETUSER) {
 		uint8_t f = kv_rd_u8(&rd);
 
 		if (!rd.ok || f > 1)
@@ -363,6 +446,12 @@ static bool write_result(const struct kv_result *r, struct kv_wr *w)
 	kv_wr_u8(w, KV_FORMAT_R);
 	kv_wr_u8(w, (uint8_t)r->op);
 	kv_wr_u8(w, (uint8_t)r->status);
+	if (r->status == KV_ERR_TEXT) {
+		if (!value_ok(r->value, r->value_len))
+			return false;
+		kv_wr_value(w, r->value, r->value_len);
+		return true;
+	}
 	if (r->status >= KV_ERR_NOT_INTEGER)
 		return true;
 	switch (r->op) {
@@ -385,10 +474,19 @@ static bool write_result(const struct kv_result *r, struct kv_wr *w)
 		return true;
 	case KV_R_DEL:
 	case KV_R_EXISTS:
+	case KV_R_ACL_DELUSER:
 		if (r->integer < 0)
 			return false;
 		kv_wr_u64(w, (uint64_t)r->integer);
 		return true;
+	case KV_R_AUTH:
+	case KV_R_ACL_SETUSER:
+	case KV_R_POLICY_SET:
+		return true;
+	case KV_R_ACL_LIST:
+	case KV_R_POLICY_GET:
+	case KV_R_ACL_GETUSER:
+		return write_result_list(r, w);
 	case KV_R_INCRBY:
 		kv_wr_u64(w, (uint64_t)r->integer);
 		kv_wr_u64(w, r->version);
@@ -460,6 +558,9 @@ static int decode_result_r(struct kv_rd *rd, struct kv_result *out)
 	out->status = (enum kv_status)kv_rd_u8(rd);
 	if (!rd->ok || !is_r_op(out->op) || !status_ok(out->op, out->status))
 		return TEEMS_ECORRUPT;
+	if (out->status == KV_ERR_TEXT)
+		return kv_rd_value(rd, &out->value, &out->value_len, KV_MAX_VALUE) ? TEEMS_OK
+										   : TEEMS_ECORRUPT;
 	if (out->status >= KV_ERR_NOT_INTEGER)
 		return TEEMS_OK;
 	switch (out->op) {
@@ -484,8 +585,17 @@ static int decode_result_r(struct kv_rd *rd, struct kv_result *out)
 		return TEEMS_OK;
 	case KV_R_DEL:
 	case KV_R_EXISTS:
+	case KV_R_ACL_DELUSER:
 		out->integer = (int64_t)kv_rd_u64(rd);
 		return out->integer < 0 ? TEEMS_ECORRUPT : TEEMS_OK;
+	case KV_R_AUTH:
+	case KV_R_ACL_SETUSER:
+	case KV_R_POLICY_SET:
+		return TEEMS_OK;
+	case KV_R_ACL_LIST:
+	case KV_R_POLICY_GET:
+	case KV_R_ACL_GETUSER:
+		return decode_list(rd, out);
 	case KV_R_INCRBY:
 		out->integer = (int64_t)kv_rd_u64(rd);
 		out->version = kv_rd_u64(rd);

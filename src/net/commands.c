@@ -47,6 +47,15 @@ static const struct cmd_spec table[CMD_COUNT_] = {
 	[CMD_LEASE_INFO] = {CMD_LEASE_INFO, "lease.info", 2, R, 1, 1, 1},
 	[CMD_INFO] = {CMD_INFO, "info", -1, L, 0, 0, 0},
 	[CMD_TEEMS_STATUS] = {CMD_TEEMS_STATUS, "teems.status", 1, L | A, 0, 0, 0},
+	[CMD_TEEMS_RECOVER] = {CMD_TEEMS_RECOVER, "teems.recover", -2, L | A, 0, 0, 0},
+	[CMD_ACL] = {CMD_ACL, "acl", -2, 0, 0, 0, 0},
+	[CMD_ACL_SETUSER] = {CMD_ACL_SETUSER, "acl|setuser", -3, W | A, 0, 0, 0},
+	[CMD_ACL_DELUSER] = {CMD_ACL_DELUSER, "acl|deluser", -3, W | A, 0, 0, 0},
+	[CMD_ACL_LIST] = {CMD_ACL_LIST, "acl|list", 2, R | A, 0, 0, 0},
+	[CMD_ACL_WHOAMI] = {CMD_ACL_WHOAMI, "acl|whoami", 2, L, 0, 0, 0},
+	[CMD_POLICY_SET] = {CMD_POLICY_SET, "teems.policy.set", 5, W, 1, 1, 1},
+	[CMD_POLICY_GET] = {CMD_POLICY_GET, "teems.policy.get", 2, R, 1, 1, 1},
+	[CMD_ACL_GETUSER] = {CMD_ACL_GETUSER, "acl|getuser", 3, R | A, 0, 0, 0},
 };
 
 const struct cmd_spec *cmd_table(void)
@@ -66,9 +75,45 @@ const struct cmd_spec *cmd_lookup(const uint8_t *name, size_t len)
 	struct resp_arg a = {name, len, 0};
 
 	for (size_t i = 0; i < CMD_COUNT_; i++)
-		if (arg_is(&a, table[i].name))
+		if (strchr(table[i].name, '|') == NULL && arg_is(&a, table[i].name))
 			return &table[i];
 	return NULL;
+}
+
+/* The subcommand argv[1] of container `parent` ("acl|<argv[1]>"), or NULL. */
+static const struct cmd_spec *subcommand(const struct cmd_spec *parent, const struct resp_arg *sub)
+{
+	size_t plen = strlen(parent->name);
+
+	for (size_t i = 0; i < CMD_COUNT_; i++) {
+		const char *n = table[i].name;
+
+		if (strncmp(n, parent->name, plen) == 0 && n[plen] == '|' &&
+		    strlen(n + plen + 1) == sub->len &&
+		    strncasecmp(n + plen + 1, (const char *)sub->p, sub->len) == 0)
+			return &table[i];
+	}
+	return NULL;
+}
+
+const struct cmd_spec *cmd_resolve(const struct resp_arg *argv, size_t argc)
+{
+	const struct cmd_spec *s = cmd_lookup(argv[0].p, argv[0].len);
+
+	if (s != NULL && s->id == CMD_ACL)
+		s = argc >= 2 ? subcommand(s, &argv[1]) : NULL;
+	return s;
+}
+
+unsigned cmd_category(const struct cmd_spec *spec)
+{
+	if (spec->flags & CMD_F_ADMIN)
+		return KV_ACL_ADMIN;
+	if (spec->flags & CMD_F_WRITE)
+		return KV_ACL_WRITE;
+	if (spec->flags & CMD_F_READ)
+		return KV_ACL_READ;
+	return 0;
 }
 
 /* Appends "%.*s" to err at *pos, replacing bytes Redis would not print (it sanitizes error
@@ -110,6 +155,23 @@ const struct cmd_spec *cmd_check(const struct resp_arg *argv, size_t argc, char 
 	if (s->id == CMD_MSET && argc % 2 == 0) {
 		snprintf(err, CMD_ERR_LEN, "ERR wrong number of arguments for 'mset' command");
 		return NULL;
+	}
+	if (s->id == CMD_ACL) {
+		const struct cmd_spec *sub = subcommand(s, &argv[1]);
+
+		if (sub == NULL) {
+			append(err, &pos, (const uint8_t *)"ERR unknown subcommand '", 24);
+			append(err, &pos, argv[1].p, argv[1].len < 128 ? argv[1].len : 128);
+			append(err, &pos, (const uint8_t *)"'. Try ACL HELP.", 16);
+			return NULL;
+		}
+		if ((sub->arity > 0 && argc != (size_t)sub->arity) ||
+		    (sub->arity < 0 && argc < (size_t)-sub->arity)) {
+			snprintf(err, CMD_ERR_LEN, "ERR wrong number of arguments for '%s' command",
+				 sub->name);
+			return NULL;
+		}
+		return sub;
 	}
 	return s;
 }
@@ -596,8 +658,316 @@ static int request_scan(const struct resp_arg *argv, size_t argc, struct kv_cmd 
 int cmd_request(const struct cmd_spec *spec, const struct resp_arg *argv, size_t argc,
 		uint64_t now_ms, uint8_t **out, size_t *out_len, char *err)
 {
+	return cmd_request_as(spec, argv, argc, now_ms, NULL, out, out_len, err);
+}
+
+/* ---- users and policies ---- */
+
+static bool name_ok(const struct resp_arg *a)
+{
+	return kv_user_name_ok(a->p, a->len);
+}
+
+/* The modifier text in an error, Redis's way: "ERR Error in ACL SETUSER modifier '%s': %s". */
+static int mod_fail(const struct resp_arg *m, const char *why, char *err)
+{
+	size_t pos;
+
+	snprintf(err, CMD_ERR_LEN, "ERR Error in ACL SETUSER modifier '");
+	pos = strlen(err);
+	append(err, &pos, m->p, m->len < 128 ? m->len : 128);
+	append(err, &pos, (const uint8_t *)"': ", 3);
+	append(err, &pos, (const uint8_t *)why, strlen(why));
+	return -1;
+}
+
+/* A growable byte buffer for the modifier list (allocation failure sticks). */
+struct mbuf {
+	uint8_t *p;
+	size_t len, cap;
+	bool oom;
+};
+
+static void mb_add(struct mbuf *b, const void *src, size_t n)
+{
+	if (b->oom)
+		return;
+	if (b->cap - b->len < n) {
+		size_t cap = b->cap ? b->cap * 2 : 256;
+		uint8_t *np;
+
+		while (cap - b->len < n)
+			cap *= 2;
+		np = teems_realloc(b->p, cap);
+		if (np == NULL) {
+			b->oom = true;
+			return;
+		}
+		b->p = np;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, src, n);
+	b->len += n;
+}
+
+static void mb_u8(struct mbuf *b, unsigned v)
+{
+	uint8_t x = (uint8_t)v;
+
+	mb_add(b, &x, 1);
+}
+
+static bool hex_hash(const uint8_t *p, size_t len, uint8_t out[KV_PASSWORD_HASH_LEN])
+{
+	if (len != 2 * KV_PASSWORD_HASH_LEN)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		int d = p[i] >= '0' && p[i] <= '9'   ? p[i] - '0'
+			: p[i] >= 'a' && p[i] <= 'f' ? p[i] - 'a' + 10
+						     : -1;
+
+		if (d < 0)
+			return false;
+		if (i % 2 == 0)
+			out[i / 2] = (uint8_t)(d << 4);
+		else
+			out[i / 2] |= (uint8_t)d;
+	}
+	return true;
+}
+
+/* One ACL SETUSER modifier into b. */
+static int setuser_mod(const struct resp_arg *m, struct mbuf *b, char *err)
+{
+	static const struct {
+		const char *word;
+		enum kv_acl_mod kind;
+		unsigned cats;
+	} words[] = {
+		{"on", KV_ACL_ON, 0},
+		{"off", KV_ACL_OFF, 0},
+		{"nopass", KV_ACL_NOPASS, 0},
+		{"resetpass", KV_ACL_RESETPASS, 0},
+		{"resetkeys", KV_ACL_RESETKEYS, 0},
+		{"reset", KV_ACL_RESET, 0},
+		{"allcommands", KV_ACL_CATS_ADD, KV_ACL_ALL},
+		{"nocommands", KV_ACL_CATS_DEL, KV_ACL_ALL},
+		{"+@all", KV_ACL_CATS_ADD, KV_ACL_ALL},
+		{"-@all", KV_ACL_CATS_DEL, KV_ACL_ALL},
+		{"+@read", KV_ACL_CATS_ADD, KV_ACL_READ},
+		{"-@read", KV_ACL_CATS_DEL, KV_ACL_READ},
+		{"+@write", KV_ACL_CATS_ADD, KV_ACL_WRITE},
+		{"-@write", KV_ACL_CATS_DEL, KV_ACL_WRITE},
+		{"+@admin", KV_ACL_CATS_ADD, KV_ACL_ADMIN},
+		{"-@admin", KV_ACL_CATS_DEL, KV_ACL_ADMIN},
+	};
+	uint8_t h[KV_PASSWORD_HASH_LEN];
+	unsigned access = 0;
+	size_t skip = 0;
+
+	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
+		if (arg_is(m, words[i].word)) {
+			mb_u8(b, words[i].kind);
+			if (words[i].kind == KV_ACL_CATS_ADD || words[i].kind == KV_ACL_CATS_DEL)
+				mb_u8(b, words[i].cats);
+			return 0;
+		}
+	}
+	/* channels: teems has no pub/sub, so these change nothing */
+	if (arg_is(m, "allchannels") || arg_is(m, "resetchannels") || (m->len && m->p[0] == '&'))
+		return 0;
+	if (arg_is(m, "allkeys")) {
+		mb_u8(b, KV_ACL_KEY);
+		mb_u8(b, 3);
+		mb_add(b, "\x01\x00*", 3);
+		return 0;
+	}
+	if (m->len >= 1 && (m->p[0] == '>' || m->p[0] == '<')) {
+		kv_password_hash(m->p + 1, m->len - 1, h);
+		mb_u8(b, m->p[0] == '>' ? KV_ACL_ADDPASS : KV_ACL_DELPASS);
+		mb_add(b, h, sizeof(h));
+		return 0;
+	}
+	if (m->len >= 1 && (m->p[0] == '#' || m->p[0] == '!')) {
+		if (!hex_hash(m->p + 1, m->len - 1, h))
+			return mod_fail(m,
+					"The password hash must be exactly 64 characters and "
+					"contain only lowercase hexadecimal characters",
+					err);
+		mb_u8(b, m->p[0] == '#' ? KV_ACL_ADDPASS : KV_ACL_DELPASS);
+		mb_add(b, h, sizeof(h));
+		return 0;
+	}
+	if (m->len >= 1 && m->p[0] == '~') {
+		access = 3;
+		skip = 1;
+	} else if (m->len >= 1 && m->p[0] == '%') {
+		size_t i = 1;
+
+		for (; i < m->len && m->p[i] != '~'; i++) {
+			if (m->p[i] == 'R' || m->p[i] == 'r')
+				access |= 1;
+			else if (m->p[i] == 'W' || m->p[i] == 'w')
+				access |= 2;
+			else
+				return mod_fail(m, "Syntax error", err);
+		}
+		if (i == m->len || access == 0)
+			return mod_fail(m, "Syntax error", err);
+		skip = i + 1;
+	}
+	if (access != 0) {
+		uint8_t l[2];
+
+		if (m->len - skip > KV_MAX_PATTERN)
+			return mod_fail(m, "pattern is too long", err);
+		mb_u8(b, KV_ACL_KEY);
+		mb_u8(b, access);
+		l[0] = (uint8_t)(m->len - skip);
+		l[1] = (uint8_t)((m->len - skip) >> 8);
+		mb_add(b, l, 2);
+		mb_add(b, m->p + skip, m->len - skip);
+		return 0;
+	}
+	if (m->len >= 2 && m->p[0] == '+' && m->p[1] == '@')
+		return mod_fail(m, "Unknown command or category name in ACL", err);
+	if (m->len >= 2 && m->p[0] == '-' && m->p[1] == '@')
+		return mod_fail(m, "Unknown command or category name in ACL", err);
+	if (m->len >= 1 && (m->p[0] == '+' || m->p[0] == '-'))
+		return mod_fail(m, "teems grants categories only (@all, @read, @write, @admin)",
+				err);
+	return mod_fail(m, "Syntax error", err);
+}
+
+/* "-" is the empty list; otherwise names or "*", comma-separated. */
+static bool policy_list(const struct resp_arg *a, struct mbuf *b)
+{
+	size_t start = 0;
+
+	if (a->len == 1 && a->p[0] == '-')
+		return true;
+	if (a->len == 0)
+		return false;
+	for (size_t i = 0; i <= a->len; i++) {
+		if (i == a->len || a->p[i] == ',') {
+			if (!(i - start == 1 && a->p[start] == '*') &&
+			    !kv_user_name_ok(a->p + start, i - start))
+				return false;
+			start = i + 1;
+		}
+	}
+	mb_add(b, a->p, a->len);
+	return true;
+}
+
+static int quoted_fail(char *err, const char *what, const struct resp_arg *a)
+{
+	size_t pos;
+
+	snprintf(err, CMD_ERR_LEN, "ERR invalid %s '", what);
+	pos = strlen(err);
+	append(err, &pos, a->p, a->len < 128 ? a->len : 128);
+	append(err, &pos, (const uint8_t *)"'", 1);
+	return -1;
+}
+
+/* The commands of users and policies into c; *blob (the value c points to) is the caller's
+ * to free. Returns 1 when spec is not one of them. */
+static int request_acl(const struct cmd_spec *spec, const struct resp_arg *argv, size_t argc,
+		       struct kv_cmd *c, struct mbuf *blob, uint8_t hash[KV_PASSWORD_HASH_LEN],
+		       char *err)
+{
+	switch (spec->id) {
+	case CMD_AUTH: {
+		const struct resp_arg *user, *pass;
+
+		if (cmd_parse_auth(argv, argc, &user, &pass, err) != 0)
+			return -1;
+		c->op = KV_R_AUTH;
+		if (user == NULL) {
+			c->flags = KV_AUTH_DEFAULT_FORM;
+			c->key = (const uint8_t *)"default";
+			c->key_len = 7;
+		} else {
+			if (check_key(user, err) != 0)
+				return -1;
+			c->key = user->p;
+			c->key_len = (uint16_t)user->len;
+		}
+		kv_password_hash(pass->p, pass->len, hash);
+		c->value = hash;
+		c->value_len = KV_PASSWORD_HASH_LEN;
+		c->user = NULL; /* whoever asks: AUTH is how one becomes someone */
+		c->user_len = 0;
+		return 0;
+	}
+	case CMD_ACL_SETUSER:
+		if (!name_ok(&argv[2]))
+			return fail(err, "ERR Usernames can't contain spaces or null characters");
+		for (size_t i = 3; i < argc; i++)
+			if (setuser_mod(&argv[i], blob, err) != 0)
+				return -1;
+		if (blob->oom)
+			return fail(err, "ERR out of memory");
+		if (blob->len > KV_ACL_MAX_MODIFIERS)
+			return fail(err, "ERR command is too large");
+		c->op = KV_R_ACL_SETUSER;
+		c->key = argv[2].p;
+		c->key_len = (uint16_t)argv[2].len;
+		c->value = blob->p;
+		c->value_len = (uint32_t)blob->len;
+		return 0;
+	case CMD_ACL_LIST:
+		c->op = KV_R_ACL_LIST;
+		return 0;
+	case CMD_ACL_GETUSER:
+		if (check_key(&argv[2], err) != 0)
+			return -1;
+		c->op = KV_R_ACL_GETUSER;
+		c->key = argv[2].p;
+		c->key_len = (uint16_t)argv[2].len;
+		return 0;
+	case CMD_POLICY_SET:
+		if (check_key(&argv[1], err) != 0)
+			return -1;
+		if (!name_ok(&argv[2]))
+			return quoted_fail(err, "owner", &argv[2]);
+		mb_add(blob, argv[2].p, argv[2].len);
+		mb_add(blob, "\n", 1);
+		if (!policy_list(&argv[3], blob))
+			return quoted_fail(err, "user list", &argv[3]);
+		mb_add(blob, "\n", 1);
+		if (!policy_list(&argv[4], blob))
+			return quoted_fail(err, "user list", &argv[4]);
+		if (blob->oom)
+			return fail(err, "ERR out of memory");
+		if (blob->len > KV_MAX_POLICY)
+			return fail(err, "ERR policy is too large");
+		c->op = KV_R_POLICY_SET;
+		c->key = argv[1].p;
+		c->key_len = (uint16_t)argv[1].len;
+		c->value = blob->p;
+		c->value_len = (uint32_t)blob->len;
+		return 0;
+	case CMD_POLICY_GET:
+		if (check_key(&argv[1], err) != 0)
+			return -1;
+		c->op = KV_R_POLICY_GET;
+		c->key = argv[1].p;
+		c->key_len = (uint16_t)argv[1].len;
+		return 0;
+	default:
+		return 1;
+	}
+}
+
+int cmd_request_as(const struct cmd_spec *spec, const struct resp_arg *argv, size_t argc,
+		   uint64_t now_ms, const char *user, uint8_t **out, size_t *out_len, char *err)
+{
 	struct kv_cmd c;
 	struct kv_item *items = NULL;
+	struct mbuf blob = {0};
+	uint8_t hash[KV_PASSWORD_HASH_LEN];
 	uint8_t *buf;
 	size_t n;
 	int rc = 0;
@@ -606,7 +976,26 @@ int cmd_request(const struct cmd_spec *spec, const struct resp_arg *argv, size_t
 	*out_len = 0;
 	memset(&c, 0, sizeof(c));
 	c.now_ms = now_ms;
+	if (user != NULL) {
+		if (!kv_user_name_ok((const uint8_t *)user, strlen(user)) &&
+		    strcmp(user, KV_USER_ANON) != 0)
+			return fail(err, "ERR Usernames can't contain spaces or null characters");
+		c.user = (const uint8_t *)user;
+		c.user_len = (uint16_t)strlen(user);
+	}
 	switch (spec->id) {
+	case CMD_AUTH:
+	case CMD_ACL_SETUSER:
+	case CMD_ACL_LIST:
+	case CMD_ACL_GETUSER:
+	case CMD_POLICY_SET:
+	case CMD_POLICY_GET:
+		rc = request_acl(spec, argv, argc, &c, &blob, hash, err);
+		break;
+	case CMD_ACL_DELUSER:
+		c.op = KV_R_ACL_DELUSER;
+		rc = take_items(spec, argv + 1, argc - 1, &c, &items, err);
+		break;
 	case CMD_GET:
 	case CMD_VGET:
 		rc = check_key(&argv[1], err);
@@ -673,6 +1062,7 @@ int cmd_request(const struct cmd_spec *spec, const struct resp_arg *argv, size_t
 	*out_len = n;
 out:
 	teems_free(items);
+	teems_free(blob.p);
 	return rc;
 }
 
@@ -701,9 +1091,69 @@ static enum kv_op result_op(enum cmd_id id)
 		return KV_R_SCAN;
 	case CMD_VSET:
 		return KV_R_VSET;
+	case CMD_AUTH:
+		return KV_R_AUTH;
+	case CMD_ACL_SETUSER:
+		return KV_R_ACL_SETUSER;
+	case CMD_ACL_DELUSER:
+		return KV_R_ACL_DELUSER;
+	case CMD_ACL_LIST:
+		return KV_R_ACL_LIST;
+	case CMD_POLICY_SET:
+		return KV_R_POLICY_SET;
+	case CMD_POLICY_GET:
+		return KV_R_POLICY_GET;
+	case CMD_ACL_GETUSER:
+		return KV_R_ACL_GETUSER;
 	default:
 		return (enum kv_op)0;
 	}
+}
+
+/* An array of the space-separated words of s. */
+static void add_words(struct resp_out *out, const uint8_t *s, size_t len)
+{
+	size_t n = 0, start = 0;
+
+	for (size_t i = 0; i < len; i++)
+		n += (i == 0 || s[i - 1] == ' ') && s[i] != ' ';
+	resp_add_array(out, n);
+	for (size_t i = 0; i <= len; i++) {
+		if (i == len || s[i] == ' ') {
+			if (i > start)
+				resp_add_bulk(out, s + start, i - start);
+			start = i + 1;
+		}
+	}
+}
+
+/* ACL GETUSER as Redis 7 answers it: a map (a flat array in RESP2), or null. */
+static int getuser_reply(const struct kv_result *r, struct resp_out *out)
+{
+	struct kv_item it[4];
+	size_t pos = 0;
+
+	if (r->n_items == 0) {
+		resp_add_null(out);
+		return 0;
+	}
+	for (int i = 0; i < 4; i++)
+		if (r->n_items != 4 || !kv_result_item(r, &pos, &it[i]))
+			return -1;
+	resp_add_map(out, 6);
+	resp_add_bulk_cstr(out, "flags");
+	add_words(out, it[0].value, it[0].value_len);
+	resp_add_bulk_cstr(out, "passwords");
+	add_words(out, it[1].value, it[1].value_len);
+	resp_add_bulk_cstr(out, "commands");
+	resp_add_bulk(out, it[2].value, it[2].value_len);
+	resp_add_bulk_cstr(out, "keys");
+	resp_add_bulk(out, it[3].value, it[3].value_len);
+	resp_add_bulk_cstr(out, "channels");
+	resp_add_bulk_cstr(out, "");
+	resp_add_bulk_cstr(out, "selectors");
+	resp_add_array(out, 0);
+	return 0;
 }
 
 int cmd_response(const struct cmd_spec *spec, const uint8_t *result, size_t len,
@@ -727,6 +1177,34 @@ int cmd_response(const struct cmd_spec *spec, const uint8_t *result, size_t len,
 	case KV_ERR_TOO_LARGE:
 		resp_add_error(out, "ERR reply is too large");
 		return 0;
+	case KV_ERR_NOAUTH:
+		resp_add_error(out, "NOAUTH Authentication required.");
+		return 0;
+	case KV_ERR_NOPERM_CMD: {
+		char text[CMD_ERR_LEN];
+
+		snprintf(text, sizeof(text),
+			 "NOPERM this user has no permissions to run the '%s' command", spec->name);
+		resp_add_error(out, text);
+		return 0;
+	}
+	case KV_ERR_NOPERM_KEY:
+		resp_add_error(out, "NOPERM this user has no permissions to access one of the "
+				    "keys used as arguments");
+		return 0;
+	case KV_ERR_WRONGPASS:
+		resp_add_error(out,
+			       "WRONGPASS invalid username-password pair or user is disabled.");
+		return 0;
+	case KV_ERR_TEXT: {
+		char text[CMD_ERR_LEN];
+		size_t at = 0;
+
+		text[0] = '\0';
+		append(text, &at, r.value, r.value_len);
+		resp_add_error(out, at ? text : "ERR teems: refused");
+		return 0;
+	}
 	default:
 		break;
 	}
@@ -785,6 +1263,32 @@ int cmd_response(const struct cmd_spec *spec, const uint8_t *result, size_t len,
 		resp_add_array(out, 2);
 		resp_add_int(out, r.status == KV_OK ? 1 : 0);
 		resp_add_int(out, (long long)r.version);
+		return 0;
+	case CMD_AUTH:
+	case CMD_ACL_SETUSER:
+	case CMD_POLICY_SET:
+		resp_add_simple(out, "OK");
+		return 0;
+	case CMD_ACL_DELUSER:
+		resp_add_int(out, (long long)r.integer);
+		return 0;
+	case CMD_ACL_GETUSER:
+		if (getuser_reply(&r, out) == 0)
+			return 0;
+		break;
+	case CMD_ACL_LIST:
+	case CMD_POLICY_GET:
+		if (spec->id == CMD_POLICY_GET && r.n_items == 0) {
+			resp_add_null(out);
+			return 0;
+		}
+		resp_add_array(out, r.n_items);
+		while (kv_result_item(&r, &pos, &it)) {
+			if (spec->id == CMD_POLICY_GET && it.value_len == 0)
+				resp_add_bulk_cstr(out, "-"); /* an empty list, as it was given */
+			else
+				resp_add_bulk(out, it.value, it.value_len);
+		}
 		return 0;
 	default:
 		break;

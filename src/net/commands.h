@@ -47,6 +47,24 @@ enum cmd_id {
 	CMD_LEASE_INFO,
 	CMD_INFO,
 	CMD_TEEMS_STATUS,
+	CMD_TEEMS_RECOVER, /* TEEMS.RECOVER STATUS | AUTHORIZE ... (src/server/replica_recover.h) */
+	/* Users and permissions (Redis 7's ACL, the subset of docs/OPERATIONS.md). ACL is a
+	 * container: cmd_check returns the spec of its subcommand, named "acl|setuser" as Redis
+	 * names it in errors; cmd_lookup never finds those by name. */
+	CMD_ACL,
+	CMD_ACL_SETUSER,
+	CMD_ACL_DELUSER,
+	CMD_ACL_LIST,
+	CMD_ACL_WHOAMI,
+	/* Per-key policies (issue 7 item 5; kv.h, "Users, permissions and policies"):
+	 *   TEEMS.POLICY.SET key owner readers writers   -> +OK
+	 *     readers, writers: comma lists of user names, "*" for every user, "-" for none
+	 *   TEEMS.POLICY.GET key   -> [owner, readers, writers] (lists as given, "-" when
+	 *                             empty), or null when the key has no policy */
+	CMD_POLICY_SET,
+	CMD_POLICY_GET,
+	CMD_ACL_GETUSER, /* ACL GETUSER name: Redis 7's map (flags, passwords, commands, keys,
+			  * channels "", selectors []), or null */
 	CMD_COUNT_
 };
 
@@ -76,8 +94,16 @@ const struct cmd_spec *cmd_table(void);
 /* Looks argv[0] up and checks the arity. Returns the spec, or NULL with err filled:
  * "ERR unknown command 'foo', with args beginning with: 'a' 'b' " (Redis 7's text, args
  * truncated to 128 bytes in all) or "ERR wrong number of arguments for 'get' command".
+ * For ACL: the subcommand's spec, or "ERR unknown subcommand 'foo'. Try ACL HELP.",
+ * "ERR wrong number of arguments for 'acl|setuser' command".
  * argc must be at least 1. */
 const struct cmd_spec *cmd_check(const struct resp_arg *argv, size_t argc, char *err);
+/* cmd_lookup, then the subcommand of a container (ACL), without the arity checks; NULL if
+ * unknown. For callers that only need the flags (the shell's session order). */
+const struct cmd_spec *cmd_resolve(const struct resp_arg *argv, size_t argc);
+/* The category (KV_ACL_READ, _WRITE, _ADMIN, or 0: every user may) a user needs to run a
+ * command: CMD_F_ADMIN -> admin, else CMD_F_WRITE -> write, else CMD_F_READ -> read. */
+unsigned cmd_category(const struct cmd_spec *spec);
 
 /* Indices of the key arguments of a checked command, in order; returns how many (at most
  * max are stored). */
@@ -179,6 +205,26 @@ int cmd_reply(const struct cmd_spec *spec, const struct kv_result *res, size_t n
  * other commands of the table (PING, LEASE.*, ...). *out is then NULL. */
 int cmd_request(const struct cmd_spec *spec, const struct resp_arg *argv, size_t argc,
 		uint64_t now_ms, uint8_t **out, size_t *out_len, char *err);
+/* cmd_request, run as `user` (NULL: unwrapped, unchecked; KV_USER_ANON: a connection that
+ * never authenticated): the encoded command carries the user name (KV_FORMAT_AS) and the state
+ * machine checks it when it applies or runs the command (kv.h, "Users, permissions and
+ * policies"). Also makes the commands only a user has:
+ *   AUTH [user] pass      -> KV_R_AUTH with SHA-256(pass) (never wrapped, whatever user is)
+ *   ACL SETUSER name rule...  rules (case-insensitive): on off nopass resetpass reset >pass
+ *                         <pass #sha256hex !sha256hex ~pattern %R~pattern %W~pattern
+ *                         %RW~pattern allkeys resetkeys +@all -@all +@read -@read +@write
+ *                         -@write +@admin -@admin allcommands nocommands; channel rules
+ *                         (&pattern allchannels resetchannels) are accepted and ignored
+ *   ACL DELUSER name...   ACL LIST   ACL GETUSER name   TEEMS.POLICY.SET / GET (above)
+ * Errors besides cmd_request's, Redis 7's texts where Redis has them:
+ *   "ERR Usernames can't contain spaces or null characters" (teems: a name is 1..128 bytes of
+ *   '!'..'~' except ','), "ERR Error in ACL SETUSER modifier '<m>': Syntax error",
+ *   "... Unknown command or category name in ACL" (an unknown category), "... teems grants
+ *   categories only (@all, @read, @write, @admin)" (+get and such), "... The password hash
+ *   must be exactly 64 characters and contain only lowercase hexadecimal characters",
+ *   "ERR invalid owner '<x>'", "ERR invalid user list '<x>'". */
+int cmd_request_as(const struct cmd_spec *spec, const struct resp_arg *argv, size_t argc,
+		   uint64_t now_ms, const char *user, uint8_t **out, size_t *out_len, char *err);
 
 /* Appends to out (in out->proto: null is $-1 or _ as Redis sends it) the reply for a command's
  * encoded result, i.e. what kv_apply_encoded gave for the bytes cmd_request made from the same
@@ -191,5 +237,17 @@ int cmd_request(const struct cmd_spec *spec, const struct resp_arg *argv, size_t
  * holds an -ERR reply). */
 int cmd_response(const struct cmd_spec *spec, const uint8_t *result, size_t len,
 		 struct resp_out *out);
+/* cmd_response also answers AUTH (+OK), ACL SETUSER (+OK), ACL DELUSER (count), ACL LIST
+ * (array of "user <name> on|off [nopass] [#<sha256>...] [~p|%R~p|%W~p...] +@all|-@all
+ * [+@read] [+@write] [+@admin]" lines), TEEMS.POLICY.SET (+OK), TEEMS.POLICY.GET, and the
+ * permission errors of any command run as a user:
+ *   "NOAUTH Authentication required."                       the user is gone or off
+ *   "NOPERM this user has no permissions to run the '<name>' command"
+ *   "NOPERM this user has no permissions to access one of the keys used as arguments"
+ *   "WRONGPASS invalid username-password pair or user is disabled."
+ *   and the state machine's own texts ("ERR The 'default' user cannot be removed", "ERR AUTH
+ *   <password> called without any password configured for the default user. Are you sure
+ *   your configuration is correct?", "NOPERM a new policy must name its creator as the
+ *   owner", ...). (Redis 7.0.15's texts, checked against redis-server.) */
 
 #endif

@@ -99,6 +99,12 @@ static const struct setting settings[] = {
 	 "RESP: bytes in an inline request line"},
 	{"max_request", K_SIZE, OFF(max_request), 1024, 1024 * MIB, NULL, NULL, "128MiB",
 	 "RESP: bytes in one request"},
+	{"snapshot_every", K_U64, OFF(snapshot_every), 0, 1ull << 40, NULL, NULL, "10000",
+	 "take a snapshot after this many applied slots (0: not by slots)"},
+	{"snapshot_bytes", K_SIZE, OFF(snapshot_bytes), 0, 1024 * 1024 * MIB, NULL, NULL, "64MiB",
+	 "take a snapshot after this many WAL bytes (0: not by bytes)"},
+	{"wal_segment_bytes", K_SIZE, OFF(wal_segment_bytes), 4096, 1024 * MIB, NULL, NULL, "64MiB",
+	 "WAL segment file size (compaction deletes whole segments)"},
 };
 
 #define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))

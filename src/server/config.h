@@ -75,6 +75,13 @@ struct teems_config {
 	char tls_names[CONFIG_MAX_PATH];
 	/* RESP limits (net/resp.h) */
 	uint64_t max_args, max_bulk, max_inline, max_request;
+	/* Snapshots (docs/OPERATIONS.md, "Snapshots"): one is taken once this many slots were
+	 * applied since the last one, or once this many WAL bytes were appended since it,
+	 * whichever comes first; 0 turns that trigger off (both 0: never). */
+	uint64_t snapshot_every, snapshot_bytes;
+	/* WAL segment size (the rollover threshold): compaction deletes whole segments, so after a
+	 * snapshot the WAL keeps about one segment more than the records after it. */
+	uint64_t wal_segment_bytes;
 	struct quorum quorum; /* filled by config_validate */
 };
 

@@ -3,11 +3,11 @@
  * timers. Client commands and forwarding are replica_client.c.
  *
  * The shell loop is the same one the simulator runs around the core (tests/sim/sim_world.c:
- * persist, send, apply, notes, the group fsync and PAXOS_IN_SYNCED), here on a real sealed WAL
- * over the posix VFS, the sim platform's trusted clock and real peers.
+ * persist, snapshot, send, apply, notes, the group fsync and PAXOS_IN_SYNCED), here on a real
+ * sealed WAL over the posix VFS, the sim platform's trusted clock and real peers.
  *
- * Snapshots are not wired in yet (the core has none): the log and the state machine grow in
- * memory, and a restart replays the whole WAL. */
+ * Snapshots (taking, sealing, compacting, installing) are replica_snap.c; this file calls it
+ * at boot, from the ready (an installed snapshot), on every tick and in the sync job. */
 #include "server/replica_internal.h"
 
 #include <errno.h>
@@ -21,6 +21,9 @@
 #include <unistd.h>
 
 #include "common/alloc.h"
+#include "server/replica_recover.h"
+#include "server/replica_snap.h"
+#include "store/snapshot.h"
 #include "teems/err.h"
 
 #define MARKER_NAME "booted"
@@ -210,6 +213,7 @@ static void persist(struct replica *r, const struct paxos_persist *rec)
 	}
 	r->appended_index = index;
 	r->appended_seq = rec->seq;
+	r->snap.wal_bytes += len + STORE_WAL_RECORD_OVERHEAD;
 	if (rec->sync)
 		r->urgent = true;
 }
@@ -262,9 +266,9 @@ static void want_sync_check(struct replica *r, bool group_due)
 {
 	bool dirty = r->appended_index > r->prepared_index;
 
-	if (r->halted || r->sync_running || !dirty)
+	if (r->halted || r->sync_running || (!dirty && !rp_snap_waiting(r)))
 		return;
-	if (r->urgent || r->cfg.sync == CONFIG_SYNC_ALWAYS ||
+	if (r->urgent || r->cfg.sync == CONFIG_SYNC_ALWAYS || rp_snap_waiting(r) ||
 	    (group_due && r->cfg.sync == CONFIG_SYNC_RR))
 		r->io.want_sync(r->io.ctx);
 }
@@ -297,6 +301,10 @@ static void execute_ready(struct replica *r)
 
 	for (size_t k = 0; k < rd->n_persist && !r->halted; k++)
 		persist(r, &rd->persist[k]);
+	/* paxos.h 1b: an installed snapshot replaces the state machine (and is queued to be
+	 * persisted) after the records and before the sends and the applies from its slot + 1. */
+	if (rd->snapshot.blob != NULL && !r->halted)
+		rp_snap_from_ready(r, &rd->snapshot);
 	for (size_t k = 0; k < rd->n_sends && !r->halted; k++)
 		send_core(r, rd->sends[k].to, &rd->sends[k].msg);
 	for (size_t k = 0; k < rd->n_applies && !r->halted; k++)
@@ -340,7 +348,7 @@ int rp_step(struct replica *r, struct paxos_input *in)
 {
 	int rc;
 
-	if (r->halted)
+	if (r->halted || r->genesis.pending)
 		return TEEMS_OK;
 	rc = step_once(r, in);
 	if (r->draining)
@@ -412,6 +420,10 @@ static void deliver_frame(struct replica *r, uint16_t from, const uint8_t *frame
 		r->stats.bad_frames++;
 		return;
 	}
+	if (rp_genesis_frame(r, from, &m))
+		return;
+	if (r->genesis.pending) /* nothing reaches the core before the check decides */
+		return;
 	switch (m.type) {
 	case MSG_CLIENT_REQUEST:
 		rp_client_request_frame(r, from, &m);
@@ -453,6 +465,11 @@ void replica_tick(struct replica *r)
 
 	if (r->halted)
 		return;
+	if (r->genesis.pending) {
+		rp_genesis_tick(r);
+		rp_client_timers(r);
+		return;
+	}
 	memset(&in, 0, sizeof(in));
 	in.type = PAXOS_IN_TICK;
 	in.tick.random = splitmix64(&r->rng);
@@ -460,6 +477,10 @@ void replica_tick(struct replica *r)
 	if (r->halted)
 		return;
 	rp_client_timers(r);
+	if (r->halted)
+		return;
+	/* Between two steps, every ready carried out in full (paxos.h, "Taking one"). */
+	rp_snap_tick(r);
 	if (r->now.hi_ns - r->last_group_sync_hi >= RP_GROUP_SYNC_NS) {
 		r->last_group_sync_hi = r->now.hi_ns;
 		want_sync_check(r, true);
@@ -474,8 +495,11 @@ bool replica_sync_prepare(struct replica *r, struct replica_sync *job)
 	int rc;
 
 	memset(job, 0, sizeof(*job));
-	if (r->halted || r->sync_running || r->appended_index == r->prepared_index)
+	if (r->halted || r->sync_running ||
+	    (r->appended_index == r->prepared_index && !rp_snap_waiting(r)))
 		return false;
+	/* Closes every group appended so far (none may be left: a waiting snapshot is bound to
+	 * the position after the last record appended before it was queued). */
 	rc = store_wal_sync_prepare(r->wal, &upto);
 	if (rc != TEEMS_OK) {
 		if (rc != TEEMS_ENOMEM)
@@ -493,13 +517,19 @@ bool replica_sync_prepare(struct replica *r, struct replica_sync *job)
 	job->upto = r->appended_seq; /* the persist seq PAXOS_IN_SYNCED wants, not the index */
 	r->prepared_index = r->appended_index;
 	r->urgent = false;
+	rp_snap_job_prepare(r);
 	r->sync_running = true;
 	return true;
 }
 
+/* The worker's side: the fsync, then the snapshot the job carries, if any (replica_snap.c). */
 void replica_sync_run(struct replica_sync *job)
 {
-	job->rc = store_wal_sync_run(job->r->wal, NULL, job->err);
+	struct store_wal_pos synced;
+
+	job->rc = store_wal_sync_run(job->r->wal, &synced, job->err);
+	if (job->rc == TEEMS_OK)
+		rp_snap_job_run(job->r, &synced);
 }
 
 void replica_sync_done(struct replica *r, struct replica_sync *job)
@@ -507,6 +537,7 @@ void replica_sync_done(struct replica *r, struct replica_sync *job)
 	struct paxos_input in;
 
 	r->sync_running = false;
+	rp_snap_job_done(r);
 	if (r->halted)
 		return;
 	if (job->rc != TEEMS_OK) {
@@ -515,13 +546,15 @@ void replica_sync_done(struct replica *r, struct replica_sync *job)
 			job->err[0] ? job->err : teems_strerror(job->rc));
 		return;
 	}
-	r->stats.fsyncs++;
-	if (job->upto > r->synced_seq)
+	/* A job that only carried a snapshot synced no new record: nothing to tell the core. */
+	if (job->upto > r->synced_seq) {
+		r->stats.fsyncs++;
 		r->synced_seq = job->upto;
-	memset(&in, 0, sizeof(in));
-	in.type = PAXOS_IN_SYNCED;
-	in.synced.seq = job->upto;
-	rp_step(r, &in);
+		memset(&in, 0, sizeof(in));
+		in.type = PAXOS_IN_SYNCED;
+		in.synced.seq = job->upto;
+		rp_step(r, &in);
+	}
 	want_sync_check(r, false);
 }
 
@@ -560,7 +593,17 @@ static int on_record(void *arg, uint64_t index, const void *data, size_t len)
 				  "engine: WAL record %" PRIu64 " does not restore: %s", index,
 				  teems_strerror(rc));
 	c->n++;
+	c->r->snap.wal_bytes += len + STORE_WAL_RECORD_OVERHEAD;
 	return 0;
+}
+
+/* Stops a read-only open at the first record: the WAL holds record 1. */
+static int on_first_record(void *arg, uint64_t index, const void *data, size_t len)
+{
+	(void)data;
+	(void)len;
+	*(uint64_t *)arg = index;
+	return 1;
 }
 
 /* mkdir -p for the data directory (0700: sealed files only, but nobody else's business). */
@@ -692,16 +735,110 @@ static int open_platform(struct replica *r, char *errbuf)
 	return TEEMS_OK;
 }
 
+/* A new core and an empty kv (again, after a snapshot that did not restore left them half
+ * restored). */
+static int new_core(struct replica *r, bool restarted, char *errbuf)
+{
+	struct paxos_config pc;
+	int rc;
+
+	if (r->p != NULL) {
+		paxos_free(r->p);
+		paxos_ready_free(&r->rd);
+		r->p = NULL;
+	}
+	kv_free(r->kv);
+	r->kv = NULL;
+	r->applied_index = 0;
+	paxos_config_default(&pc);
+	pc.quorum = r->cfg.quorum;
+	pc.self = r->self;
+	pc.reg.epoch = 0;
+	pc.reg.slot = 0;
+	memcpy(pc.public_key, r->pub, MSG_PUBLIC_KEY_SIZE);
+	pc.restarted = restarted; /* paxos_restore sets it too, for every WAL record */
+	pc.quote = r->quote;
+	pc.quote_len = TEE_QUOTE_LEN;
+	pc.sync = sync_policy(r->cfg.sync);
+	pc.election_timeout_ns = RP_ELECTION_NS;
+	pc.heartbeat_ns = RP_HEARTBEAT_NS;
+	pc.t_op_ns = r->cfg.t_op_us * 1000;
+	pc.t_lease_ns = r->cfg.t_lease_us * 1000;
+	pc.t_cfg_ns = r->cfg.t_cfg_us * 1000;
+	pc.rho_ppm = (uint32_t)(r->cfg.rho * 1e6 + 0.5);
+	pc.max_slot_bytes = RP_MAX_SLOT_BYTES;
+	pc.max_accept_slots = RP_MAX_ACCEPT_SLOTS;
+	/* Both recovery modes notice a stuck cluster; with recovery = operator the accept step
+	 * waits for the operator's signature (replica_recover.h). */
+	pc.t_restart_ns = 5 * pc.t_op_ns > RP_RESTART_NS ? 5 * pc.t_op_ns : RP_RESTART_NS;
+	rc = rp_recover_configure(&r->cfg, &pc, errbuf);
+	if (rc != TEEMS_OK)
+		return rc;
+	rc = paxos_new(&r->p, &pc, errbuf);
+	if (rc != TEEMS_OK)
+		return rc;
+	paxos_ready_init(&r->rd);
+	rc = kv_new(&r->kv);
+	if (rc != TEEMS_OK)
+		return teems_errf(errbuf, rc, "engine: out of memory");
+	return TEEMS_OK;
+}
+
+int rp_new_core(struct replica *r, bool restarted, char *errbuf)
+{
+	return new_core(r, restarted, errbuf);
+}
+
+/* A snapshot that cannot be used (`why`): the WAL alone is a state this replica really had
+ * only if it still starts at its first record (no compaction ever removed a segment; a read
+ * from genesis then delivers the whole history). Otherwise the records before the WAL's first
+ * segment exist nowhere else on this disk, and starting would silently drop them (or, were the
+ * WAL empty, everything): refuse, and say what the operator can do. Nothing on disk changes. */
+static int wal_alone_or_refuse(struct replica *r, const char *wal_dir, const uint8_t *key,
+			       const char *why, char *errbuf)
+{
+	struct store_wal_opts wo;
+	uint64_t first = 0;
+	int rc;
+
+	memset(&wo, 0, sizeof(wo));
+	wo.replica_id = r->self;
+	wo.root_key = key;
+	wo.on_record = on_first_record;
+	wo.arg = &first;
+	rc = store_wal_open(r->vfs, wal_dir, &wo, NULL, NULL, errbuf);
+	if (rc < 0)
+		return rc;
+	if (first == 1) {
+		rp_log(r,
+		       "the sealed snapshot %s: restoring from the WAL alone, which still starts "
+		       "at its first record",
+		       why);
+		return TEEMS_OK;
+	}
+	/* errbuf is short (TEEMS_ERRBUF_LEN): the verdict first, the path last. */
+	rp_log(r,
+	       "the sealed snapshot %s and the WAL in %s no longer starts at its first record: "
+	       "put the right snapshot file back, or move %s/%s and %s aside to restart this "
+	       "replica empty (it registers as a new incarnation and recovers from its peers)",
+	       why, wal_dir, r->cfg.data_dir, STORE_SNAPSHOT_NAME, wal_dir);
+	return teems_errf(errbuf, TEEMS_ECORRUPT,
+			  "engine: the sealed snapshot %s and the WAL no longer starts at its "
+			  "first record (compacted): the state cannot be restored; to restart "
+			  "empty, move snapshot and wal/ out of %s",
+			  why, r->cfg.data_dir);
+}
+
 static int open_core(struct replica *r, char *errbuf)
 {
-	char wal_dir[CONFIG_MAX_PATH + 16], marker[CONFIG_MAX_PATH + 16];
+	char wal_dir[CONFIG_MAX_PATH + 16], marker[CONFIG_MAX_PATH + 16], why[TEEMS_ERRBUF_LEN];
 	uint8_t key[TEE_KEY_LEN];
-	struct paxos_config pc;
 	struct store_wal_opts wo;
 	struct store_wal_info info;
+	struct store_wal_pos anchor;
 	struct restore_ctx rc_ctx;
 	struct stat st;
-	bool marker_exists;
+	bool marker_exists, from_snapshot = false;
 	int rc;
 
 	rc = make_dirs(r->cfg.data_dir, errbuf);
@@ -716,46 +853,33 @@ static int open_core(struct replica *r, char *errbuf)
 				  strerror(errno));
 	marker_exists = stat(marker, &st) == 0;
 
-	paxos_config_default(&pc);
-	pc.quorum = r->cfg.quorum;
-	pc.self = r->self;
-	pc.reg.epoch = 0;
-	pc.reg.slot = 0;
-	memcpy(pc.public_key, r->pub, MSG_PUBLIC_KEY_SIZE);
-	pc.restarted = marker_exists; /* paxos_restore sets it too, for every WAL record */
-	pc.quote = r->quote;
-	pc.quote_len = TEE_QUOTE_LEN;
-	pc.sync = sync_policy(r->cfg.sync);
-	pc.election_timeout_ns = RP_ELECTION_NS;
-	pc.heartbeat_ns = RP_HEARTBEAT_NS;
-	pc.t_op_ns = r->cfg.t_op_us * 1000;
-	pc.t_lease_ns = r->cfg.t_lease_us * 1000;
-	pc.t_cfg_ns = r->cfg.t_cfg_us * 1000;
-	pc.rho_ppm = (uint32_t)(r->cfg.rho * 1e6 + 0.5);
-	pc.max_slot_bytes = RP_MAX_SLOT_BYTES;
-	pc.max_accept_slots = RP_MAX_ACCEPT_SLOTS;
-	if (r->cfg.recovery == CONFIG_RECOVERY_AUTO)
-		pc.t_restart_ns = 5 * pc.t_op_ns > RP_RESTART_NS ? 5 * pc.t_op_ns : RP_RESTART_NS;
-	pc.restart_operator = r->cfg.recovery == CONFIG_RECOVERY_OPERATOR;
-	rc = paxos_new(&r->p, &pc, errbuf);
+	rc = new_core(r, marker_exists, errbuf);
 	if (rc != TEEMS_OK)
 		return rc;
-	paxos_ready_init(&r->rd);
-	rc = kv_new(&r->kv);
-	if (rc != TEEMS_OK)
-		return teems_errf(errbuf, rc, "engine: out of memory");
-
+	r->vfs = store_vfs_posix();
+	if (r->vfs == NULL)
+		return teems_errf(errbuf, TEEMS_ENOMEM, "engine: out of memory");
 	rc = tee_seal_key(r->tee, "wal", key);
 	if (rc != TEEMS_OK)
 		return teems_errf(errbuf, rc, "engine: WAL key: %s", teems_strerror(rc));
-	r->vfs = store_vfs_posix();
-	if (r->vfs == NULL) {
+
+	/* paxos.h "Restart": the sealed snapshot first, then the WAL records after the position
+	 * it covers. */
+	rc = rp_snap_load(r, &anchor, &from_snapshot, why, sizeof(why), errbuf);
+	if (rc == TEEMS_OK && !from_snapshot && why[0] != '\0') {
+		rc = new_core(r, marker_exists, errbuf);
+		if (rc == TEEMS_OK)
+			rc = wal_alone_or_refuse(r, wal_dir, key, why, errbuf);
+	}
+	if (rc != TEEMS_OK) {
 		tee_wipe(key, sizeof(key));
-		return teems_errf(errbuf, TEEMS_ENOMEM, "engine: out of memory");
+		return rc;
 	}
 	memset(&wo, 0, sizeof(wo));
 	wo.replica_id = r->self;
 	wo.root_key = key;
+	wo.anchor = from_snapshot ? &anchor : NULL;
+	wo.segment_size = r->cfg.wal_segment_bytes;
 	rc_ctx.r = r;
 	rc_ctx.n = 0;
 	rc_ctx.errbuf = errbuf;
@@ -767,21 +891,28 @@ static int open_core(struct replica *r, char *errbuf)
 		return rc;
 	r->restored_records = rc_ctx.n;
 	r->appended_index = r->prepared_index = info.end.index;
-	r->first_boot = !marker_exists && rc_ctx.n == 0;
+	r->first_boot = !marker_exists && rc_ctx.n == 0 && !from_snapshot;
 	if (!marker_exists) {
 		rc = write_marker(r->cfg.data_dir, marker, r->self, errbuf);
 		if (rc != TEEMS_OK)
 			return rc;
 	}
+	if (from_snapshot && info.stop == STORE_WAL_STOP_ANCHOR)
+		/* store/wal.h: the WAL's segments belong to another history than the snapshot (a
+		 * rollback of one of the two files). The snapshot is a state this replica really
+		 * had, and the new segment continues its history. */
+		rp_log(r, "the WAL does not continue the snapshot (a rollback of one of them): "
+			  "starting from the snapshot alone");
 	if (r->first_boot)
-		rp_log(r, "first boot: a member of the initial configuration");
+		rp_genesis_begin(r);
 	else
 		rp_log(r,
-		       "restart: %" PRIu64
+		       "restart: %s%" PRIu64
 		       " WAL records restored (the valid prefix ends: %s; %" PRIu64
 		       " ignored segments, %" PRIu64 " bytes after it): registering as a new "
 		       "incarnation",
-		       rc_ctx.n, stop_name(info.stop), info.ignored_segments, info.tail_bytes);
+		       from_snapshot ? "a snapshot and " : "", rc_ctx.n, stop_name(info.stop),
+		       info.ignored_segments, info.tail_bytes);
 	return TEEMS_OK;
 }
 
@@ -836,6 +967,7 @@ void replica_close(struct replica *r)
 	if (r == NULL)
 		return;
 	rp_clients_free(r);
+	rp_snap_free(r);
 	for (size_t i = 0; i < r->n_deferred; i++)
 		teems_free(r->deferred[i].bytes);
 	teems_free(r->deferred);

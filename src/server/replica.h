@@ -11,7 +11,7 @@
  *	replica_open(cfg, &io, &r, err);
  *	every ~1 ms:              replica_tick(r);
  *	a whole peer frame:       replica_peer_frame(r, from, bytes, len);
- *	a parsed RESP command:    replica_client(r, conn, req, argv, argc, proto);
+ *	a parsed RESP command:    replica_client_as(r, conn, req, user, argv, argc, proto);
  *	io.want_sync() was called and no job is running:
  *		replica_sync_prepare(r, &job);        // loop thread
  *		replica_sync_run(&job);               // worker thread
@@ -80,15 +80,44 @@ void replica_tick(struct replica *r);
 void replica_peer_frame(struct replica *r, uint16_t from, const uint8_t *frame, size_t len);
 
 /* A parsed RESP command (argv borrowed for the call) on connection `conn`, request number
- * `req`, to be answered in RESP `proto` (2 or 3). Connection-level commands (HELLO, AUTH,
- * QUIT) are the shell's; everything else comes here. */
+ * `req`, to be answered in RESP `proto` (2 or 3), from a connection that never authenticated
+ * (replica_client_as below, user NULL). Connection-level commands (HELLO, QUIT, SELECT, ...)
+ * are the shell's; AUTH (and HELLO's AUTH, as "AUTH user pass") and everything else come
+ * here. */
 void replica_client(struct replica *r, uint64_t conn, uint64_t req, const struct resp_arg *argv,
 		    size_t argc, int proto);
+/* replica_client, on behalf of `user`: the name the connection authenticated as (borrowed for
+ * the call), or NULL if it never did; replica_client(...) is replica_client_as(..., NULL, ...).
+ * Users and permissions (kv.h, "Users, permissions and policies"; docs/OPERATIONS.md):
+ *   - user NULL: the connection acts as "default" while the applied state has "default" on and
+ *     nopass; otherwise every command is answered "-NOAUTH Authentication required.";
+ *   - a command for the state machine carries the user name (cmd_request_as; KV_USER_ANON for
+ *     a connection that never authenticated) and is checked there: a write when it is applied
+ *     (on every replica alike), a read where it runs (after its read barrier, possibly at the
+ *     leader a follower forwarded it to): the user must exist and be on (else NOAUTH: deleted
+ *     or disabled since it authenticated), hold the command's category (else "-NOPERM this
+ *     user has no permissions to run the '<cmd>' command"), and reach its keys (patterns and
+ *     policies). This replica's own state is not asked, as it may lag. A forwarded request
+ *     carries the name too; the leader trusts the attested forwarding replica's word.
+ *   - local commands (PING, INFO, TEEMS.STATUS) are checked on this replica's state;
+ *   - AUTH [user] pass is answered here too, as a linearizable read of the user table (so a
+ *     user created a moment ago on the leader is known to a lagging follower): "+OK" when the
+ *     credentials are good, else the Redis error. The shell remembers the user on "+OK".
+ *   - ACL WHOAMI is answered from `user`. */
+void replica_client_as(struct replica *r, uint64_t conn, uint64_t req, const char *user,
+		       const struct resp_arg *argv, size_t argc, int proto);
+/* True while connections that never authenticated act as "default" (it is on and nopass in
+ * the applied state): the shell's own commands (SELECT, CLIENT, ...) need AUTH otherwise. */
+bool replica_default_open(struct replica *r);
+/* True: this engine has users (the shell sends AUTH here). The shell links weak fallbacks of
+ * these three for stand-in engines without users (tests/system/fake_replica.c). */
+bool replica_has_users(struct replica *r);
 /* The connection closed: drop its pending replies (their commands may still commit). */
 void replica_client_gone(struct replica *r, uint64_t conn);
 
 /* The fsync job. prepare (loop thread) says what the job covers; run (worker thread) does the
- * fsync and touches nothing else of r; done (loop thread) reports the result to the core.
+ * fsync and, when the job carries a snapshot, seals it and then compacts the WAL (it touches
+ * only the WAL and r's snapshot job fields); done (loop thread) reports the result to the core.
  * A failed fsync is fatal (io.halt): after a failed fsync nothing is known about the file. */
 struct replica_sync {
 	struct replica *r;

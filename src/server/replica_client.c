@@ -23,6 +23,8 @@
 
 #include "common/alloc.h"
 #include "server/replica_internal.h"
+#include "server/replica_recover.h"
+#include "server/replica_snap.h"
 #include "teems/err.h"
 
 #define ERR_UNKNOWN                                                                           \
@@ -632,10 +634,18 @@ static void status_lines(struct replica *r, struct text *t)
 	text_addf(t, "wal_records_restored:%" PRIu64 "\r\n", r->restored_records);
 	text_addf(t, "wal_appended:%" PRIu64 "\r\n", r->appended_index);
 	text_addf(t, "wal_fsyncs:%" PRIu64 "\r\n", r->stats.fsyncs);
+	text_addf(t, "genesis_check:%d\r\n", rp_genesis_pending(r) ? 1 : 0);
+	text_addf(t, "%s", replica_snap_status(r));
 	text_addf(t, "forwarded:%" PRIu64 "\r\n", r->stats.forwarded);
 	text_addf(t, "forwarded_in:%" PRIu64 "\r\n", r->stats.forwarded_in);
 	text_addf(t, "bad_frames:%" PRIu64 "\r\n", r->stats.bad_frames + r->net.bad_frames);
 	text_addf(t, "bad_quotes:%" PRIu64 "\r\n", r->stats.bad_quotes);
+	{
+		char rs[REPLICA_RESTART_STATUS_MAX];
+
+		replica_restart_status(r, rs, sizeof(rs));
+		text_addf(t, "%s", rs);
+	}
 }
 
 static bool arg_eq(const struct resp_arg *a, const char *s)
@@ -733,11 +743,73 @@ static void local_ping(struct replica *r, uint64_t conn, uint64_t req, const str
 void replica_client(struct replica *r, uint64_t conn, uint64_t req, const struct resp_arg *argv,
 		    size_t argc, int proto)
 {
+	replica_client_as(r, conn, req, NULL, argv, argc, proto);
+}
+
+bool replica_default_open(struct replica *r)
+{
+	return kv_acl_default_open(r->kv);
+}
+
+bool replica_has_users(struct replica *r)
+{
+	(void)r;
+	return true;
+}
+
+static void local_whoami(struct replica *r, uint64_t conn, uint64_t req, const char *user,
+			 int proto)
+{
+	struct resp_out o;
+
+	resp_out_init(&o, proto);
+	resp_add_bulk_cstr(&o, user);
+	reply_out(r, conn, req, &o);
+	resp_out_free(&o);
+}
+
+/* The local half of the permission checks (replica.h): who the command runs as, or NULL after
+ * answering NOAUTH / NOPERM. A command that goes to the state machine is checked there, on
+ * fresh state (a write when applied, a read after its barrier), so only the unauthenticated
+ * gate is decided here for it: this replica may lag (a user created or granted a moment ago
+ * is not known here yet), and its word would be stale in both directions. */
+static const char *local_acl(struct replica *r, uint64_t conn, uint64_t req, const char *user,
+			     const struct cmd_spec *spec, int proto)
+{
+	char err[CMD_ERR_LEN];
+
+	if (user == NULL) {
+		if (!kv_acl_default_open(r->kv)) {
+			reply_error(r, conn, req, proto, "NOAUTH Authentication required.");
+			return NULL;
+		}
+		user = KV_USER_ANON;
+	}
+	if ((spec->flags & (CMD_F_READ | CMD_F_WRITE)) || cmd_category(spec) == 0)
+		return user;
+	switch (kv_acl_check(r->kv, user, cmd_category(spec))) {
+	case KV_OK:
+		return user;
+	case KV_ERR_NOPERM_CMD:
+		snprintf(err, sizeof(err),
+			 "NOPERM this user has no permissions to run the '%s' command", spec->name);
+		reply_error(r, conn, req, proto, err);
+		return NULL;
+	default:
+		reply_error(r, conn, req, proto, "NOAUTH Authentication required.");
+		return NULL;
+	}
+}
+
+void replica_client_as(struct replica *r, uint64_t conn, uint64_t req, const char *user,
+		       const struct resp_arg *argv, size_t argc, int proto)
+{
 	char err[CMD_ERR_LEN];
 	const struct cmd_spec *spec;
 	struct rp_pending *pe;
 	uint8_t *cmd = NULL;
 	size_t cmd_len = 0;
+	bool auth;
 
 	if (r->halted) {
 		reply_error(r, conn, req, proto, "ERR teems: this replica is stopping");
@@ -753,7 +825,17 @@ void replica_client(struct replica *r, uint64_t conn, uint64_t req, const struct
 		return;
 	}
 	rp_read_clock(r);
+	auth = spec->id == CMD_AUTH;
+	if (!auth) {
+		user = local_acl(r, conn, req, user, spec, proto);
+		if (user == NULL)
+			return;
+	}
 	switch (spec->id) {
+	case CMD_ACL_WHOAMI:
+		local_whoami(r, conn, req, strcmp(user, KV_USER_ANON) == 0 ? "default" : user,
+			     proto);
+		return;
 	case CMD_PING:
 		local_ping(r, conn, req, argv, argc, proto);
 		return;
@@ -763,16 +845,28 @@ void replica_client(struct replica *r, uint64_t conn, uint64_t req, const struct
 	case CMD_TEEMS_STATUS:
 		local_status(r, conn, req, proto);
 		return;
+	case CMD_TEEMS_RECOVER:
+		replica_recover_command(r, conn, req, argv, argc, proto);
+		return;
 	default:
 		break;
 	}
-	if (!(spec->flags & (CMD_F_WRITE | CMD_F_READ))) {
+	if (rp_genesis_pending(r)) {
+		reply_error(
+			r, conn, req, proto,
+			"TRYAGAIN teems: this replica is starting (asking its peers whether the "
+			"cluster has run before)");
+		return;
+	}
+	if (!auth && !(spec->flags & (CMD_F_WRITE | CMD_F_READ))) {
 		snprintf(err, sizeof(err), "ERR '%s' is handled by the connection, not the replica",
 			 spec->name);
 		reply_error(r, conn, req, proto, err);
 		return;
 	}
-	if (rp_cmd_request(spec, argv, argc, wall_ms(), &cmd, &cmd_len, err) != 0) {
+	/* AUTH is a read of the user table (never wrapped: it is how one becomes a user) */
+	if (rp_cmd_request_as(spec, argv, argc, wall_ms(), auth ? NULL : user, &cmd, &cmd_len,
+			      err) != 0) {
 		reply_error(r, conn, req, proto, err);
 		return;
 	}

@@ -36,8 +36,9 @@
 
 /* The flag byte in front of the command bytes of a MSG_CLIENT_REQUEST (the message has no
  * field for it): what the receiving leader must do with the command. */
-#define RP_FWD_WRITE 0u /* propose it */
-#define RP_FWD_READ 1u	/* run it after a read-index barrier */
+#define RP_FWD_WRITE 0u	  /* propose it */
+#define RP_FWD_READ 1u	  /* run it after a read-index barrier */
+#define RP_FWD_GENESIS 2u /* the genesis check's probe (replica_genesis.c), not a command */
 
 enum rp_state {
 	RP_IN_CORE,   /* waiting for the core's note (or the apply of its slot) */
@@ -140,6 +141,43 @@ struct replica {
 	size_t cap_buf;
 	struct replica_net_stats net;
 	struct rp_stats stats;
+
+	/* ---- the genesis check (replica_genesis.c) ---- */
+	struct {
+		bool pending;	   /* first boot: the core gets no input until it is decided */
+		uint64_t nonce;	   /* the current probe round */
+		uint64_t answered; /* bit i: replica i answered "pristine" to this round */
+		uint64_t next_probe_ns;
+		uint64_t rounds;
+	} genesis;
+
+	/* ---- snapshots (replica_snap.c, replica_snap.h; docs/OPERATIONS.md "Snapshots") ----
+	 * At most two snapshots are held: `pend`, taken or installed and waiting for a sync job,
+	 * and `job`, which the running sync job is sealing to disk. The worker thread reads the
+	 * job's fields and writes job_rc/job_err between replica_sync_prepare and the end of
+	 * replica_sync_run; the loop thread touches them only outside that window. */
+	struct {
+		uint8_t key[TEE_KEY_LEN]; /* tee_seal_key("snapshot"): sealing root key */
+		uint64_t wal_bytes;	  /* WAL bytes appended since the last snapshot */
+		uint64_t restored_slot;	  /* the snapshot this incarnation booted from (0: none) */
+		uint8_t *pend;		  /* owned copy of a blob waiting for a job; NULL: none */
+		size_t pend_len;
+		uint64_t pend_slot;
+		bool pend_install;
+		struct store_wal_pos pend_covers; /* the WAL position it is bound to */
+		bool in_job;			  /* the running sync job seals `job` */
+		uint8_t *job;
+		size_t job_len;
+		uint64_t job_slot;
+		bool job_install;
+		struct store_wal_pos job_covers;
+		int job_rc;	  /* the first failure of the job's snapshot work */
+		bool job_written; /* the snapshot is durable (compaction may still have failed) */
+		char job_err[256];
+		uint64_t next_try_ns; /* hi clock: after a failed take, not before this */
+		uint64_t persisted, failed, last_len; /* counters; bytes of the last one sealed */
+		char status[512];		      /* replica_snap_status's text */
+	} snap;
 };
 
 /* replica.c */
@@ -154,6 +192,17 @@ void rp_read_clock(struct replica *r);
 int rp_send_msg(struct replica *r, uint16_t to, const struct msg *m);
 /* The sender fields of a message from this incarnation. */
 void rp_msg_header(struct replica *r, struct msg *m);
+
+/* Replaces the core and the map by empty ones (restarted: a new incarnation that registers,
+ * fences and recovers; else a member of the initial configuration). */
+int rp_new_core(struct replica *r, bool restarted, char *errbuf);
+
+/* replica_genesis.c: may an empty first boot join as a genesis member? */
+void rp_genesis_begin(struct replica *r);
+void rp_genesis_tick(struct replica *r);
+/* Consumes the check's probes and answers (true), whoever sends them. */
+bool rp_genesis_frame(struct replica *r, uint16_t from, const struct msg *m);
+bool rp_genesis_pending(const struct replica *r);
 
 /* replica_client.c */
 void rp_clients_init(struct replica *r);
@@ -173,6 +222,9 @@ int rp_cmd_request(const struct cmd_spec *spec, const struct resp_arg *argv, siz
 		   uint64_t now_ms, uint8_t **out, size_t *out_len, char *err);
 int rp_cmd_response(const struct cmd_spec *spec, const uint8_t *result, size_t len,
 		    struct resp_out *out);
+/* rp_cmd_request run as `user` (cmd_request_as; NULL: unwrapped). */
+int rp_cmd_request_as(const struct cmd_spec *spec, const struct resp_arg *argv, size_t argc,
+		      uint64_t now_ms, const char *user, uint8_t **out, size_t *out_len, char *err);
 
 /* The quote's report data for an incarnation (DESIGN.md section 4, Boot): SHA-256 of
  * ("teems register v1\0" | u16 replica | incarnation public key | cluster id), then 32 zero

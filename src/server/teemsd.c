@@ -134,6 +134,13 @@ static void io_halt(void *ctx, const char *why)
 	teemsd_stop(d, 1);
 }
 
+/* The engine's events (boot, role and lifecycle changes, refused quotes) go to the same log. */
+static void io_log(void *ctx, const char *line)
+{
+	(void)ctx;
+	teemsd_log("%s", line);
+}
+
 static void close_if_open(uv_handle_t *h)
 {
 	if (h->loop != NULL && !uv_is_closing(h))
@@ -346,6 +353,7 @@ int main(int argc, char **argv)
 		.reply = io_reply,
 		.want_sync = io_want_sync,
 		.halt = io_halt,
+		.log = io_log,
 	};
 	char err[TEEMS_ERRBUF_LEN];
 	const struct config_peer *self;

@@ -16,6 +16,14 @@
  * while an earlier write (CMD_F_WRITE) of its connection is unanswered, and parses nothing after
  * it until then. Writes still pipeline with writes and reads with reads.
  *
+ * Users (replica.h, replica_client_as): the connection remembers the user it authenticated as
+ * (NULL: none yet) and passes it with every command. AUTH, and HELLO with AUTH, go to the
+ * engine, which checks the credentials as a linearizable read of the replicated user table;
+ * nothing after them is parsed until their answer is back (redis-benchmark pipelines its AUTH
+ * in front of its first commands), and on "+OK" the connection becomes that user (for HELLO,
+ * the reply is then HELLO's own). The shell's own commands (SELECT, CLIENT, COMMAND, CONFIG)
+ * answer NOAUTH to a connection that never authenticated while "default" needs a password.
+ *
  * A protocol error is answered with Redis's text and the connection closes after it is
  * written; requests before it are still answered first. Memory per client is bounded: past
  * TEEMSD_CLIENT_INFLIGHT_MAX unanswered requests or TEEMSD_CLIENT_OUT_MAX queued output, the
@@ -62,7 +70,13 @@ struct client {
 	uint64_t writes_pending;
 	struct held *held;
 	bool done_parsing; /* QUIT or a protocol error is queued: read nothing more */
-	bool throttled;	   /* not reading until the backlog drains */
+	char *user;	   /* authenticated as (teems_malloc'd), or NULL */
+	/* an AUTH (or HELLO ... AUTH) waiting for the engine's answer */
+	bool auth_pending, auth_hello;
+	uint64_t auth_req;
+	int auth_proto; /* HELLO's protocol version (0: unchanged) */
+	char *auth_user;
+	bool throttled; /* not reading until the backlog drains */
 	bool in_process;
 };
 
@@ -168,11 +182,41 @@ static void deliver(struct client *c, uint64_t req, const uint8_t *p, size_t len
 	maybe_resume(c);
 }
 
+static void hello_reply(struct client *c, uint64_t req);
+
+/* The engine's answer to the connection's AUTH: "+OK" makes the connection that user. */
+static void auth_answered(struct client *c, uint64_t req, const uint8_t *resp, size_t len)
+{
+	bool ok = len == 5 && memcmp(resp, "+OK\r\n", 5) == 0;
+
+	c->auth_pending = false;
+	if (ok) {
+		teems_free(c->user);
+		c->user = c->auth_user;
+		c->auth_user = NULL;
+	}
+	teems_free(c->auth_user);
+	c->auth_user = NULL;
+	if (ok && c->auth_hello) {
+		if (c->auth_proto != 0)
+			c->proto = c->auth_proto;
+		hello_reply(c, req);
+	} else {
+		deliver(c, req, resp, len, false);
+	}
+	if (!c->in_process && !c->s.closing)
+		process(c);
+}
+
 void clients_reply(struct teemsd *d, uint64_t conn, uint64_t req, const uint8_t *resp, size_t len)
 {
 	struct client *c = lookup(d, conn);
 
-	if (c != NULL)
+	if (c == NULL)
+		return;
+	if (c->auth_pending && req == c->auth_req)
+		auth_answered(c, req, resp, len);
+	else
 		deliver(c, req, resp, len, false);
 }
 
@@ -275,37 +319,113 @@ static int set_name(struct client *c, const struct resp_arg *name)
 	return 0;
 }
 
-#define BAD_NAME "ERR Client names cannot contain spaces, newlines or special characters."
+/* The shell is also linked against stand-in engines (tests/system/fake_replica.c) that predate
+ * users: for them these weak fallbacks act as an engine without users (everyone is "default").
+ * The real engine's definitions (replica_client.c) override them. */
+__attribute__((weak)) void replica_client_as(struct replica *r, uint64_t conn, uint64_t req,
+					     const char *user, const struct resp_arg *argv,
+					     size_t argc, int proto)
+{
+	(void)user;
+	replica_client(r, conn, req, argv, argc, proto);
+}
+
+__attribute__((weak)) bool replica_default_open(struct replica *r)
+{
+	(void)r;
+	return true;
+}
+
+__attribute__((weak)) bool replica_has_users(struct replica *r)
+{
+	(void)r;
+	return false;
+}
+
 #define WRONGPASS "WRONGPASS invalid username-password pair or user is disabled."
 
-/* No users exist yet, so the default user is "nopass" as in a Redis without requirepass:
- * any password for "default" is accepted, any other user is refused. */
-static bool auth_ok(const struct resp_arg *user)
+/* An engine without users (replica_has_users false) answers AUTH here, as a Redis without
+ * requirepass does: any password for "default", no other user. */
+static void auth_without_users(struct client *c, uint64_t req, const struct resp_arg *user,
+			       bool hello, int proto)
 {
-	return user == NULL || arg_is(user, "default");
+	if (user != NULL && !arg_is(user, "default")) {
+		reply_error(c, req, WRONGPASS, false);
+		return;
+	}
+	if (!hello) {
+		if (user == NULL)
+			reply_error(c, req,
+				    "ERR AUTH <password> called without any password configured "
+				    "for the default user. Are you sure your configuration is "
+				    "correct?",
+				    false);
+		else
+			reply_simple(c, req, "OK");
+		return;
+	}
+	if (proto != 0)
+		c->proto = proto;
+	hello_reply(c, req);
+}
+
+#define BAD_NAME "ERR Client names cannot contain spaces, newlines or special characters."
+#define NOAUTH "NOAUTH Authentication required."
+
+/* Sends AUTH user pass (user NULL: the one-argument form) to the engine; the answer comes
+ * back through clients_reply (auth_answered). */
+static void start_auth(struct client *c, uint64_t req, const struct resp_arg *argv, size_t argc,
+		       const struct resp_arg *user, bool hello, int proto)
+{
+	size_t n = user != NULL ? user->len : 7;
+
+	if (!replica_has_users(c->s.d->r)) {
+		auth_without_users(c, req, user, hello, proto);
+		return;
+	}
+	c->auth_user = teems_malloc(n + 1);
+	if (c->auth_user == NULL) {
+		reply_error(c, req, "ERR out of memory", false);
+		return;
+	}
+	memcpy(c->auth_user, user != NULL ? (const char *)user->p : "default", n);
+	c->auth_user[n] = '\0';
+	c->auth_pending = true;
+	c->auth_hello = hello;
+	c->auth_proto = proto;
+	c->auth_req = req;
+	replica_client_as(c->s.d->r, c->id, req, NULL, argv, argc, c->proto);
 }
 
 static void do_hello(struct client *c, uint64_t req, const struct resp_arg *argv, size_t argc)
 {
 	struct cmd_hello h;
-	struct resp_out o;
 	char err[CMD_ERR_LEN];
 
 	if (cmd_parse_hello(argv, argc, &h, err) != 0) {
 		reply_error(c, req, err, false);
 		return;
 	}
-	if (h.pass != NULL && !auth_ok(h.user)) {
-		reply_error(c, req, WRONGPASS, false);
-		return;
-	}
 	if (h.name != NULL && set_name(c, h.name) != 0) {
 		reply_error(c, req, BAD_NAME, false);
 		return;
 	}
+	if (h.pass != NULL) {
+		struct resp_arg a[3] = {{(const uint8_t *)"AUTH", 4, 0}, *h.user, *h.pass};
+
+		start_auth(c, req, a, 3, h.user, true, h.proto);
+		return;
+	}
 	if (h.proto != 0)
 		c->proto = h.proto;
-	/* Redis 7's HELLO reply, in the protocol just chosen */
+	hello_reply(c, req);
+}
+
+/* Redis 7's HELLO reply, in the protocol just chosen. */
+static void hello_reply(struct client *c, uint64_t req)
+{
+	struct resp_out o;
+
 	resp_out_init(&o, c->proto);
 	resp_add_map(&o, 7);
 	resp_add_bulk_cstr(&o, "server");
@@ -334,17 +454,7 @@ static void do_auth(struct client *c, uint64_t req, const struct resp_arg *argv,
 		reply_error(c, req, err, false);
 		return;
 	}
-	if (user == NULL) {
-		reply_error(c, req,
-			    "ERR AUTH <password> called without any password configured for the "
-			    "default user. Are you sure your configuration is correct?",
-			    false);
-		return;
-	}
-	if (!auth_ok(user))
-		reply_error(c, req, WRONGPASS, false);
-	else
-		reply_simple(c, req, "OK");
+	start_auth(c, req, argv, argc, user, false, 0);
 }
 
 static void do_select(struct client *c, uint64_t req, const struct resp_arg *argv, size_t argc)
@@ -486,9 +596,9 @@ static void do_config(struct client *c, uint64_t req, const struct resp_arg *arg
 	reply_out(c, req, &o, false);
 }
 
-static bool has_flag(const struct resp_arg *argv, unsigned flag)
+static bool has_flag(const struct resp_arg *argv, size_t argc, unsigned flag)
 {
-	const struct cmd_spec *spec = cmd_lookup(argv[0].p, argv[0].len);
+	const struct cmd_spec *spec = cmd_resolve(argv, argc);
 
 	return spec != NULL && (spec->flags & flag) != 0;
 }
@@ -555,6 +665,10 @@ static void handle(struct client *c, uint64_t req, const struct resp_arg *argv, 
 			resp_add_simple(&o, "OK");
 			reply_out(c, req, &o, true);
 		}
+	} else if ((arg_is(name, "select") || arg_is(name, "client") || arg_is(name, "command") ||
+		    arg_is(name, "config")) &&
+		   c->user == NULL && !replica_default_open(c->s.d->r)) {
+		reply_error(c, req, NOAUTH, false);
 	} else if (arg_is(name, "select")) {
 		do_select(c, req, argv, argc);
 	} else if (arg_is(name, "client")) {
@@ -564,11 +678,11 @@ static void handle(struct client *c, uint64_t req, const struct resp_arg *argv, 
 	} else if (arg_is(name, "config")) {
 		do_config(c, req, argv, argc);
 	} else {
-		if (has_flag(argv, CMD_F_WRITE)) {
+		if (has_flag(argv, argc, CMD_F_WRITE)) {
 			c->ring[req & (c->ring_cap - 1)].write = true;
 			c->writes_pending++;
 		}
-		replica_client(c->s.d->r, c->id, req, argv, argc, c->proto);
+		replica_client_as(c->s.d->r, c->id, req, c->user, argv, argc, c->proto);
 	}
 }
 
@@ -583,6 +697,8 @@ static void process(struct client *c)
 		return;
 	c->in_process = true;
 	while (!c->done_parsing && !c->s.closing && !c->s.close_after_write) {
+		if (c->auth_pending)
+			break; /* auth_answered calls us again */
 		if (c->held != NULL) {
 			struct held *h = c->held;
 
@@ -621,7 +737,7 @@ static void process(struct client *c)
 		if (rq.argc == 0) {
 			/* an empty request: Redis ignores it; the number is just skipped */
 			deliver(c, req, NULL, 0, false);
-		} else if (c->writes_pending > 0 && has_flag(rq.argv, CMD_F_READ)) {
+		} else if (c->writes_pending > 0 && has_flag(rq.argv, rq.argc, CMD_F_READ)) {
 			if (hold(c, req, rq.argv, rq.argc) != 0) {
 				teemsd_log("%s: out of memory; closing", c->s.name);
 				tstream_close(&c->s);
@@ -664,6 +780,8 @@ static void on_close(struct tstream *s)
 		teems_free(c->ring[r & (c->ring_cap - 1)].p);
 	teems_free(c->ring);
 	teems_free(c->name);
+	teems_free(c->user);
+	teems_free(c->auth_user);
 	free_held(c->held);
 	resp_parser_free(&c->parser);
 	teems_free(c);

@@ -182,10 +182,10 @@ expect 2 "--host without --cacert or --plaintext" "$TEEMS" --host 127.0.0.1 --po
 expect 2 "bad port" "$TEEMS" --host 127.0.0.1 --port 70000 --plaintext get k
 expect 2 "--dir and --host" "$TEEMS" --dir "$T/dir" $S get k
 expect 2 "cluster up --replicas 4" "$TEEMS" --dir "$T/new" cluster up --replicas 4
-expect 2 "recover is not implemented" "$TEEMS" recover
-err_has "not available yet"
+expect 3 "recover without a cluster" "$TEEMS" --dir "$T/nocluster" recover
+err_has "no cluster"
 expect 0 "--help" "$TEEMS" --help
-grep -q "NOT AVAILABLE YET" "$T/out" || { echo "FAIL: --help is silent about recover"; fails=$((fails + 1)); }
+grep -q "\-\-authorize \[--key F\] signs it" "$T/out" || { echo "FAIL: --help is silent about recover"; fails=$((fails + 1)); }
 expect 0 "cas --help" "$TEEMS" cas --help
 grep -q "conflict: current version" "$T/out" || { echo "FAIL: cas --help"; fails=$((fails + 1)); }
 

@@ -7,46 +7,21 @@
 set -euo pipefail
 bin=$1 build=$2 src=$3
 
-if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-  echo "SKIP: node and npm are needed to run the S3-compatible test server (s3rver)"
-  # In CI scripts/setup installs them, so their absence there is a failure, not a skip.
-  [ -z "${CI:-}" ] || exit 1
-  exit 77
-fi
-
-s3rver=""
-for p in "${TEEMS_S3RVER:-}" "$build/npm/node_modules/s3rver/bin/s3rver.js" \
-         "$src/build/npm/node_modules/s3rver/bin/s3rver.js"; do
-  if [ -n "$p" ] && [ -f "$p" ]; then s3rver=$p; break; fi
-done
-if [ -z "$s3rver" ]; then
-  echo "obj_s3: installing s3rver@3 into $build/npm"
-  timeout 300 npm install --no-audit --no-fund --prefix "$build/npm" s3rver@3 >/dev/null
-  s3rver="$build/npm/node_modules/s3rver/bin/s3rver.js"
-fi
+LIB_SH="$(dirname "$0")/lib.sh"
+. "$LIB_SH"
+rc=0
+s3rver_find "$build" "$src" || rc=$?
+[ "$rc" -eq 0 ] || exit "$rc"
 
 tmp=$(mktemp -d)
-pid=""
+S3_PID=""
 cleanup() {
-  if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+  s3rver_stop
   rm -rf "$tmp"
 }
 trap cleanup EXIT
 
-mkdir -p "$tmp/data"
-: >"$tmp/s3rver.out"
-node "$(dirname "$0")/s3rver_sigv4.js" "$(dirname "$(dirname "$s3rver")")" "$tmp/data" \
-  >"$tmp/s3rver.out" 2>&1 &
-pid=$!
-port=""
-for _ in $(seq 1 150); do
-  port=$(sed -n 's/^port \([0-9][0-9]*\)$/\1/p' "$tmp/s3rver.out")
-  [ -n "$port" ] && break
-  if ! kill -0 "$pid" 2>/dev/null; then
-    echo "obj_s3: s3rver exited early:"; cat "$tmp/s3rver.out"; exit 1
-  fi
-  sleep 0.1
-done
-if [ -z "$port" ]; then echo "obj_s3: s3rver did not start within 15 s"; exit 1; fi
+s3rver_start "$tmp" || exit 1
+s3rver=$S3RVER port=$S3_PORT
 echo "obj_s3: s3rver $(node "$s3rver" --version) (SigV4 verified by s3rver_sigv4.js) on 127.0.0.1:$port"
 "$bin" "http://127.0.0.1:$port"

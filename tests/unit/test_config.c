@@ -92,6 +92,9 @@ static void test_defaults(void **state)
 	assert_int_equal(c.max_bulk, RESP_DEFAULT_MAX_BULK);
 	assert_int_equal(c.max_inline, RESP_DEFAULT_MAX_INLINE);
 	assert_int_equal(c.max_request, RESP_DEFAULT_MAX_REQUEST);
+	assert_int_equal(c.snapshot_every, 10000);
+	assert_int_equal(c.snapshot_bytes, 64ull << 20);
+	assert_int_equal(c.wal_segment_bytes, 64ull << 20);
 }
 
 static void test_each_setting(void **state)
@@ -200,6 +203,24 @@ static void test_each_setting(void **state)
 	bad("max_inline", "100", "must be 1KiB to 64MiB");
 	bad("max_args", "0", "must be 1 to 1048576");
 	bad("max_request", "2GiB", "must be 1KiB to 1024MiB");
+
+	ok(&c, "snapshot_every", "20");
+	assert_int_equal(c.snapshot_every, 20);
+	ok(&c, "snapshot-every", "0"); /* off: only the byte trigger */
+	assert_int_equal(c.snapshot_every, 0);
+	bad("snapshot_every", "1099511627777", "must be 0 to 1099511627776");
+	bad("snapshot_every", "10k", "not a non-negative integer");
+	bad("snapshot_every", "-1", "not a non-negative integer");
+	ok(&c, "snapshot_bytes", "1GiB");
+	assert_int_equal(c.snapshot_bytes, 1ull << 30);
+	ok(&c, "snapshot_bytes", "0");
+	assert_int_equal(c.snapshot_bytes, 0);
+	bad("snapshot_bytes", "1025GiB", "must be 0KiB to 1048576MiB");
+	bad("snapshot_bytes", "64 apples", "not a size");
+	ok(&c, "wal_segment_bytes", "4KiB");
+	assert_int_equal(c.wal_segment_bytes, 4096);
+	bad("wal_segment_bytes", "4095", "must be 4KiB to 1024MiB");
+	bad("wal_segment_bytes", "2GiB", "must be 4KiB to 1024MiB");
 
 	{
 		char err[TEEMS_ERRBUF_LEN];

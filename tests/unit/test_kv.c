@@ -688,7 +688,9 @@ static void test_snapshot_checks(void **state)
 	apply(kv, KV_DEL, "a", 0, NULL);
 	apply(kv, KV_DEL, "b", 0, NULL);
 	assert_int_equal(kv_snapshot(kv, &snap, &n), TEEMS_OK);
-	assert_int_equal(n, 48);
+	/* + the users section (u32 count, "default" and its 8-byte record) and the empty
+	 * policies section */
+	assert_int_equal(n, 48 + 25 + 4);
 	assert_int_equal(snap[26], 'a');
 	{
 		uint8_t tmp[12];
@@ -1068,6 +1070,357 @@ static size_t random_cmd(uint8_t *buf, size_t cap, uint64_t *now, char (*keys)[8
 	return len;
 }
 
+/* ---- users, permissions and policies (kv.h) ---- */
+
+/* One modifier list for ACL SETUSER, built from words: "on", "off", "nopass", "resetpass",
+ * "resetkeys", ">pw", "<pw", "~pat", "%R~pat", "%W~pat", "+r" "+w" "+a" "+all", "-all". */
+static size_t mods(uint8_t *buf, const char *const *w)
+{
+	size_t n = 0;
+
+	for (; *w != NULL; w++) {
+		const char *m = *w;
+
+		if (strcmp(m, "on") == 0) {
+			buf[n++] = KV_ACL_ON;
+		} else if (strcmp(m, "off") == 0) {
+			buf[n++] = KV_ACL_OFF;
+		} else if (strcmp(m, "nopass") == 0) {
+			buf[n++] = KV_ACL_NOPASS;
+		} else if (strcmp(m, "resetpass") == 0) {
+			buf[n++] = KV_ACL_RESETPASS;
+		} else if (strcmp(m, "resetkeys") == 0) {
+			buf[n++] = KV_ACL_RESETKEYS;
+		} else if (m[0] == '>' || m[0] == '<') {
+			buf[n++] = m[0] == '>' ? KV_ACL_ADDPASS : KV_ACL_DELPASS;
+			kv_password_hash((const uint8_t *)m + 1, strlen(m) - 1, buf + n);
+			n += KV_PASSWORD_HASH_LEN;
+		} else if (m[0] == '~' || m[0] == '%') {
+			const char *p = strchr(m, '~') + 1;
+			size_t l = strlen(p);
+
+			buf[n++] = KV_ACL_KEY;
+			buf[n++] = m[0] == '~' ? 3 : m[1] == 'R' ? 1 : 2;
+			buf[n++] = (uint8_t)l;
+			buf[n++] = 0;
+			memcpy(buf + n, p, l);
+			n += l;
+		} else {
+			unsigned c = strcmp(m + 1, "r") == 0   ? KV_ACL_READ
+				     : strcmp(m + 1, "w") == 0 ? KV_ACL_WRITE
+				     : strcmp(m + 1, "a") == 0 ? KV_ACL_ADMIN
+							       : KV_ACL_ALL;
+
+			buf[n++] = m[0] == '+' ? KV_ACL_CATS_ADD : KV_ACL_CATS_DEL;
+			buf[n++] = (uint8_t)c;
+		}
+	}
+	return n;
+}
+
+/* Runs c as `user` (NULL: unwrapped). */
+static struct kv_result run_as(struct kv *kv, struct kv_cmd c, const char *user)
+{
+	if (user != NULL) {
+		c.user = (const uint8_t *)user;
+		c.user_len = (uint16_t)strlen(user);
+	}
+	return run(kv, &c);
+}
+
+static enum kv_status setuser(struct kv *kv, const char *as, const char *name, ...)
+{
+	const char *w[32];
+	static uint8_t buf[4096];
+	size_t n = 0;
+	struct kv_cmd c = mk(KV_R_ACL_SETUSER, name, 0, NULL);
+	va_list ap;
+
+	va_start(ap, name);
+	while ((w[n] = va_arg(ap, const char *)) != NULL)
+		n++;
+	va_end(ap);
+	c.value = buf;
+	c.value_len = (uint32_t)mods(buf, w);
+	return run_as(kv, c, as).status;
+}
+
+static enum kv_status auth(struct kv *kv, const char *user, const char *pass)
+{
+	uint8_t h[KV_PASSWORD_HASH_LEN];
+	struct kv_cmd c = mk(KV_R_AUTH, user, 0, NULL);
+
+	kv_password_hash((const uint8_t *)pass, strlen(pass), h);
+	c.value = h;
+	c.value_len = sizeof(h);
+	return run(kv, &c).status;
+}
+
+static enum kv_status get_as(struct kv *kv, const char *user, const char *key)
+{
+	return run_as(kv, mk(KV_R_GET, key, 0, NULL), user).status;
+}
+
+static enum kv_status set_as(struct kv *kv, const char *user, const char *key, const char *v)
+{
+	return run_as(kv, mk(KV_R_SET, key, 0, v), user).status;
+}
+
+static enum kv_status policy_set(struct kv *kv, const char *user, const char *key,
+				 const char *policy)
+{
+	return run_as(kv, mk(KV_R_POLICY_SET, key, 0, policy), user).status;
+}
+
+static void test_users(void **state)
+{
+	struct kv *kv;
+	struct kv_result r;
+	struct kv_item it;
+	size_t pos = 0;
+
+	(void)state;
+	assert_int_equal(kv_new(&kv), TEEMS_OK);
+	/* the default user: on, nopass, every key and category */
+	assert_true(kv_acl_default_open(kv));
+	assert_int_equal(kv_user_count(kv), 1);
+	assert_int_equal(kv_acl_check(kv, "default", KV_ACL_ALL), KV_OK);
+	assert_int_equal(kv_acl_check(kv, "nobody", 0), KV_ERR_NOAUTH);
+	assert_int_equal(auth(kv, "default", "anything"), KV_OK);
+	assert_int_equal(set_as(kv, "default", "k", "v"), KV_OK);
+
+	/* alice: reads and writes under app:, reads only under ro: */
+	assert_int_equal(
+		setuser(kv, "default", "alice", "on", ">pw", "~app:*", "%R~ro:*", "+r", "+w", NULL),
+		KV_OK);
+	assert_int_equal(auth(kv, "alice", "pw"), KV_OK);
+	assert_int_equal(auth(kv, "alice", "nope"), KV_ERR_WRONGPASS);
+	assert_int_equal(auth(kv, "bob", "pw"), KV_ERR_WRONGPASS);
+	assert_int_equal(set_as(kv, "alice", "app:1", "x"), KV_OK);
+	assert_int_equal(get_as(kv, "alice", "app:1"), KV_OK);
+	assert_int_equal(set_as(kv, "alice", "k", "x"), KV_ERR_NOPERM_KEY);
+	assert_int_equal(get_as(kv, "alice", "k"), KV_ERR_NOPERM_KEY);
+	assert_int_equal(get_as(kv, "alice", "ro:1"), KV_OK);
+	assert_int_equal(set_as(kv, "alice", "ro:1", "x"), KV_ERR_NOPERM_KEY);
+	/* INCR reads and writes: a read-only pattern is not enough */
+	{
+		struct kv_cmd c = mk(KV_R_INCRBY, "ro:n", 0, NULL);
+
+		c.delta = 1;
+		assert_int_equal(run_as(kv, c, "alice").status, KV_ERR_NOPERM_KEY);
+		c = mk(KV_R_INCRBY, "app:n", 0, NULL);
+		c.delta = 1;
+		assert_int_equal(run_as(kv, c, "alice").status, KV_OK);
+	}
+	/* a multi-key command is refused whole when one key is out of reach */
+	{
+		struct kv_item items[2] = {{(const uint8_t *)"app:1", 5, false, NULL, 0},
+					   {(const uint8_t *)"k", 1, false, NULL, 0}};
+		struct kv_cmd c = {0};
+
+		c.op = KV_R_DEL;
+		c.items = items;
+		c.n_items = 2;
+		assert_int_equal(run_as(kv, c, "alice").status, KV_ERR_NOPERM_KEY);
+		assert_int_equal(get_as(kv, "alice", "app:1"), KV_OK);
+		r = run_as(kv, mk(KV_R_GET, "app:1", 0, NULL), "alice");
+		assert_value(&r, "x");
+	}
+	/* categories: alice is no admin */
+	assert_int_equal(setuser(kv, "alice", "alice", "+all", NULL), KV_ERR_NOPERM_CMD);
+	assert_int_equal(run_as(kv, mk(KV_R_ACL_LIST, "", 0, NULL), "alice").status,
+			 KV_ERR_NOPERM_CMD);
+	/* a permission change committed before a write wins over it */
+	assert_int_equal(setuser(kv, "default", "alice", "-w", NULL), KV_OK);
+	assert_int_equal(set_as(kv, "alice", "app:1", "y"), KV_ERR_NOPERM_CMD);
+	assert_int_equal(get_as(kv, "alice", "app:1"), KV_OK);
+	assert_int_equal(setuser(kv, "default", "alice", "off", NULL), KV_OK);
+	assert_int_equal(get_as(kv, "alice", "app:1"), KV_ERR_NOAUTH);
+	assert_int_equal(auth(kv, "alice", "pw"), KV_ERR_WRONGPASS);
+	assert_int_equal(get_as(kv, "ghost", "app:1"), KV_ERR_NOAUTH);
+
+	/* passwords: removing one that is not there is an error and changes nothing */
+	assert_int_equal(setuser(kv, "default", "alice", "on", "<other", NULL), KV_ERR_TEXT);
+	assert_int_equal(kv_acl_check(kv, "alice", 0), KV_ERR_NOAUTH); /* still off */
+	assert_int_equal(setuser(kv, "default", "alice", "on", ">pw2", "<pw", NULL), KV_OK);
+	assert_int_equal(auth(kv, "alice", "pw"), KV_ERR_WRONGPASS);
+	assert_int_equal(auth(kv, "alice", "pw2"), KV_OK);
+
+	/* ACL LIST, sorted by name, hashes in hex */
+	r = run_as(kv, mk(KV_R_ACL_LIST, "", 0, NULL), "default");
+	assert_int_equal(r.status, KV_OK);
+	assert_int_equal(r.n_items, 2);
+	assert_true(kv_result_item(&r, &pos, &it));
+	assert_int_equal(it.value_len,
+			 strlen("user alice on #") + 64 + strlen(" ~app:* %R~ro:* -@all +@read"));
+	assert_memory_equal(it.value, "user alice on #", 15);
+	assert_memory_equal(it.value + 15 + 64, " ~app:* %R~ro:* -@all +@read", 28);
+	assert_true(kv_result_item(&r, &pos, &it));
+	assert_int_equal(it.value_len, strlen("user default on nopass ~* +@all"));
+	assert_memory_equal(it.value, "user default on nopass ~* +@all", it.value_len);
+
+	/* a connection that never authenticated (KV_USER_ANON) acts as default while it is
+	 * nopass; "-" is no user name */
+	assert_int_equal(set_as(kv, KV_USER_ANON, "k", "anon"), KV_OK);
+	assert_int_equal(kv_acl_check(kv, KV_USER_ANON, KV_ACL_ALL), KV_OK);
+	assert_int_equal(setuser(kv, "default", "-", "on", NULL), KV_ERR_TEXT);
+	assert_false(kv_user_name_ok((const uint8_t *)"-", 1));
+	/* default with a password: connections must authenticate, decided when applied */
+	assert_int_equal(setuser(kv, "default", "default", ">secret", NULL), KV_OK);
+	assert_false(kv_acl_default_open(kv));
+	assert_int_equal(set_as(kv, KV_USER_ANON, "k", "anon"), KV_ERR_NOAUTH);
+	assert_int_equal(get_as(kv, KV_USER_ANON, "k"), KV_ERR_NOAUTH);
+	assert_int_equal(kv_acl_check(kv, KV_USER_ANON, 0), KV_ERR_NOAUTH);
+	assert_int_equal(auth(kv, "default", "x"), KV_ERR_WRONGPASS);
+	assert_int_equal(auth(kv, "default", "secret"), KV_OK);
+
+	/* DELUSER: default cannot go; a count of those that existed */
+	{
+		struct kv_item items[3] = {{(const uint8_t *)"alice", 5, false, NULL, 0},
+					   {(const uint8_t *)"nobody", 6, false, NULL, 0},
+					   {(const uint8_t *)"default", 7, false, NULL, 0}};
+		struct kv_cmd c = {0};
+
+		c.op = KV_R_ACL_DELUSER;
+		c.items = items;
+		c.n_items = 3;
+		assert_int_equal(run_as(kv, c, "default").status, KV_ERR_TEXT);
+		c.n_items = 2;
+		r = run_as(kv, c, "default");
+		assert_int_equal(r.status, KV_OK);
+		assert_int_equal(r.integer, 1);
+		assert_int_equal(kv_user_count(kv), 1);
+		assert_int_equal(get_as(kv, "alice", "app:1"), KV_ERR_NOAUTH);
+	}
+	teems_free(last_result);
+	last_result = NULL;
+	kv_free(kv);
+}
+
+static void test_policies(void **state)
+{
+	struct kv *kv, *copy;
+	struct kv_result r;
+	struct kv_item it;
+	size_t pos = 0, n;
+	uint8_t *snap, *snap2;
+	size_t n2;
+
+	(void)state;
+	assert_int_equal(kv_new(&kv), TEEMS_OK);
+	for (const char *const *u = (const char *const[]){"alice", "bob", "carol", "eve", NULL};
+	     *u != NULL; u++)
+		assert_int_equal(setuser(kv, NULL, *u, "on", ">pw", "~obj:*", "+r", "+w", NULL),
+				 KV_OK);
+	assert_int_equal(setuser(kv, NULL, "admin", "on", ">pw", "~*", "+all", NULL), KV_OK);
+	/* a new policy must name its creator as the owner (unless an admin sets it) */
+	assert_int_equal(policy_set(kv, "alice", "obj:1", "bob\n\n"), KV_ERR_TEXT);
+	assert_int_equal(policy_set(kv, "alice", "obj:1", "alice\nbob\ncarol"), KV_OK);
+	/* keys outside the patterns stay out, policy or not */
+	assert_int_equal(policy_set(kv, "alice", "other", "alice\n\n"), KV_ERR_NOPERM_KEY);
+	assert_int_equal(set_as(kv, "alice", "obj:1", "v1"), KV_OK);
+	/* readers read, writers write, nobody else does either */
+	assert_int_equal(get_as(kv, "bob", "obj:1"), KV_OK);
+	assert_int_equal(set_as(kv, "bob", "obj:1", "x"), KV_ERR_NOPERM_KEY);
+	assert_int_equal(set_as(kv, "carol", "obj:1", "v2"), KV_OK);
+	assert_int_equal(get_as(kv, "carol", "obj:1"), KV_ERR_NOPERM_KEY);
+	assert_int_equal(get_as(kv, "eve", "obj:1"), KV_ERR_NOPERM_KEY);
+	assert_int_equal(set_as(kv, "eve", "obj:1", "x"), KV_ERR_NOPERM_KEY);
+	/* the admin is no reader either, but may change the policy */
+	assert_int_equal(get_as(kv, "admin", "obj:1"), KV_ERR_NOPERM_KEY);
+	/* only the owner (or an admin) changes it */
+	assert_int_equal(policy_set(kv, "bob", "obj:1", "bob\nbob\nbob"), KV_ERR_NOPERM_KEY);
+	assert_int_equal(policy_set(kv, "carol", "obj:1", "carol\n\n"), KV_ERR_NOPERM_KEY);
+	/* SCAN shows eve nothing of obj:1, bob sees it */
+	{
+		struct kv_cmd c = mk(KV_R_SCAN, "", 0, NULL);
+
+		c.count = 100;
+		assert_int_equal(set_as(kv, "eve", "obj:eve", "e"), KV_OK);
+		r = run_as(kv, c, "eve");
+		assert_int_equal(r.n_items, 1);
+		r = run_as(kv, c, "bob");
+		assert_int_equal(r.n_items, 2);
+		r = run_as(kv, c, NULL);
+		assert_int_equal(r.n_items, 2);
+	}
+	/* POLICY.GET: owner, readers, writers; eve may not look */
+	assert_int_equal(run_as(kv, mk(KV_R_POLICY_GET, "obj:1", 0, NULL), "eve").status,
+			 KV_ERR_NOPERM_KEY);
+	r = run_as(kv, mk(KV_R_POLICY_GET, "obj:1", 0, NULL), "bob");
+	assert_int_equal(r.status, KV_OK);
+	assert_int_equal(r.n_items, 3);
+	assert_true(kv_result_item(&r, &pos, &it));
+	assert_int_equal(it.value_len, 5);
+	assert_memory_equal(it.value, "alice", 5);
+	r = run_as(kv, mk(KV_R_POLICY_GET, "obj:eve", 0, NULL), "eve");
+	assert_int_equal(r.status, KV_OK);
+	assert_int_equal(r.n_items, 0);
+	/* "*": every user; the owner hands the object over */
+	assert_int_equal(policy_set(kv, "alice", "obj:1", "alice\n*\n"), KV_OK);
+	assert_int_equal(get_as(kv, "eve", "obj:1"), KV_OK);
+	assert_int_equal(set_as(kv, "carol", "obj:1", "x"), KV_ERR_NOPERM_KEY);
+	assert_int_equal(policy_set(kv, "alice", "obj:1", "bob\n\n"), KV_OK);
+	assert_int_equal(policy_set(kv, "alice", "obj:1", "alice\n\n"), KV_ERR_NOPERM_KEY);
+	assert_int_equal(policy_set(kv, "admin", "obj:1", "alice\nbob\nbob"), KV_OK);
+	assert_int_equal(policy_set(kv, "alice", "obj:1", "alice\nno space\n"), KV_ERR_TEXT);
+
+	/* snapshots carry users and policies: a restored copy decides the same */
+	assert_int_equal(kv_snapshot(kv, &snap, &n), TEEMS_OK);
+	assert_int_equal(kv_new(&copy), TEEMS_OK);
+	assert_false(kv_equal(kv, copy));
+	assert_int_equal(kv_restore(copy, snap, n), TEEMS_OK);
+	assert_true(kv_equal(kv, copy) && kv_equal(copy, kv));
+	assert_int_equal(kv_snapshot(copy, &snap2, &n2), TEEMS_OK);
+	assert_int_equal(n, n2);
+	assert_memory_equal(snap, snap2, n);
+	assert_int_equal(get_as(copy, "bob", "obj:1"), KV_OK);
+	assert_int_equal(get_as(copy, "eve", "obj:1"), KV_ERR_NOPERM_KEY);
+	assert_int_equal(auth(copy, "alice", "pw"), KV_OK);
+	assert_int_equal(kv_user_count(copy), 6); /* default and the five above */
+	/* a changed policy shows */
+	assert_int_equal(policy_set(copy, "admin", "obj:1", "alice\nbob,eve\n"), KV_OK);
+	assert_false(kv_equal(kv, copy));
+	/* every truncation of the sections is refused */
+	for (size_t cut = n - 60; cut < n; cut++)
+		assert_int_equal(kv_restore(copy, snap, cut), TEEMS_ECORRUPT);
+	teems_free(snap);
+	teems_free(snap2);
+	teems_free(last_result);
+	last_result = NULL;
+	kv_free(copy);
+	kv_free(kv);
+}
+
+static void test_as_codec(void **state)
+{
+	struct kv_cmd c = mk(KV_R_GET, "k", 0, NULL), d;
+	uint8_t buf[128];
+	size_t n;
+
+	(void)state;
+	c.user = (const uint8_t *)"alice";
+	c.user_len = 5;
+	assert_int_equal(kv_cmd_encode(&c, buf, sizeof(buf), &n), TEEMS_OK);
+	assert_int_equal(buf[0], KV_FORMAT_AS);
+	assert_int_equal(kv_cmd_decode(buf, n, &d), TEEMS_OK);
+	assert_int_equal(d.user_len, 5);
+	assert_memory_equal(d.user, "alice", 5);
+	assert_int_equal(d.op, KV_R_GET);
+	for (size_t cut = 0; cut < n; cut++)
+		assert_int_equal(kv_cmd_decode(buf, cut, &d), TEEMS_ECORRUPT);
+	buf[3] = ' '; /* "al ce": not a user name */
+	assert_int_equal(kv_cmd_decode(buf, n, &d), TEEMS_ECORRUPT);
+	c.user = (const uint8_t *)"a,b";
+	c.user_len = 3;
+	assert_int_equal(kv_cmd_size(&c), 0);
+	/* model ops are never wrapped */
+	c = mk(KV_GET, "k", 0, NULL);
+	c.user = (const uint8_t *)"alice";
+	c.user_len = 5;
+	assert_int_equal(kv_cmd_size(&c), 0);
+}
+
 static void test_property_snapshot_midway(void **state)
 {
 	char keys[24][8], vals[8][24];
@@ -1158,6 +1511,9 @@ int main(void)
 		cmocka_unit_test(test_result_codec_and_apply_encoded),
 		cmocka_unit_test(test_enomem),
 		cmocka_unit_test(test_property_snapshot_midway),
+		cmocka_unit_test(test_users),
+		cmocka_unit_test(test_policies),
+		cmocka_unit_test(test_as_codec),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, teardown);

@@ -283,6 +283,24 @@ static void pump_ms(struct cluster *c, uint64_t ms)
 		pump_once(c);
 }
 
+/* Sends argv (NULL-terminated) to replica i as connection `conn`, on behalf of `user` (NULL:
+ * a connection that never authenticated); returns the request id. */
+static uint64_t send_cmd_as(struct cluster *c, int i, uint64_t conn, const char *user,
+			    const char *const *words)
+{
+	struct resp_arg argv[12];
+	size_t argc = 0;
+	uint64_t req = c->next_req++;
+
+	memset(argv, 0, sizeof(argv));
+	for (; words[argc] != NULL; argc++) {
+		argv[argc].p = (const uint8_t *)words[argc];
+		argv[argc].len = strlen(words[argc]);
+	}
+	replica_client_as(c->nodes[i].r, conn, req, user, argv, argc, 2);
+	return req;
+}
+
 /* Sends argv (NULL-terminated) to replica i as connection `conn`; returns the request id. */
 static uint64_t send_cmd(struct cluster *c, int i, uint64_t conn, const char *const *words)
 {
@@ -326,6 +344,9 @@ static const char *run_cmd(struct cluster *c, int i, const char *const *words)
 }
 
 #define CMD(c, i, ...) run_cmd(c, i, (const char *const[]){__VA_ARGS__, NULL})
+/* The same, on behalf of a user (NULL: not authenticated). */
+#define AS(c, i, user, ...) \
+	wait_reply(c, send_cmd_as(c, i, 1, user, (const char *const[]){__VA_ARGS__, NULL}), 3000)
 
 /* TEEMS.STATUS field `key` of replica i into out. */
 static bool status_field(struct cluster *c, int i, const char *key, char *out, size_t len)
@@ -808,6 +829,37 @@ static void test_lost_wal(void **state)
 	cluster_free(c);
 }
 
+/* The whole data directory gone (a rollback to before the first start, or a new disk): an empty
+ * first boot that every peer contradicts. It must not rejoin as a genesis member (it would vote
+ * with an empty log): the genesis check sends it through registration and recovery. */
+static void test_rollback_to_empty(void **state)
+{
+	struct cluster *c = cluster_new();
+	char v[32], path[PATH_MAX + 32];
+	int l, f;
+
+	(void)state;
+	l = wait_leader(c, 5000);
+	f = (l + 1) % N;
+	assert_string_equal(CMD(c, l, "SET", "k", "kept"), "+OK\r\n");
+	node_close(c, f);
+	snprintf(path, sizeof(path), "%s/r%d/data", c->dir, f);
+	assert_int_equal(nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS), 0);
+	node_open(c, f);
+	assert_int_equal(status_u64(c, f, "genesis_check"), 1);
+	/* clients wait while it asks */
+	assert_non_null(strstr(CMD(c, f, "GET", "k"), "TRYAGAIN"));
+	pump_ms(c, 300);
+	assert_int_equal(status_u64(c, f, "genesis_check"), 0);
+	assert_true(status_field(c, f, "lifecycle", v, sizeof(v)));
+	assert_string_not_equal(v, "fresh");
+	wait_fresh(c, f, 5000);
+	assert_true(status_field(c, f, "registration", v, sizeof(v)));
+	assert_string_not_equal(v, "0.0");
+	assert_string_equal(CMD(c, f, "GET", "k"), "$4\r\nkept\r\n");
+	cluster_free(c);
+}
+
 /* replica_open refuses what it cannot run, and leaves nothing behind. */
 static void test_open_errors(void **state)
 {
@@ -899,6 +951,98 @@ static void test_open_alloc_failures(void **state)
 	free(c);
 }
 
+#define NOAUTH "-NOAUTH Authentication required.\r\n"
+#define NOPERM_KEY \
+	"-NOPERM this user has no permissions to access one of the keys used as arguments\r\n"
+
+/* Users and permissions through the engine (replica.h, replica_client_as): AUTH required once
+ * default has a password, key patterns on the leader and through a follower, a permission
+ * revoked by a write ordered before a forwarded write wins at the leader's apply, per-key
+ * policies. */
+static void test_acl(void **state)
+{
+	struct cluster *c = cluster_new();
+	int l, f, f2;
+	uint64_t rev, wr;
+
+	(void)state;
+	l = wait_leader(c, 5000);
+	f = (l + 1) % N;
+	f2 = (l + 2) % N;
+	/* nobody configured anything: everyone is "default", as before */
+	assert_string_equal(AS(c, f, NULL, "SET", "k", "v"), "+OK\r\n");
+	assert_string_equal(AS(c, f, NULL, "ACL", "WHOAMI"), "$7\r\ndefault\r\n");
+	assert_string_equal(AS(c, l, NULL, "ACL", "SETUSER", "alice", "on", ">apw", "~app:*",
+			       "+@read", "+@write"),
+			    "+OK\r\n");
+	assert_string_equal(AS(c, f, NULL, "ACL", "SETUSER", "bob", "on", ">bpw", "~app:*",
+			       "+@read", "+@write"),
+			    "+OK\r\n");
+	/* AUTH on a follower is a linearizable read: alice, created a moment ago, is known */
+	assert_string_equal(AS(c, f2, NULL, "AUTH", "alice", "apw"), "+OK\r\n");
+	assert_string_equal(AS(c, f2, NULL, "AUTH", "alice", "bad"),
+			    "-WRONGPASS invalid username-password pair or user is disabled.\r\n");
+	/* default needs a password now: the unauthenticated get NOAUTH, everywhere, even for a
+	 * write a follower sent on before it learnt of the password (decided when applied) */
+	pump_ms(c, 50);
+	rev = send_cmd_as(c, l, 2, NULL,
+			  (const char *const[]){"ACL", "SETUSER", "default", ">x", NULL});
+	wr = send_cmd_as(c, f, 3, NULL, (const char *const[]){"SET", "k", "sneaky", NULL});
+	assert_string_equal(wait_reply(c, rev, 3000), "+OK\r\n");
+	assert_string_equal(wait_reply(c, wr, 3000), NOAUTH);
+	pump_ms(c, 100);
+	assert_string_equal(AS(c, l, NULL, "GET", "k"), NOAUTH);
+	assert_string_equal(AS(c, f, NULL, "PING"), NOAUTH);
+	assert_string_equal(AS(c, f, NULL, "AUTH", "x"), "+OK\r\n");
+	assert_string_equal(AS(c, f, "default", "GET", "k"), "$1\r\nv\r\n");
+	/* key patterns, on the leader and through a follower (forwarded) */
+	assert_string_equal(AS(c, l, "alice", "SET", "app:1", "a"), "+OK\r\n");
+	assert_string_equal(AS(c, f, "alice", "SET", "app:2", "b"), "+OK\r\n");
+	assert_string_equal(AS(c, f, "alice", "GET", "app:2"), "$1\r\nb\r\n");
+	assert_string_equal(AS(c, l, "alice", "SET", "k", "x"), NOPERM_KEY);
+	assert_string_equal(AS(c, f, "alice", "SET", "k", "x"), NOPERM_KEY);
+	assert_string_equal(AS(c, f, "alice", "GET", "k"), NOPERM_KEY);
+	assert_string_equal(
+		AS(c, f, "alice", "ACL", "LIST"),
+		"-NOPERM this user has no permissions to run the 'acl|list' command\r\n");
+	assert_string_equal(AS(c, f, "alice", "ACL", "WHOAMI"), "$5\r\nalice\r\n");
+	/* A revocation proposed at the leader before a follower forwards alice's write, which
+	 * the follower's own (stale) check let through: the leader's apply refuses it. */
+	pump_ms(c, 50);
+	rev = send_cmd_as(c, l, 2, "default",
+			  (const char *const[]){"ACL", "SETUSER", "alice", "-@write", NULL});
+	wr = send_cmd_as(c, f, 3, "alice", (const char *const[]){"SET", "app:3", "late", NULL});
+	assert_string_equal(wait_reply(c, rev, 3000), "+OK\r\n");
+	assert_string_equal(wait_reply(c, wr, 3000),
+			    "-NOPERM this user has no permissions to run the 'set' command\r\n");
+	assert_string_equal(AS(c, f2, "default", "EXISTS", "app:3"), ":0\r\n");
+	assert_string_equal(AS(c, l, "default", "ACL", "SETUSER", "alice", "+@write"), "+OK\r\n");
+	/* per-key policy: alice owns app:doc, bob reads it, nobody else writes it */
+	assert_string_equal(AS(c, f, "bob", "TEEMS.POLICY.SET", "app:doc", "alice", "-", "-"),
+			    "-NOPERM a new policy must name its creator as the owner\r\n");
+	assert_string_equal(AS(c, f, "alice", "TEEMS.POLICY.SET", "app:doc", "alice", "bob", "-"),
+			    "+OK\r\n");
+	assert_string_equal(AS(c, f, "alice", "SET", "app:doc", "secret"), "+OK\r\n");
+	assert_string_equal(AS(c, f2, "bob", "GET", "app:doc"), "$6\r\nsecret\r\n");
+	assert_string_equal(AS(c, f2, "bob", "SET", "app:doc", "mine"), NOPERM_KEY);
+	assert_string_equal(AS(c, l, "bob", "TEEMS.POLICY.SET", "app:doc", "bob", "bob", "bob"),
+			    NOPERM_KEY);
+	assert_string_equal(AS(c, f2, "default", "GET", "app:doc"), NOPERM_KEY);
+	assert_string_equal(AS(c, f2, "bob", "TEEMS.POLICY.GET", "app:doc"),
+			    "*3\r\n$5\r\nalice\r\n$3\r\nbob\r\n$1\r\n-\r\n");
+	assert_string_equal(AS(c, l, "alice", "TEEMS.POLICY.SET", "app:doc", "alice", "-", "bob"),
+			    "+OK\r\n");
+	assert_string_equal(AS(c, f, "bob", "GET", "app:doc"), NOPERM_KEY);
+	assert_string_equal(AS(c, f, "bob", "SET", "app:doc", "mine"), "+OK\r\n");
+	/* a deleted user's connections are refused */
+	assert_string_equal(AS(c, l, "default", "ACL", "DELUSER", "bob"), ":1\r\n");
+	pump_ms(c, 100);
+	assert_string_equal(AS(c, f, "bob", "GET", "app:1"), NOAUTH);
+	for (int i = 0; i < N; i++)
+		assert_false(c->nodes[i].halted);
+	cluster_free(c);
+}
+
 /* Three groups, each its own ctest entry (tests/unit/daemon.cmake), so each stays short:
  * `test_replica cluster|faults|restart`; no argument runs all. */
 int main(int argc, char **argv)
@@ -910,6 +1054,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_sync_policies),
 		cmocka_unit_test(test_open_errors),
 		cmocka_unit_test(test_open_alloc_failures),
+		cmocka_unit_test(test_acl),
 	};
 	const struct CMUnitTest faults[] = {
 		cmocka_unit_test(test_restart_follower),
@@ -919,6 +1064,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest restart[] = {
 		cmocka_unit_test(test_total_restart),
 		cmocka_unit_test(test_lost_wal),
+		cmocka_unit_test(test_rollback_to_empty),
 	};
 	const char *group = argc > 1 ? argv[1] : "all";
 	int failed = 0;

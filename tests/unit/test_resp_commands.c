@@ -66,7 +66,12 @@ static void test_table(void **state)
 	for (size_t i = 0; i < CMD_COUNT_; i++) {
 		assert_int_equal(t[i].id, i);
 		assert_non_null(t[i].name);
-		assert_ptr_equal(cmd_lookup((const uint8_t *)t[i].name, strlen(t[i].name)), &t[i]);
+		/* subcommands ("acl|setuser") are reached through their container only */
+		if (strchr(t[i].name, '|') != NULL)
+			assert_null(cmd_lookup((const uint8_t *)t[i].name, strlen(t[i].name)));
+		else
+			assert_ptr_equal(cmd_lookup((const uint8_t *)t[i].name, strlen(t[i].name)),
+					 &t[i]);
 	}
 	assert_ptr_equal(cmd_lookup((const uint8_t *)"GeT", 3), &t[CMD_GET]);
 	assert_ptr_equal(cmd_lookup((const uint8_t *)"LEASE.ACQUIRE", 13), &t[CMD_LEASE_ACQUIRE]);
@@ -464,7 +469,9 @@ static void test_reply(void **state)
  * with what redis-server sends); a refused request gives its error as the reply. */
 static char reply_buf[4096];
 
-static const char *exec(struct kv *kv, int proto, uint64_t now, struct call c)
+/* The whole path of one command run as `user` (NULL: unwrapped): check, request, apply,
+ * response. */
+static const char *exec_as(struct kv *kv, int proto, uint64_t now, const char *user, struct call c)
 {
 	char err[CMD_ERR_LEN];
 	const struct cmd_spec *s = cmd_check(c.a, c.n, err);
@@ -475,7 +482,7 @@ static const char *exec(struct kv *kv, int proto, uint64_t now, struct call c)
 	resp_out_init(&o, proto);
 	if (s == NULL) {
 		resp_add_error(&o, err);
-	} else if (cmd_request(s, c.a, c.n, now, &cmd, &len, err) != 0) {
+	} else if (cmd_request_as(s, c.a, c.n, now, user, &cmd, &len, err) != 0) {
 		assert_null(cmd);
 		resp_add_error(&o, err);
 	} else {
@@ -490,6 +497,11 @@ static const char *exec(struct kv *kv, int proto, uint64_t now, struct call c)
 	reply_buf[o.len] = '\0';
 	resp_out_free(&o);
 	return reply_buf;
+}
+
+static const char *exec(struct kv *kv, int proto, uint64_t now, struct call c)
+{
+	return exec_as(kv, proto, now, NULL, c);
 }
 
 #define EXPECT(kv, now, want, ...) \
@@ -742,6 +754,197 @@ static void test_response_checks(void **state)
 	kv_free(kv);
 }
 
+/* Run as a user, in RESP2 and RESP3 (errors read the same in both). */
+#define AS(kv, user, want, ...)                                                            \
+	do {                                                                               \
+		assert_string_equal(exec_as(kv, 2, 0, user, mk(__VA_ARGS__, NULL)), want); \
+		assert_string_equal(exec_as(kv, 3, 0, user, mk(__VA_ARGS__, NULL)), want); \
+	} while (0)
+
+#define NOAUTH "-NOAUTH Authentication required.\r\n"
+#define NOPERM_KEY \
+	"-NOPERM this user has no permissions to access one of the keys used as arguments\r\n"
+#define WRONGPASS "-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+
+static void test_acl_commands(void **state)
+{
+	struct kv *kv;
+
+	(void)state;
+	assert_int_equal(kv_new(&kv), TEEMS_OK);
+	/* the default user: AUTH's one-argument form is refused while it needs no password */
+	AS(kv, NULL,
+	   "-ERR AUTH <password> called without any password configured for the default user. "
+	   "Are you sure your configuration is correct?\r\n",
+	   "AUTH", "pw");
+	AS(kv, NULL, "+OK\r\n", "AUTH", "default", "anything");
+	AS(kv, "default", "*1\r\n$31\r\nuser default on nopass ~* +@all\r\n", "ACL", "LIST");
+	AS(kv, "default", "+OK\r\n", "ACL", "SETUSER", "alice", "on", ">pw", "~app:*", "+@read");
+	AS(kv, "default", "+OK\r\n", "acl", "setuser", "bob", "ON",
+	   "#5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8", "%R~r:*", "%W~w:*",
+	   "allchannels", "&*", "+@all", "-@admin");
+	AS(kv, "default",
+	   "*3\r\n$99\r\nuser alice on "
+	   "#30c952fab122c3f9759f02a6d95c3758b246b4fee239957b2d4fee46e26170c4 ~app:* -@all "
+	   "+@read\r\n"
+	   "$112\r\nuser bob on #5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8 "
+	   "%R~r:* %W~w:* -@all +@read +@write\r\n"
+	   "$31\r\nuser default on nopass ~* +@all\r\n",
+	   "ACL", "LIST");
+	/* ACL GETUSER: Redis 7's map, a flat array in RESP2 */
+	assert_string_equal(
+		exec_as(kv, 2, 0, "default", mk("ACL", "GETUSER", "bob", NULL)),
+		"*12\r\n$5\r\nflags\r\n*1\r\n$2\r\non\r\n$9\r\npasswords\r\n*1\r\n$64\r\n"
+		"5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8\r\n$"
+		"8\r\ncommands\r\n"
+		"$20\r\n-@all +@read +@write\r\n$4\r\nkeys\r\n$13\r\n%R~r:* "
+		"%W~w:*\r\n$8\r\nchannels\r\n$0\r\n\r\n"
+		"$9\r\nselectors\r\n*0\r\n");
+	assert_string_equal(
+		exec_as(kv, 3, 0, "default", mk("ACL", "GETUSER", "default", NULL)),
+		"%6\r\n$5\r\nflags\r\n*2\r\n$2\r\non\r\n$6\r\nnopass\r\n$9\r\npasswords\r\n"
+		"*0\r\n$8\r\ncommands\r\n$5\r\n+@all\r\n$4\r\nkeys\r\n$2\r\n~*\r\n$8\r\n"
+		"channels\r\n$0\r\n\r\n$9\r\nselectors\r\n*0\r\n");
+	assert_string_equal(exec_as(kv, 2, 0, "default", mk("ACL", "GETUSER", "nobody", NULL)),
+			    "$-1\r\n");
+	AS(kv, "alice", "-NOPERM this user has no permissions to run the 'acl|getuser' command\r\n",
+	   "ACL", "GETUSER", "alice");
+	/* the same hashes as redis-server 7.0.15 prints for ">pw" and "#<sha256 of password>" */
+	AS(kv, NULL, "+OK\r\n", "AUTH", "alice", "pw");
+	AS(kv, NULL, "+OK\r\n", "AUTH", "bob", "password");
+	AS(kv, NULL, WRONGPASS, "AUTH", "alice", "nope");
+	AS(kv, NULL, WRONGPASS, "AUTH", "nobody", "pw");
+	/* NOPERM, for a command and for a key */
+	AS(kv, "alice", "-NOPERM this user has no permissions to run the 'set' command\r\n", "SET",
+	   "app:1", "x");
+	AS(kv, "alice", "-NOPERM this user has no permissions to run the 'acl|list' command\r\n",
+	   "ACL", "LIST");
+	AS(kv, "alice", "-NOPERM this user has no permissions to run the 'acl|setuser' command\r\n",
+	   "ACL", "SETUSER", "alice", "+@all");
+	assert_string_equal(exec_as(kv, 2, 0, "alice", mk("GET", "app:1", NULL)), "$-1\r\n");
+	AS(kv, "alice", NOPERM_KEY, "GET", "other");
+	AS(kv, "alice", NOPERM_KEY, "MGET", "app:1", "other");
+	AS(kv, "bob", "+OK\r\n", "SET", "w:1", "1");
+	AS(kv, "bob", NOPERM_KEY, "GET", "w:1");
+	AS(kv, "bob", NOPERM_KEY, "INCR", "w:1");
+	AS(kv, "bob", NOPERM_KEY, "SET", "w:1", "2", "GET");
+	AS(kv, "ghost", NOAUTH, "GET", "app:1");
+	/* DELUSER */
+	AS(kv, "default", "-ERR The 'default' user cannot be removed\r\n", "ACL", "DELUSER",
+	   "default");
+	assert_string_equal(
+		exec_as(kv, 2, 0, "default", mk("ACL", "DELUSER", "bob", "nobody", NULL)),
+		":1\r\n");
+	AS(kv, "bob", NOAUTH, "SET", "w:1", "1");
+	/* default with a password */
+	AS(kv, "default", "+OK\r\n", "ACL", "SETUSER", "default", ">secret");
+	assert_false(kv_acl_default_open(kv));
+	AS(kv, NULL, WRONGPASS, "AUTH", "wrong");
+	AS(kv, NULL, "+OK\r\n", "AUTH", "secret");
+	AS(kv, "default",
+	   "-ERR Error in ACL SETUSER modifier '<...>': The password you are trying to remove from "
+	   "the user does not exist\r\n",
+	   "ACL", "SETUSER", "alice", "<nope");
+
+	/* policies */
+	AS(kv, "default", "+OK\r\n", "ACL", "SETUSER", "carol", "on", "nopass", "~app:*", "+@read",
+	   "+@write");
+	AS(kv, "default", "+OK\r\n", "ACL", "SETUSER", "alice", "+@write");
+	AS(kv, "alice", "-NOPERM a new policy must name its creator as the owner\r\n",
+	   "TEEMS.POLICY.SET", "app:o", "carol", "-", "-");
+	AS(kv, "alice", "+OK\r\n", "TEEMS.POLICY.SET", "app:o", "alice", "carol", "-");
+	AS(kv, "alice", "*3\r\n$5\r\nalice\r\n$5\r\ncarol\r\n$1\r\n-\r\n", "TEEMS.POLICY.GET",
+	   "app:o");
+	assert_string_equal(exec_as(kv, 2, 0, "alice", mk("TEEMS.POLICY.GET", "app:none", NULL)),
+			    "$-1\r\n");
+	assert_string_equal(exec_as(kv, 3, 0, "alice", mk("TEEMS.POLICY.GET", "app:none", NULL)),
+			    "_\r\n");
+	AS(kv, "alice", "+OK\r\n", "SET", "app:o", "v");
+	AS(kv, "carol", "$1\r\nv\r\n", "GET", "app:o");
+	AS(kv, "carol", NOPERM_KEY, "SET", "app:o", "w");
+	AS(kv, "carol", NOPERM_KEY, "DEL", "app:o");
+	AS(kv, "carol", NOPERM_KEY, "TEEMS.POLICY.SET", "app:o", "carol", "-", "-");
+	AS(kv, "carol", "*2\r\n$1\r\n0\r\n*0\r\n", "SCAN", "0", "MATCH", "app:x*");
+	AS(kv, "alice", "+OK\r\n", "TEEMS.POLICY.SET", "app:o", "alice", "-", "carol,alice");
+	AS(kv, "carol", NOPERM_KEY, "GET", "app:o");
+	AS(kv, "carol", "*2\r\n$1\r\n0\r\n*0\r\n", "SCAN", "0");
+	AS(kv, "alice", "*2\r\n$1\r\n0\r\n*1\r\n$5\r\napp:o\r\n", "SCAN", "0");
+	assert_string_equal(exec_as(kv, 3, 0, "carol", mk("DEL", "app:o", NULL)), ":1\r\n");
+	kv_free(kv);
+}
+
+static void test_acl_errors(void **state)
+{
+	struct kv *kv;
+
+	(void)state;
+	assert_int_equal(kv_new(&kv), TEEMS_OK);
+	check_err(mk("ACL", NULL), "ERR wrong number of arguments for 'acl' command");
+	check_err(mk("ACL", "FOO", NULL), "ERR unknown subcommand 'FOO'. Try ACL HELP.");
+	check_err(mk("ACL", "SETUSER", NULL),
+		  "ERR wrong number of arguments for 'acl|setuser' command");
+	check_err(mk("ACL", "LIST", "x", NULL),
+		  "ERR wrong number of arguments for 'acl|list' command");
+	check_err(mk("acl|list", NULL),
+		  "ERR unknown command 'acl|list', with args beginning with: ");
+	assert_int_equal(check_ok(mk("acl", "whoami", NULL))->id, CMD_ACL_WHOAMI);
+	assert_int_equal(cmd_resolve(mk("ACL", "DelUser", NULL).a, 2)->id, CMD_ACL_DELUSER);
+	assert_null(cmd_resolve(mk("ACL", NULL).a, 1));
+	assert_int_equal(cmd_category(check_ok(mk("ACL", "LIST", NULL))), KV_ACL_ADMIN);
+	assert_int_equal(cmd_category(check_ok(mk("SET", "k", "v", NULL))), KV_ACL_WRITE);
+	assert_int_equal(cmd_category(check_ok(mk("GET", "k", NULL))), KV_ACL_READ);
+	assert_int_equal(cmd_category(check_ok(mk("PING", NULL))), 0);
+	AS(kv, "default", "-ERR Usernames can't contain spaces or null characters\r\n", "ACL",
+	   "SETUSER", "a b");
+	AS(kv, "default", "-ERR Error in ACL SETUSER modifier 'bogus': Syntax error\r\n", "ACL",
+	   "SETUSER", "x", "bogus");
+	AS(kv, "default",
+	   "-ERR Error in ACL SETUSER modifier '+@nosuch': Unknown command or category name in "
+	   "ACL\r\n",
+	   "ACL", "SETUSER", "x", "+@nosuch");
+	AS(kv, "default",
+	   "-ERR Error in ACL SETUSER modifier '+get': teems grants categories only (@all, @read, "
+	   "@write, @admin)\r\n",
+	   "ACL", "SETUSER", "x", "+get");
+	AS(kv, "default",
+	   "-ERR Error in ACL SETUSER modifier '#0123': The password hash must be exactly 64 "
+	   "characters and contain only lowercase hexadecimal characters\r\n",
+	   "ACL", "SETUSER", "x", "#0123");
+	AS(kv, "default", "-ERR Error in ACL SETUSER modifier '%X~a': Syntax error\r\n", "ACL",
+	   "SETUSER", "x", "%X~a");
+	/* nothing of a refused SETUSER is applied */
+	AS(kv, "default", ":0\r\n", "ACL", "DELUSER", "x");
+	AS(kv, "default", "-ERR invalid owner 'a b'\r\n", "TEEMS.POLICY.SET", "k", "a b", "-", "-");
+	AS(kv, "default", "-ERR invalid user list 'x,,y'\r\n", "TEEMS.POLICY.SET", "k", "me",
+	   "x,,y", "-");
+	AS(kv, "default", "-ERR invalid user list ''\r\n", "TEEMS.POLICY.SET", "k", "me", "-", "");
+	AS(kv, "default", "-ERR syntax error\r\n", "AUTH", "a", "b", "c");
+	/* caps: 32 passwords and 64 patterns a user; a refused SETUSER changes nothing */
+	AS(kv, "default", "+OK\r\n", "ACL", "SETUSER", "y", ">1", ">2", ">3", ">4", ">5", ">6",
+	   ">7", ">8", ">9", ">10", ">11", ">12", ">13", ">14", ">15", ">16", ">17", ">18", ">19",
+	   ">20");
+	AS(kv, "default", "+OK\r\n", "ACL", "SETUSER", "y", ">21", ">22", ">23", ">24", ">25",
+	   ">26", ">27", ">28", ">29", ">30", ">31", ">32", ">1");
+	AS(kv, "default", "-ERR Error in ACL SETUSER: a user has at most 32 passwords\r\n", "ACL",
+	   "SETUSER", "y", "on", ">33");
+	AS(kv, "default", WRONGPASS, "AUTH", "y", "1"); /* still off */
+	for (int i = 0; i < 4; i++) {
+		char p[16][8];
+		struct call c = mk("ACL", "SETUSER", "z", NULL);
+
+		for (int k = 0; k < 16; k++) {
+			snprintf(p[k], sizeof(p[k]), "~%d:%d", i, k);
+			c.a[c.n].p = (const uint8_t *)p[k];
+			c.a[c.n++].len = strlen(p[k]);
+		}
+		assert_string_equal(exec_as(kv, 2, 0, "default", c), "+OK\r\n");
+	}
+	AS(kv, "default", "-ERR Error in ACL SETUSER: a user has at most 64 key patterns\r\n",
+	   "ACL", "SETUSER", "z", "~one-more");
+	AS(kv, "default", "+OK\r\n", "ACL", "SETUSER", "z", "~0:0"); /* already there */
+	kv_free(kv);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -759,6 +962,8 @@ int main(void)
 		cmocka_unit_test(test_request_limits),
 		cmocka_unit_test(test_request_scan),
 		cmocka_unit_test(test_response_checks),
+		cmocka_unit_test(test_acl_commands),
+		cmocka_unit_test(test_acl_errors),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

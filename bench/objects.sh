@@ -1,0 +1,122 @@
+#!/bin/sh
+# Object put/get latency and throughput (docs/OBJECTS.md, "Performance"): `teems obj put|get`
+# of 4 KiB and 16 MiB objects on a local 3-replica cluster, with the dir store beside plain `cp`
+# of the same bytes, and with the s3 store (s3rver on loopback) beside plain signed curl
+# uploads and downloads to the same server. Each figure is the median wall time of R runs of
+# the whole command (process start, TLS handshake with the service, metadata read and
+# compare-and-set, encryption, store transfer). Targets (issue 7): get within 1.3x plain for
+# 16 MiB, put within 2x.
+#
+#   bench/objects.sh [BUILD_DIR] [R]       (defaults: ./build, 5)
+set -u
+BUILD=$(cd "${1:-build}" && pwd)
+R=${2:-5}
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+TEEMS="$BUILD/teems"
+export TEEMS_TEEMSD="$BUILD/teemsd"
+LIB_SH="$SRC/tests/system/lib.sh"
+. "$LIB_SH"
+[ -x "$TEEMS" ] && [ -x "$TEEMS_TEEMSD" ] || {
+	echo "build teems and teemsd first ($BUILD)"
+	exit 2
+}
+
+T=$(mktemp -d /tmp/teems-bench-obj-XXXXXX)
+D="$T/cluster"
+S3_PID=""
+cleanup() {
+	"$TEEMS" --dir "$D" cluster down >/dev/null 2>&1
+	for f in "$D"/r*/teemsd.pid; do
+		[ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null
+	done
+	s3rver_stop
+	rm -rf "$T"
+}
+trap cleanup EXIT INT TERM
+export AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER
+
+"$TEEMS" --dir "$D" cluster up >/dev/null || exit 1
+mkdir -p "$T/plain"
+head -c 4096 /dev/urandom >"$T/4k"
+head -c 16777216 /dev/urandom >"$T/16m"
+
+now_ns() { date +%s%N; }
+# median of the numbers on stdin
+median() { sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+# timed FILE COMMAND...: appends the command's wall time in ms to FILE
+timed() {
+	_f=$1
+	shift
+	_t0=$(now_ns)
+	"$@" >/dev/null 2>"$T/err" || {
+		echo "failed: $*: $(cat "$T/err")" >&2
+		exit 1
+	}
+	_t1=$(now_ns)
+	echo "$(((_t1 - _t0) / 1000)) " | awk '{printf "%.3f\n", $1 / 1000}' >>"$_f"
+}
+
+ROWS="$T/rows"
+: >"$ROWS"
+# row STORE SIZE_NAME BYTES OP TEEMS_FILE PLAIN_FILE TARGET
+row() {
+	tm=$(median <"$5")
+	pm=$(median <"$6")
+	echo "$1 $2 $3 $4 $tm $pm $7" >>"$ROWS"
+}
+
+bench_store() { # STORE STORE_ARGS...
+	store=$1
+	shift
+	for size in 4k 16m; do
+		bytes=$(wc -c <"$T/$size")
+		for f in tput tget pput pget; do : >"$T/$store.$size.$f"; done
+		for i in $(seq 1 "$R"); do
+			timed "$T/$store.$size.tput" "$TEEMS" obj put "$T/$size" "bench/$size" \
+				--dir "$D" --quiet "$@"
+			timed "$T/$store.$size.tget" "$TEEMS" obj get "bench/$size" "$T/out" \
+				--dir "$D" --quiet "$@"
+			cmp -s "$T/$size" "$T/out" || {
+				echo "bench/$size came back different" >&2
+				exit 1
+			}
+			if [ "$store" = dir ]; then
+				timed "$T/$store.$size.pput" cp "$T/$size" "$T/plain/$size"
+				timed "$T/$store.$size.pget" cp "$T/plain/$size" "$T/out"
+			else
+				timed "$T/$store.$size.pput" s3_curl PUT "$S3_ENDPOINT/plain/$size" \
+					-T "$T/$size"
+				timed "$T/$store.$size.pget" s3_curl GET "$S3_ENDPOINT/plain/$size" \
+					-o "$T/out"
+			fi
+		done
+		row "$store" "$size" "$bytes" put "$T/$store.$size.tput" "$T/$store.$size.pput" 2
+		row "$store" "$size" "$bytes" get "$T/$store.$size.tget" "$T/$store.$size.pget" 1.3
+	done
+}
+
+bench_store dir
+rc=0
+s3rver_find "$BUILD" "$SRC" >/dev/null || rc=$?
+if [ $rc -eq 0 ] && s3rver_start "$T/s3" >/dev/null; then
+	s3_curl PUT "$S3_ENDPOINT/plain" >/dev/null 2>&1 # the bucket for the plain uploads
+	bench_store s3 --store "s3://bench/o?endpoint=$S3_ENDPOINT"
+else
+	echo "(s3: s3rver not available, skipped)"
+fi
+
+echo "teems obj vs plain copies: median of $R runs, wall time of the whole command"
+echo "(dir: plain = cp; s3: plain = curl --aws-sigv4 to the same s3rver)"
+echo
+awk '{
+	mib = $3 / 1048576
+	ratio = $6 > 0 ? $5 / $6 : 0
+	tgt = ($2 == "16m") ? sprintf("%s %.1fx", (ratio <= $7 ? "met" : "MISSED"), $7) : "-"
+	printf "| %-5s | %-6s | %-3s | %9.2f | %9.2f | %11.1f | %11.1f | %5.2fx | %-12s |\n",
+		$1, ($2 == "4k" ? "4 KiB" : "16 MiB"), $4, $5, $6,
+		mib / ($5 / 1000), mib / ($6 / 1000), ratio, tgt
+}' "$ROWS" | {
+	echo "| store | size   | op  |  teems ms |  plain ms | teems MiB/s | plain MiB/s |  ratio | target       |"
+	echo "|-------|--------|-----|-----------|-----------|-------------|-------------|--------|--------------|"
+	cat
+}

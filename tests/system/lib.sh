@@ -1,0 +1,74 @@
+# Shell functions shared by the object system tests and bench/objects.sh (POSIX sh; source it).
+#
+#   s3rver_find BUILD_DIR SOURCE_DIR   sets S3RVER to s3rver's bin/s3rver.js, installing
+#                                      s3rver@3 into BUILD_DIR/npm when it is missing;
+#                                      returns 77 without node/npm (outside CI), 1 on failure
+#   s3rver_start DATA_DIR              starts it behind s3rver_sigv4.js on a free loopback
+#                                      port; sets S3_PID, S3_PORT, S3_ENDPOINT
+#   s3rver_stop                        stops it
+#   s3_curl METHOD URL [CURL ARGS...]  a SigV4-signed request as the built-in account
+#                                      (S3RVER/S3RVER), payload unsigned like teems' own
+LIB_DIR=$(cd "$(dirname "${LIB_SH:-$0}")" && pwd)
+
+s3rver_find() {
+	if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+		echo "SKIP: node and npm are needed to run the S3-compatible test server (s3rver)"
+		# In CI scripts/setup installs them, so their absence there is a failure.
+		[ -z "${CI:-}" ] || return 1
+		return 77
+	fi
+	S3RVER=""
+	for p in "${TEEMS_S3RVER:-}" "$1/npm/node_modules/s3rver/bin/s3rver.js" \
+		"$2/build/npm/node_modules/s3rver/bin/s3rver.js"; do
+		if [ -n "$p" ] && [ -f "$p" ]; then
+			S3RVER=$p
+			return 0
+		fi
+	done
+	echo "installing s3rver@3 into $1/npm"
+	timeout 300 npm install --no-audit --no-fund --prefix "$1/npm" s3rver@3 >/dev/null ||
+		return 1
+	S3RVER="$1/npm/node_modules/s3rver/bin/s3rver.js"
+}
+
+s3rver_start() {
+	mkdir -p "$1/data"
+	: >"$1/s3rver.out"
+	node "$LIB_DIR/s3rver_sigv4.js" "$(dirname "$(dirname "$S3RVER")")" "$1/data" \
+		>"$1/s3rver.out" 2>&1 &
+	S3_PID=$!
+	S3_PORT=""
+	for _ in $(seq 1 150); do
+		S3_PORT=$(sed -n 's/^port \([0-9][0-9]*\)$/\1/p' "$1/s3rver.out")
+		[ -n "$S3_PORT" ] && break
+		if ! kill -0 "$S3_PID" 2>/dev/null; then
+			echo "s3rver exited early:"
+			cat "$1/s3rver.out"
+			S3_PID=""
+			return 1
+		fi
+		sleep 0.1
+	done
+	if [ -z "$S3_PORT" ]; then
+		echo "s3rver did not start within 15 s"
+		return 1
+	fi
+	S3_ENDPOINT="http://127.0.0.1:$S3_PORT"
+}
+
+s3rver_stop() {
+	if [ -n "${S3_PID:-}" ]; then
+		kill "$S3_PID" 2>/dev/null
+		wait "$S3_PID" 2>/dev/null
+		S3_PID=""
+	fi
+	return 0
+}
+
+s3_curl() {
+	_m=$1
+	_u=$2
+	shift 2
+	curl -sS -f --aws-sigv4 "aws:amz:us-east-1:s3" --user S3RVER:S3RVER \
+		-H "x-amz-content-sha256: UNSIGNED-PAYLOAD" -X "$_m" "$@" "$_u"
+}
