@@ -122,7 +122,10 @@ void tstream_describe(struct tstream *s, const char *what)
 			port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
 		}
 	}
-	snprintf(s->name, sizeof(s->name), "%s %s:%d", what, host, port);
+	/* A label for log lines: a truncated one is still useful. */
+	if (snprintf(s->name, sizeof(s->name), "%s %s:%d", what, host, port) >=
+	    (int)sizeof(s->name))
+		s->name[sizeof(s->name) - 2] = '~';
 }
 
 /* Moves the TLS engine's ciphertext into the write queue. */
