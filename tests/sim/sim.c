@@ -35,7 +35,7 @@
 #define LREQ (1ull << 62)
 #define LCLIENT_ID 1000u /* + lease client: their client ids */
 #define EXPIRE_CLIENT_ID 2000u
-enum { LEV_NEXT = 1, LEV_DELIVER = 2, LEV_REPLY = 3, LEV_TIMEOUT = 4, LEV_RETRY = 5 };
+enum { LEV_NEXT = 1, LEV_DELIVER = 2, LEV_REPLY = 3, LEV_TIMEOUT = 4, LEV_RETRY = 5, LEV_LF = 6 };
 
 struct lclient {
 	bool busy;
@@ -75,6 +75,16 @@ struct pinst {
 	size_t cap_rnd;
 };
 
+/* The lease-fence fault's schedule (lf_*). */
+struct lfence {
+	int phase;
+	int leader, granter;
+	bool starved[MAX_REPLICAS]; /* L's heartbeats to these are lost */
+	unsigned runs;		    /* schedules started this run */
+	uint64_t gen;		    /* events of an older schedule or phase are ignored */
+	uint64_t wait_until;	    /* WAITING: give up then */
+};
+
 struct pstate {
 	struct pinst x[MAX_INSTANCES]; /* [instance index] */
 	/* The highest slot any instance has applied (so committed) so far: a lease read must
@@ -84,6 +94,7 @@ struct pstate {
 	struct linterval *iv[N_LNAMES];
 	size_t n_iv[N_LNAMES], cap_iv[N_LNAMES];
 	uint64_t expire_seq;
+	struct lfence lf;
 };
 
 static struct pstate *PS(struct sim *s)
@@ -324,6 +335,8 @@ static bool serve_read(struct sim *s, struct instance *in, const struct paxos_no
 static void check_lease_read(struct sim *s, struct instance *in)
 {
 	s->rep->lease_reads++;
+	sim_trace(s, "replica %d answers a read from its lease (applied %" PRIu64 ")", in->replica,
+		  in->applied);
 	if (in->applied >= PS(s)->max_applied || s->deferred[DEFERRED_STALE_LEASE_READ][0])
 		return;
 	snprintf(s->deferred[DEFERRED_STALE_LEASE_READ], sizeof(s->deferred[0]),
@@ -367,12 +380,227 @@ static void check_lease_exclusive(struct sim *s, int idx)
 	}
 }
 
+/* ---- the lease-fence fault (docs/TESTING.md, "The lease-fence fault") ----
+ * A scripted schedule the random adversary would almost never build: the restarted
+ * incarnation of a replica that granted the leader its lease must not promise a new ballot
+ * while that forgotten grant is still counted (T_fence includes T_lease; docs/PROTOCOL.md,
+ * "Why the fence is needed for leases"). Within the bounds (one crash, one replica cut off),
+ * once chosen: partitions and loss end and the other faults wait (at most T_LF_WAIT) until
+ * every replica can vote, M_R has room for one crash and the leader L holds its lease; then
+ *   1. starve: the leader L's heartbeats to F other replicas (the "starved" side) are lost
+ *      for 60-85% of T_lease, so their grants run out while L's lease rests on the W_Q
+ *      others, among them the granter G;
+ *   2. G crashes right after acknowledging a heartbeat with a grant, and restarts at once;
+ *   3. G' registers (the starved side still accepts L's ACCEPTs); once it is registered (and,
+ *      without the fence, recovered: FENCING or FRESH)
+ *   4. L is cut off from every replica for T_lease + T_op (its clients still reach it).
+ * With the fence G' neither votes nor grants for T_fence, so no one is elected before L's
+ * lease ended. Without it (--unsafe no-fence) G' and the starved side (W_Q of them where
+ * N = 2F + 1) elect a new leader whose writes commit while L still answers lease reads: a
+ * stale lease read. The other faults wait while the schedule runs. */
+#define SIM_FAULT_LEASE_FENCE 0x100u
+#define SIM_FAULT_LF_HOLD 0x200u /* the schedule runs: no other fault */
+#define LF_MAX_PER_RUN 3
+#define T_LF_WAIT (3 * SEC) /* for a whole cluster with a leased leader, other faults held */
+enum { LF_IDLE, LF_WAITING, LF_STARVE, LF_ARMED, LF_CRASHING, LF_REGISTERING, LF_CUT };
+
+static void lf_event(struct sim *s, int what, uint64_t at)
+{
+	struct lfence *lf = &PS(s)->lf;
+
+	sim_schedule(s, at, EV_ENGINE, LEV_LF, ((uint64_t)lf->gen << 8) | (uint64_t)what, NULL, 0);
+}
+
+static void lf_stop(struct sim *s, const char *why)
+{
+	struct lfence *lf = &PS(s)->lf;
+
+	if (lf->phase == LF_IDLE)
+		return;
+	if (lf->phase == LF_CUT) {
+		for (unsigned x = 0; x < s->o.n; x++)
+			s->cut[lf->leader][x] = s->cut[x][lf->leader] = false;
+		s->partitioned = false;
+	}
+	sim_trace(s, "adversary: lease-fence %s", why);
+	lf->phase = LF_IDLE;
+	lf->gen++;
+}
+
+/* Starts the schedule if the cluster is whole and its leader holds its lease (the adversary
+ * polls this every step while WAITING, other faults held, for at most T_LF_WAIT). */
+static void lf_try_start(struct sim *s)
+{
+	struct lfence *lf = &PS(s)->lf;
+	int l = sim_leader_replica(s), cand[MAX_REPLICAS], n = 0;
+
+	if (l < 0 || sim_unavailable_count(s) > 0 || sim_compromised_count(s) + 1 > s->o.m_r ||
+	    s->reps[l].inst < 0 || !paxos_lease_held(s->insts[s->reps[l].inst].p)) {
+		if (s->now >= lf->wait_until)
+			lf_stop(s, "gave up: the cluster never was whole with a leased leader");
+		return;
+	}
+	for (unsigned r = 0; r < s->o.n; r++)
+		if ((int)r != l)
+			cand[n++] = (int)r;
+	memset(lf->starved, 0, sizeof(lf->starved));
+	lf->granter = cand[rng_below(&s->rng, (uint64_t)n)];
+	for (unsigned k = 0; k < s->o.f; k++) {
+		int i = (int)rng_below(&s->rng, (uint64_t)n);
+
+		while (cand[i] == lf->granter || lf->starved[cand[i]])
+			i = (i + 1) % n;
+		lf->starved[cand[i]] = true;
+	}
+	lf->leader = l;
+	lf->phase = LF_STARVE;
+	lf->gen++;
+	sim_trace(s,
+		  "adversary: lease-fence: leader %d, granter %d, heartbeats to %u replicas lost",
+		  l, lf->granter, s->o.f);
+	lf_event(s, LF_ARMED,
+		 s->now + rng_range(&s->rng, T_LEADER_LEASE * 60 / 100, T_LEADER_LEASE * 85 / 100));
+}
+
+static void lf_on_event(struct sim *s, uint64_t b)
+{
+	struct lfence *lf = &PS(s)->lf;
+	int what = (int)(b & 0xff);
+	struct replica *g = &s->reps[lf->granter];
+
+	if ((b >> 8) != lf->gen || lf->phase == LF_IDLE || s->healed)
+		return;
+	switch (what) {
+	case LF_ARMED: /* crash G after its next grant (on_send), within T_op */
+		if (sim_leader_replica(s) != lf->leader) {
+			lf_stop(s, "abandoned: the leader changed");
+			return;
+		}
+		lf->phase = LF_ARMED;
+		lf->gen++;
+		lf_event(s, LF_IDLE, s->now + T_OP);
+		return;
+	case LF_CRASHING:
+		sim_restart_fault_at(s, SIM_FAULT_CRASH, lf->granter, false);
+		if (!g->restart_pending) {
+			lf_stop(s, "abandoned: the crash is outside the bounds");
+			return;
+		}
+		/* the host restarts it at once (the crash's own restart finds it running) */
+		sim_schedule(s, s->now + rng_range(&s->rng, 500 * US, 3 * MS), EV_RESTART,
+			     (uint64_t)lf->granter, 0, NULL, 0);
+		lf->phase = LF_REGISTERING;
+		lf->gen++;
+		lf_event(s, LF_IDLE, s->now + T_OP);
+		return;
+	case LF_IDLE: /* a deadline */
+		lf_stop(s, lf->phase == LF_CUT ? "over: the leader's links heal" : "timed out");
+		return;
+	}
+}
+
+/* Phase 2: G's heartbeat acknowledgement carrying a grant leaves: crash it right after. */
+static void lf_on_send(struct sim *s, const struct instance *in, const struct msg *m)
+{
+	struct lfence *lf = &PS(s)->lf;
+
+	if (lf->phase != LF_ARMED || in->replica != lf->granter || in->fork ||
+	    m->type != MSG_HEARTBEAT_ACK || !m->heartbeat_ack.lease_ns)
+		return;
+	lf->phase = LF_CRASHING;
+	lf->gen++;
+	lf_event(s, LF_CRASHING, s->now + 1 * US);
+}
+
+/* Phases 3-4: G' registered (fencing, or without the fence already fresh): cut L off. */
+static void lf_after_step(struct sim *s, int idx)
+{
+	struct lfence *lf = &PS(s)->lf;
+	struct instance *in = &s->insts[idx];
+	enum paxos_lifecycle lc;
+
+	if (lf->phase != LF_REGISTERING || in->replica != lf->granter || in->fork || !in->restarted)
+		return;
+	lc = paxos_lifecycle(in->p);
+	if (lc != PAXOS_LC_FENCING && lc != PAXOS_LC_FRESH)
+		return;
+	for (unsigned x = 0; x < s->o.n; x++)
+		if ((int)x != lf->leader)
+			s->cut[lf->leader][x] = s->cut[x][lf->leader] = true;
+	s->partitioned = true;
+	lf->phase = LF_CUT;
+	lf->gen++;
+	sim_trace(s, "adversary: lease-fence: replica %d %s; leader %d cut off", lf->granter,
+		  lc == PAXOS_LC_FRESH ? "fresh" : "fencing", lf->leader);
+	lf_event(s, LF_IDLE, s->now + T_LEADER_LEASE + T_OP);
+}
+
+/* Phase 1 (until the cut): L's heartbeats (COMMITs with a nonce) to the starved side are lost;
+ * its ACCEPTs pass. */
+static bool lf_net_pass(struct sim *s, int from, int to, const struct msg *m)
+{
+	struct lfence *lf = &PS(s)->lf;
+
+	if (lf->phase >= LF_STARVE && lf->phase < LF_CUT && from == lf->leader && lf->starved[to] &&
+	    m->type == MSG_COMMIT && m->nonce)
+		return false;
+	return sim_link_up(s, from, to);
+}
+
+static void lf_choices(struct sim *s, unsigned *choices, unsigned *n)
+{
+	if (PS(s)->lf.phase == LF_WAITING)
+		lf_try_start(s);
+	if (PS(s)->lf.phase != LF_IDLE) {
+		choices[0] = SIM_FAULT_LF_HOLD;
+		*n = 1;
+		return;
+	}
+	if ((s->o.faults & SIM_FAULT_CRASH) && (s->o.faults & SIM_FAULT_PARTITION) && s->o.m_r > 0)
+		choices[(*n)++] = SIM_FAULT_LEASE_FENCE;
+}
+
+/* Chosen: end partitions and loss, hold the other faults, start once the cluster is whole. */
+static void lf_act(struct sim *s, unsigned fault)
+{
+	struct lfence *lf = &PS(s)->lf;
+
+	if (fault != SIM_FAULT_LEASE_FENCE || lf->runs >= LF_MAX_PER_RUN)
+		return;
+	memset(s->cut, 0, sizeof(s->cut));
+	s->partitioned = false;
+	s->loss_pct = s->dup_pct = 0;
+	lf->runs++;
+	lf->phase = LF_WAITING;
+	lf->gen++;
+	lf->wait_until = s->now + T_LF_WAIT;
+	sim_trace(s, "adversary: lease-fence: network healed, waiting for a whole cluster");
+	lf_try_start(s);
+}
+
+static void lf_on_heal(struct sim *s)
+{
+	struct lfence *lf = &PS(s)->lf;
+
+	if (lf->phase != LF_IDLE) {
+		lf->phase = LF_IDLE; /* the world clears every cut */
+		lf->gen++;
+	}
+}
+
+static void on_send(struct sim *s, struct instance *in, const struct msg *m)
+{
+	sim_rounds_on_send(s, in, m);
+	lf_on_send(s, in, m);
+}
+
 static void lease_timers_work(struct sim *s, int idx);
 
 static void after_step(struct sim *s, int idx)
 {
 	check_lease_exclusive(s, idx);
 	lease_timers_work(s, idx);
+	lf_after_step(s, idx);
 }
 
 /* ---- client leases (docs/TESTING.md, "Leases") ---- */
@@ -641,6 +869,11 @@ static void on_engine_event(struct sim *s, const struct event *e)
 	uint64_t seq = e->b >> 8;
 	struct lclient *lc;
 
+	if (e->a == LEV_LF) {
+		if (!s->done)
+			lf_on_event(s, e->b);
+		return;
+	}
 	if (c >= N_LCLIENTS || s->done)
 		return;
 	lc = &PS(s)->lc[c];
@@ -1146,7 +1379,11 @@ static const struct sim_engine paxos_engine = {
 	.after_step = after_step,
 	.init = engine_init,
 	.on_event = on_engine_event,
-	.on_send = sim_rounds_on_send,
+	.on_send = on_send,
+	.net_pass = lf_net_pass,
+	.adversary_choices = lf_choices,
+	.adversary_act = lf_act,
+	.on_heal_network = lf_on_heal,
 	.client_op = client_op,
 	.propose = propose,
 	.reply = reply,

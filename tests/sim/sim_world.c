@@ -1936,12 +1936,18 @@ int sim_world_run(const struct sim_engine *eng, const struct sim_options *opt,
 	}
 	if (rc == TEEMS_OK && s->err == TEEMS_OK && !report->failed) {
 		s->done = false; /* let every end-of-run checker add its line */
-		if (eng->end_checks != NULL)
-			eng->end_checks(s);
-		check_history(s);
-		for (int k = 0; k < DEFERRED_KINDS; k++)
+		/* The deferred checks' one-liners first: a failed history check's explanation
+		 * can fill the report on its own. */
+		for (int k = 0; k < DEFERRED_KINDS; k++) {
 			if (s->deferred[k][0])
 				sim_violation(s, "%s", s->deferred[k]);
+			s->done = false;
+		}
+		if (eng->end_checks != NULL)
+			eng->end_checks(s);
+		s->done = false;
+		check_history(s);
+		s->done = false;
 		if (s->progress_failed)
 			sim_violation(
 				s,

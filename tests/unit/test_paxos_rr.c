@@ -2205,6 +2205,110 @@ static void test_lease_fenced_grants_nothing(void **state)
 	cluster_free(&c);
 }
 
+/* ---- the fence and the leader lease: a grant the new incarnation forgot ----
+ * N=3 (W_Q = 2): A=0 leads and holds its lease; from t0 its heartbeats to C=2 are lost (its
+ * ACCEPTs still arrive), so from then on A's lease rests on A and B=1 alone, while C's grant
+ * runs out at t0 + T_lease (1 + rho). At t1 (t1 - t0 > 2 rho T_lease) B crashes right after
+ * acknowledging a heartbeat and restarts at once: B' has no record of the grant it gave.
+ * B' registers (accepted by A and C), then A is cut off from both. A's lease, built on old B's
+ * grant, runs until t1 + T_lease (1 - rho). Without the fence B' is fresh at once, C's grant
+ * has run out, so {B', C} elect a new leader that commits a write while A still serves lease
+ * reads of the old state: a stale read. With the fence B' neither promises nor grants for
+ * T_fence >= T_lease (1 + rho), so no one is elected before A's lease ended. */
+#define LF_LEASE (1000 * MS)
+
+struct lease_fence {
+	int phase; /* 1: A's heartbeats to C lost; 2: A cut off */
+};
+
+static bool lease_fence_filter(struct cluster *c, int from, int to, const struct msg *m)
+{
+	struct lease_fence *st = c->arg;
+
+	if (st->phase == 1)
+		return !(from == 0 && to == 2 && m->type == MSG_COMMIT && m->nonce);
+	return from != 0 && to != 0;
+}
+
+static int new_leader(struct cluster *c)
+{
+	for (int i = 1; i <= 2; i++)
+		if (c->nodes[i].up && !c->nodes[i].halted && can_read(c, i))
+			return i;
+	return -1;
+}
+
+static bool lf_registered(struct cluster *c, int i)
+{
+	return paxos_registered(c->nodes[i].p);
+}
+
+/* Returns whether A answered a lease read with a state older than a write acknowledged
+ * before it (*overlap: a new leader served while A held its lease). */
+static bool lease_fence_schedule(unsigned unsafe, bool *overlap)
+{
+	struct cluster c;
+	struct lease_fence st = {1};
+	uint64_t t;
+	int other = -1;
+	bool stale;
+
+	g_t_lease = LF_LEASE;
+	cluster_init(&c, 3, 1, 1, unsafe, 44);
+	elect(&c, 0);
+	commit_some(&c, 0, 0, 3);
+	run(&c, 2 * T_HB);
+	assert_true(lease_held(&c, 0));
+	c.arg = &st;
+	c.filter = lease_fence_filter;
+	run(&c, LF_LEASE / 2); /* t0 .. t1: B's acks alone keep A's lease */
+	assert_true(lease_held(&c, 0));
+	restart(&c, 1, synced_records(&c.nodes[1])); /* right after B's last grant */
+	/* B' registers (A and C accept) and, without the fence, recovers at once */
+	assert_true(run_until(&c, 100 * MS, unsafe ? is_fresh : lf_registered, 1));
+	st.phase = 2; /* A cut off (it still answers its clients) until its lease is over */
+	*overlap = false;
+	for (t = 0; t < 4000 * MS && other < 0; t += MS) {
+		drain(&c);
+		tick(&c, MS);
+		if (t == LF_LEASE + T_OP)
+			c.filter = NULL; /* A's lease is long over: heal */
+		other = new_leader(&c);
+		if (other >= 0 && lease_held(&c, 0))
+			*overlap = true;
+	}
+	assert_true(other >= 0);
+	propose(&c, other, 500); /* a write, acknowledged */
+	drain(&c);
+	assert_true(request_chosen(&c, 500));
+	read_req(&c, 0, 7); /* a client of A's: a lease read if A still holds its lease */
+	stale = c.read_stale;
+	if (stale) {
+		assert_true(c.read_lease[7]);
+		assert_true(*overlap);
+	} else {
+		assert_int_not_equal(c.read_outcome[7], PAXOS_OUTCOME_READ);
+	}
+	assert_false(c.violation); /* the log itself stays safe either way */
+	if (!unsafe)
+		assert_false(c.rule_violation);
+	cluster_free(&c);
+	g_t_lease = T_LEASE;
+	return stale;
+}
+
+static void test_lease_fence(void **state)
+{
+	bool overlap;
+
+	(void)state;
+	assert_false(lease_fence_schedule(0, &overlap));
+	assert_false(overlap);
+	/* the negative control: B' promises C's ballot while A still counts old B's grant */
+	assert_true(lease_fence_schedule(PAXOS_UNSAFE_NO_FENCE, &overlap));
+	assert_true(overlap);
+}
+
 /* Negative control: with leases timed by the host clock, a host that stops the leader's clock
  * keeps its lease valid forever; B and C wait out their (honest) grants and elect a new
  * leader while A still holds its lease. The same schedule with the trusted clock is safe. */
@@ -2836,6 +2940,7 @@ int main(void)
 		cmocka_unit_test(test_lease_reads),
 		cmocka_unit_test(test_lease_refuses_new_ballot),
 		cmocka_unit_test(test_lease_fenced_grants_nothing),
+		cmocka_unit_test(test_lease_fence),
 		cmocka_unit_test(test_lease_trust_host_clock),
 		cmocka_unit_test(test_optimized_read),
 		cmocka_unit_test(test_persist_restart_block),
