@@ -545,9 +545,13 @@ teems_tls_material() {
   tls_ok=1
 }
 
-# teems_row LABEL M_R SYNC TRANSPORT: one cluster, measured, stopped.
+# teems_row LABEL M_R SYNC TRANSPORT [LEASES]: one cluster, measured, stopped. LEASES=off turns
+# the leader lease's reads off (issue #6's lease-versus-read-index rows): t_lease = 1ms, the
+# shortest the configuration takes (0 would disable it in the core, but the key's minimum is
+# 1ms); a lease of 1 ms never outlives the 50 ms heartbeat gap, so every GET takes the read
+# index.
 teems_row() {
-  local label=$1 m_r=$2 sync=$3 transport=$4
+  local label=$1 m_r=$2 sync=$3 transport=$4 leases=${5:-on}
   local d=$tmp/teems-$label-$transport i pp=() cp=() pids=() peers="" cid leader_port=""
   for i in 0 1 2; do
     free_port; pp[i]=$port
@@ -573,6 +577,7 @@ teems_row() {
       echo "sync = $sync"
       echo "data_dir = \"$d/r$i/data\""
       echo "listen = 127.0.0.1:${cp[$i]}"
+      [ "$leases" = off ] && echo "t_lease = 1ms"
       teemsd_has_key cluster_id && echo "cluster_id = $cid"
       teemsd_has_key platform_dir && echo "platform_dir = \"$d/platform\""
       if [ "$transport" = tls ]; then
@@ -606,6 +611,7 @@ teems_row() {
     return 1
   }
   local mode="3r m_r=$m_r sync=$sync"
+  [ "$leases" = off ] && mode+=" nolease"
   if ! wait_until 30 teems_leader; then
     local dead=""
     for i in 0 1 2; do kill -0 "${pids[$i]}" 2>/dev/null || dead+=" r$i"; done
@@ -635,6 +641,8 @@ teems_rows() {
     read -r m_r sync <<<"$cfg"
     teems_row "m$m_r-$sync" "$m_r" "$sync" plain
   done
+  # GET with lease reads (the rows above: leases on by default) versus read-index reads
+  teems_row "m1-rr-nolease" 1 rr plain off
   if [ "$tls" -eq 1 ]; then
     if [ "$tls_ok" -eq 1 ]; then
       for cfg in "${configs[@]}"; do

@@ -214,6 +214,7 @@ struct probe {
 	bool answered; /* PING answered */
 	bool has_status;
 	char role[32], engine[16], commit_index[32], lifecycle[32];
+	char abd_state[16], abd_lease[4]; /* engine = abd: serving once fresh with a lease */
 	char err[TEEMS_ERRBUF_LEN];
 	int code; /* conn error of the failed probe */
 };
@@ -249,6 +250,8 @@ static void probe_replica(const struct cli_cluster *cl, unsigned i, unsigned tim
 		conn_info_field(r->str, r->len, "commit_index", p->commit_index,
 				sizeof(p->commit_index));
 		conn_info_field(r->str, r->len, "lifecycle", p->lifecycle, sizeof(p->lifecycle));
+		conn_info_field(r->str, r->len, "abd_state", p->abd_state, sizeof(p->abd_state));
+		conn_info_field(r->str, r->len, "abd_lease", p->abd_lease, sizeof(p->abd_lease));
 	} else if (r->type == CONN_REPLY_ERROR) {
 		snprintf(p->err, sizeof(p->err), "TEEMS.STATUS: %s", r->str);
 	}
@@ -699,7 +702,8 @@ static int create_layout(struct cli_cluster *cl, const struct up_opts *u, const 
 }
 
 /* Waits until every replica answers PING and one reports role:leader (or, on the ABD engine,
- * which has no leader, until every replica answers TEEMS.STATUS). Returns an exit code. */
+ * which has no leader, until every replica is fresh and holds its configuration lease).
+ * Returns an exit code. */
 static int wait_ready(struct cli_cluster *cl, const pid_t *pids)
 {
 	int64_t deadline = now_ms() + UP_WAIT_MS;
@@ -724,7 +728,11 @@ static int wait_ready(struct cli_cluster *cl, const pid_t *pids)
 			probe_replica(cl, i, 500, &p[i]);
 			all = all && p[i].answered;
 			leader = leader || strcmp(p[i].role, "leader") == 0;
-			abd = abd && p[i].has_status && strcmp(p[i].engine, "abd") == 0;
+			/* ABD has no leader: every replica coordinates, once fresh (past its
+			 * genesis check and recovery) and holding its configuration lease. */
+			abd = abd && p[i].has_status && strcmp(p[i].engine, "abd") == 0 &&
+			      strcmp(p[i].abd_state, "fresh") == 0 &&
+			      strcmp(p[i].abd_lease, "1") == 0;
 		}
 		if (all && (leader || abd))
 			return CLI_OK;

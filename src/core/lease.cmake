@@ -3,8 +3,4 @@
 target_sources(teems_core PRIVATE lease.c)
 target_sources(teems_core PRIVATE paxos_lease.c)
 
-# Client leases as state-machine commands (src/kv/lease_table.c: LEASE.* parsing, log encoding,
-# apply, replies, snapshot bytes). Its own library until kv_apply dispatches to it; then it
-# moves into teems_kv (src/kv/CMakeLists.txt).
-add_library(teems_kv_lease STATIC ${CMAKE_CURRENT_SOURCE_DIR}/../kv/lease_table.c)
-target_link_libraries(teems_kv_lease PUBLIC teems_core teems_common)
+# Client leases as state-machine commands live in src/kv/lease_table.c, part of teems_kv.

@@ -22,6 +22,7 @@
 
 #include "common/alloc.h"
 #include "kv/kv_internal.h"
+#include "kv/lease_table.h"
 #include "teems/err.h"
 
 #define MIN_BITS 4
@@ -50,6 +51,9 @@ struct kv {
 	 * tombstones). */
 	struct kv *users;
 	struct kv *policies;
+	/* Client leases (kv/lease_table.h; docs/LEASES.md): the main map only, NULL in the users
+	 * and policies tables. */
+	struct kv_leases *leases;
 };
 
 /* ---- the table ---- */
@@ -149,6 +153,7 @@ void kv_free(struct kv *kv)
 	free_table(kv->buckets, kv->bits);
 	kv_free(kv->users);
 	kv_free(kv->policies);
+	kv_leases_free(kv->leases);
 	teems_free(kv);
 }
 
@@ -961,7 +966,7 @@ int kv_new(struct kv **out)
 	if (rc != TEEMS_OK)
 		return rc;
 	if (new_table(&kv->users) != TEEMS_OK || new_table(&kv->policies) != TEEMS_OK ||
-	    put_default_user(kv) != TEEMS_OK) {
+	    kv_leases_new(&kv->leases) != TEEMS_OK || put_default_user(kv) != TEEMS_OK) {
 		kv_free(kv);
 		return TEEMS_ENOMEM;
 	}
@@ -1653,9 +1658,57 @@ static int apply_r(struct kv *kv, const struct kv_cmd *c, uint8_t **out, size_t 
 	return rc;
 }
 
+const struct lease_table *kv_lease_table(const struct kv *kv)
+{
+	return kv_leases_table(kv->leases);
+}
+
+/* A client lease command (kv/lease_table.h), wrapped or not. The lease name is a key for
+ * permissions: INFO reads it, the others write it, checked as GET and SET would be (a refusal
+ * changes nothing). The result buffer is reserved first, so TEEMS_ENOMEM changes nothing. */
+static int apply_lease(struct kv *kv, const struct kv_lease_req *q, const uint8_t *user,
+		       uint16_t user_len, uint8_t **out, size_t *out_len)
+{
+	struct acl_ctx ctx;
+	struct kv_cmd c;
+	struct lease_result res;
+	enum kv_status st;
+	uint8_t *buf;
+	int rc;
+
+	memset(&c, 0, sizeof(c));
+	c.op = q->info ? KV_R_GET : KV_R_SET;
+	c.key = (const uint8_t *)q->cmd.name;
+	c.key_len = (uint16_t)q->cmd.name_len;
+	c.user = user;
+	c.user_len = user_len;
+	st = acl_gate(kv, &c, &ctx);
+	if (st != KV_OK)
+		return refuse(c.op, st, NULL, out, out_len);
+	buf = teems_malloc(KV_LEASE_RESULT_LEN);
+	if (buf == NULL)
+		return TEEMS_ENOMEM;
+	if (q->info) {
+		kv_leases_info(kv->leases, &q->cmd, &res);
+	} else {
+		rc = kv_leases_apply_cmd(kv->leases, &q->cmd, &res);
+		if (rc != TEEMS_OK) {
+			teems_free(buf);
+			return rc;
+		}
+	}
+	kv_lease_result_encode(q->info ? KV_LEASE_INFO : (unsigned)q->cmd.type, &res, -1, buf);
+	*out = buf;
+	*out_len = KV_LEASE_RESULT_LEN;
+	return TEEMS_OK;
+}
+
 int kv_apply_encoded(struct kv *kv, const uint8_t *cmd, size_t len, uint8_t **result,
 		     size_t *result_len)
 {
+	struct kv_lease_req q;
+	const uint8_t *user;
+	uint16_t user_len;
 	struct kv_cmd c;
 	struct kv_result r;
 	uint8_t *buf;
@@ -1664,6 +1717,22 @@ int kv_apply_encoded(struct kv *kv, const uint8_t *cmd, size_t len, uint8_t **re
 
 	*result = NULL;
 	*result_len = 0;
+	rc = kv_lease_unwrap(cmd, len, &q, &user, &user_len);
+	if (rc < 0)
+		return TEEMS_ECORRUPT;
+	if (rc == 1) {
+		if (user != NULL && !kv_user_name_ok(user, user_len) &&
+		    !(user_len == 1 && user[0] == KV_USER_ANON[0]))
+			return TEEMS_ECORRUPT;
+		rc = apply_lease(kv, &q, user, user_len, result, result_len);
+		if (rc != TEEMS_OK) {
+			teems_free(*result);
+			*result = NULL;
+			*result_len = 0;
+			return rc == TEEMS_ENOMEM ? rc : TEEMS_ECORRUPT;
+		}
+		return TEEMS_OK;
+	}
 	if (kv_cmd_decode(cmd, len, &c) != TEEMS_OK)
 		return TEEMS_ECORRUPT;
 	if (c.op >= KV_R_GET) {
@@ -1700,7 +1769,9 @@ int kv_apply_encoded(struct kv *kv, const uint8_t *cmd, size_t len, uint8_t **re
 
 /* ---- snapshots ---- */
 
-#define SNAP_FORMAT 3
+/* 4: the client lease table after the policies. Earlier formats are refused (a format 3
+ * snapshot read as an empty table would re-encode differently: encodings stay canonical). */
+#define SNAP_FORMAT 4
 #define SNAP_HEADER 24
 
 static int cmp_key(const struct kv_entry *x, const uint8_t *key, size_t len)
@@ -1743,22 +1814,27 @@ static void section_write(struct kv_wr *w, struct kv_entry **v, size_t n)
 int kv_snapshot(const struct kv *kv, uint8_t **buf, size_t *len)
 {
 	struct kv_entry **sorted, **users = NULL, **policies = NULL;
-	size_t n = 0, size = SNAP_HEADER, n_users, n_policies;
+	size_t n = 0, size = SNAP_HEADER, n_users, n_policies, leases_len = 0;
+	uint8_t *leases = NULL;
 	struct kv_wr w;
 
 	*buf = NULL;
 	*len = 0;
 	if (sorted_live(kv->users, &users, &n_users) != TEEMS_OK ||
-	    sorted_live(kv->policies, &policies, &n_policies) != TEEMS_OK) {
+	    sorted_live(kv->policies, &policies, &n_policies) != TEEMS_OK ||
+	    kv_leases_serialize(kv->leases, &leases, &leases_len) != TEEMS_OK ||
+	    leases_len > UINT32_MAX) {
 		teems_free(users);
 		teems_free(policies);
+		teems_free(leases);
 		return TEEMS_ENOMEM;
 	}
-	size += section_size(users, n_users) + section_size(policies, n_policies);
+	size += section_size(users, n_users) + section_size(policies, n_policies) + 4 + leases_len;
 	sorted = teems_malloc((kv->count ? kv->count : 1) * sizeof(*sorted));
 	if (sorted == NULL) {
 		teems_free(users);
 		teems_free(policies);
+		teems_free(leases);
 		return TEEMS_ENOMEM;
 	}
 	for (size_t i = 0; i < ((size_t)1 << kv->bits); i++) {
@@ -1778,6 +1854,7 @@ int kv_snapshot(const struct kv *kv, uint8_t **buf, size_t *len)
 		teems_free(sorted);
 		teems_free(users);
 		teems_free(policies);
+		teems_free(leases);
 		return TEEMS_ENOMEM;
 	}
 	kv_wr_bytes(&w, "TKVS", 4);
@@ -1797,9 +1874,12 @@ int kv_snapshot(const struct kv *kv, uint8_t **buf, size_t *len)
 	}
 	section_write(&w, users, n_users);
 	section_write(&w, policies, n_policies);
+	kv_wr_u32(&w, (uint32_t)leases_len);
+	kv_wr_bytes(&w, leases, leases_len);
 	teems_free(sorted);
 	teems_free(users);
 	teems_free(policies);
+	teems_free(leases);
 	*buf = w.p;
 	*len = w.off;
 	return TEEMS_OK;
@@ -1864,10 +1944,14 @@ int kv_restore(struct kv *kv, const uint8_t *buf, size_t len)
 	const struct kv_entry *prev = NULL;
 	struct kv_rd r;
 	uint64_t n;
+	uint32_t format;
 	int rc;
 
 	kv_rd_init(&r, buf, len);
-	if (len < SNAP_HEADER || memcmp(buf, "TKVS", 4) != 0 || kv_get32(buf + 4) != SNAP_FORMAT)
+	if (len < SNAP_HEADER || memcmp(buf, "TKVS", 4) != 0)
+		return TEEMS_ECORRUPT;
+	format = kv_get32(buf + 4);
+	if (format != SNAP_FORMAT)
 		return TEEMS_ECORRUPT;
 	r.off = 8;
 	rc = kv_new(&tmp);
@@ -1923,12 +2007,24 @@ int kv_restore(struct kv *kv, const uint8_t *buf, size_t len)
 		rc = restore_section(&r, tmp, false);
 	if (rc != TEEMS_OK)
 		goto fail;
+	{
+		uint32_t ll = kv_rd_u32(&r);
+
+		rc = TEEMS_ECORRUPT;
+		if (!r.ok || ll > r.len - r.off)
+			goto fail;
+		rc = kv_leases_restore(tmp->leases, buf + r.off, ll);
+		if (rc != TEEMS_OK)
+			goto fail;
+		r.off += ll;
+	}
 	rc = TEEMS_ECORRUPT;
 	if (r.off != len || table_get(tmp->users, (const uint8_t *)"default", 7) == NULL)
 		goto fail;
 	free_table(kv->buckets, kv->bits);
 	kv_free(kv->users);
 	kv_free(kv->policies);
+	kv_leases_free(kv->leases);
 	*kv = *tmp;
 	teems_free(tmp);
 	return TEEMS_OK;
@@ -1944,6 +2040,9 @@ bool kv_equal(const struct kv *a, const struct kv *b)
 	if ((a->users == NULL) != (b->users == NULL) ||
 	    (a->users != NULL &&
 	     (!live_equal(a->users, b->users) || !live_equal(a->policies, b->policies))))
+		return false;
+	if ((a->leases == NULL) != (b->leases == NULL) ||
+	    (a->leases != NULL && !kv_leases_equal(a->leases, b->leases)))
 		return false;
 	for (size_t i = 0; i < ((size_t)1 << a->bits); i++) {
 		for (const struct kv_entry *e = a->buckets[i]; e != NULL; e = e->next) {

@@ -74,13 +74,15 @@
  *                   strings "on|off[ nopass]", the hex hashes, the categories and the key
  *                   patterns, space-separated as ACL LIST writes them); status KV_ERR_TEXT:
  *                   value.
- *   snapshot:       "TKVS" | u32 format (3) | u64 clock | u64 key count | per key, in strictly
+ *   snapshot:       "TKVS" | u32 format (4) | u64 clock | u64 key count | per key, in strictly
  *                   increasing byte order of keys: key | u64 version (>= 1) | u8 state (0
  *                   tombstone, 1 value, 2 value with expiry) | state 2: u64 expiry (>= 1)
  *                   | state 1, 2: value
  *                   | u32 user count | per user, by name: key | value (the user record)
  *                   | u32 policy count | per policy, by key: key | value (the policy)
- *                   Formats 1 (before expiry) and 2 (before users) are refused. */
+ *                   | u32 length | the client lease table (lease_table_encode's bytes)
+ *                   Formats 1 (before expiry), 2 (before users) and 3 (before leases)
+ *                   are refused. */
 #ifndef TEEMS_KV_KV_H
 #define TEEMS_KV_KV_H
 
@@ -161,7 +163,13 @@ enum kv_op {
  *     (an admin may name anyone). POLICY_GET: owner, readers, writers and admins.
  * Unwrapped commands (the model ops, tests) are the system's own and are not checked. */
 #define KV_FORMAT_AS 0x82 /* u8 KV_FORMAT_AS | key-encoded user name | an R command */
-#define KV_MAX_USER 128u  /* bytes in a user name: printable ASCII, no space, no ',', not "-" */
+/* Reserved: the client lease commands (kv/lease_table.h, KV_LEASE_FORMAT), which
+ * kv_apply_encoded dispatches to the lease table, bare or wrapped in KV_FORMAT_AS (the lease
+ * name is then checked as a key: LEASE.INFO reads it, the others write it). Their results are
+ * kv/lease_table.h's (KV_LEASE_RESULT_LEN bytes), or an R result with the KV_ERR_* status of a
+ * refused permission check. */
+#define KV_FORMAT_LEASE 0x83
+#define KV_MAX_USER 128u /* bytes in a user name: printable ASCII, no space, no ',', not "-" */
 /* The user of KV_FORMAT_AS for a connection that never authenticated: it acts as "default"
  * only while "default" is on and nopass when the command is applied (else KV_ERR_NOAUTH), so
  * a password given to "default" binds such connections from the commit on, on every replica,

@@ -53,6 +53,42 @@ struct kv_lease_req {
 int kv_lease_parse(size_t argc, const uint8_t *const *argv, const size_t *lens,
 		   struct kv_lease_req *out, char *errbuf);
 
+/* LEASE.INFO as an encoded command (a read, never proposed): the same layout as the others with
+ * type byte KV_LEASE_INFO and the numbers 0. kv_lease_cmd_decode refuses it;
+ * kv_lease_req_decode accepts it. */
+#define KV_LEASE_INFO 0
+
+/* Encodes a parsed request (INFO too) for kv_apply_encoded; with user non-NULL it is wrapped
+ * (u8 KV_FORMAT_AS | u16 user length | user | the lease command), as kv.h wraps R commands,
+ * and the state machine checks the user's permissions on the lease name as on a key (INFO
+ * reads it, the others write it). *out is teems_malloc'd. Errors: TEEMS_EINVAL, TEEMS_ENOMEM. */
+int kv_lease_req_encode(const struct kv_lease_req *q, const char *user, uint8_t **out, size_t *len);
+/* Looks at an encoded command: 0 if it is not a lease command (wrapped or not), 1 with *q (name
+ * into cmd) and *user (NULL when unwrapped) filled if it is one, TEEMS_ECORRUPT if it starts
+ * like one but does not decode. */
+int kv_lease_unwrap(const uint8_t *cmd, size_t len, struct kv_lease_req *q, const uint8_t **user,
+		    uint16_t *user_len);
+
+/* The encoded result of a lease command (what kv_apply_encoded gives for it):
+ * u8 KV_LEASE_FORMAT | u8 type (KV_LEASE_INFO or enum lease_cmd_type) | u8 status (enum
+ * lease_status) | u8 held | u64 token | u64 ttl_ms | u64 generation | i64 remaining_ms, LE.
+ * remaining_ms is -1 as applied; the leader's engine fills it in from its timers
+ * (kv_lease_result_set_remaining) before it answers. A lease command refused by the
+ * permission checks gets an R result instead (KV_FORMAT_R, op KV_R_GET for INFO and KV_R_SET
+ * otherwise, with the KV_ERR_* status). */
+#define KV_LEASE_RESULT_LEN 36
+struct kv_lease_res {
+	unsigned type; /* KV_LEASE_INFO or enum lease_cmd_type */
+	struct lease_result res;
+	int64_t remaining_ms;
+};
+void kv_lease_result_encode(unsigned type, const struct lease_result *r, int64_t remaining_ms,
+			    uint8_t out[KV_LEASE_RESULT_LEN]);
+/* Errors: TEEMS_ECORRUPT. */
+int kv_lease_result_decode(const uint8_t *buf, size_t len, struct kv_lease_res *out);
+/* Sets the remaining_ms of an encoded result (no-op if buf is not one). */
+void kv_lease_result_set_remaining(uint8_t *buf, size_t len, int64_t remaining_ms);
+
 struct kv_leases;
 
 /* Errors: TEEMS_ENOMEM. */
@@ -65,6 +101,13 @@ const struct lease_table *kv_leases_table(const struct kv_leases *l);
  * command: nothing changed), TEEMS_ENOMEM (table unchanged). */
 int kv_leases_apply(struct kv_leases *l, const uint8_t *cmd, size_t len, struct lease_result *res,
 		    struct lease_cmd *decoded);
+/* The lease table of a state machine (kv.h), for the leader's timers. */
+struct kv;
+const struct lease_table *kv_lease_table(const struct kv *kv);
+/* Applies a decoded command (lease_table_apply). Errors: TEEMS_ENOMEM (table unchanged). */
+int kv_leases_apply_cmd(struct kv_leases *l, const struct lease_cmd *cmd, struct lease_result *res);
+/* Whether two tables hold the same leases (their encodings are equal). */
+bool kv_leases_equal(const struct kv_leases *a, const struct kv_leases *b);
 void kv_leases_info(const struct kv_leases *l, const struct lease_cmd *cmd,
 		    struct lease_result *res);
 

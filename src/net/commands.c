@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "common/alloc.h"
+#include "kv/lease_table.h"
 #include "teems/err.h"
 
 #define W CMD_F_WRITE
@@ -17,11 +18,11 @@
 #define NA CMD_F_NOAUTH
 #define L CMD_F_LOCAL
 
-/* LEASE.* arguments (teems's own commands, DESIGN.md section 8):
- *   LEASE.ACQUIRE name ttl-ms       -> [token, ttl-ms] or null if held by another
- *   LEASE.RENEW name token ttl-ms   -> ttl-ms, or an error if the token is stale
- *   LEASE.RELEASE name token        -> 1 if released, 0 if the token is stale
- *   LEASE.INFO name                 -> map {holder token, ttl remaining (bound), generation}
+/* LEASE.* (teems's own commands, DESIGN.md section 8; src/kv/lease_table.h):
+ *   LEASE.ACQUIRE name ttl_ms  -> [token, ttl_ms], or -LEASEHELD naming the remaining time
+ *   LEASE.RENEW name token     -> [token, ttl_ms], or -LEASESTALE
+ *   LEASE.RELEASE name token   -> +OK, or -LEASESTALE
+ *   LEASE.INFO name            -> [held, token, ttl_ms, remaining_ms], or null
  * A lease name is a key for permissions (key-prefix rules apply). */
 static const struct cmd_spec table[CMD_COUNT_] = {
 	[CMD_PING] = {CMD_PING, "ping", -1, L, 0, 0, 0},
@@ -42,7 +43,7 @@ static const struct cmd_spec table[CMD_COUNT_] = {
 	[CMD_VGET] = {CMD_VGET, "vget", 2, R, 1, 1, 1},
 	[CMD_VSET] = {CMD_VSET, "vset", 4, W, 1, 1, 1},
 	[CMD_LEASE_ACQUIRE] = {CMD_LEASE_ACQUIRE, "lease.acquire", 3, W, 1, 1, 1},
-	[CMD_LEASE_RENEW] = {CMD_LEASE_RENEW, "lease.renew", 4, W, 1, 1, 1},
+	[CMD_LEASE_RENEW] = {CMD_LEASE_RENEW, "lease.renew", 3, W, 1, 1, 1},
 	[CMD_LEASE_RELEASE] = {CMD_LEASE_RELEASE, "lease.release", 3, W, 1, 1, 1},
 	[CMD_LEASE_INFO] = {CMD_LEASE_INFO, "lease.info", 2, R, 1, 1, 1},
 	[CMD_INFO] = {CMD_INFO, "info", -1, L, 0, 0, 0},
@@ -961,6 +962,103 @@ static int request_acl(const struct cmd_spec *spec, const struct resp_arg *argv,
 	}
 }
 
+static bool is_lease(enum cmd_id id)
+{
+	return id == CMD_LEASE_ACQUIRE || id == CMD_LEASE_RENEW || id == CMD_LEASE_RELEASE ||
+	       id == CMD_LEASE_INFO;
+}
+
+/* LEASE.*: kv/lease_table.h parses and encodes them (one format for the daemon and the
+ * simulator). */
+static int lease_request(const struct resp_arg *argv, size_t argc, const char *user, uint8_t **out,
+			 size_t *out_len, char *err)
+{
+	const uint8_t *av[3];
+	size_t lens[3];
+	struct kv_lease_req q;
+	char eb[TEEMS_ERRBUF_LEN];
+	int rc;
+
+	if (argc > 3)
+		return fail(err, "ERR syntax error");
+	for (size_t i = 0; i < argc; i++) {
+		av[i] = argv[i].p;
+		lens[i] = argv[i].len;
+	}
+	if (kv_lease_parse(argc, av, lens, &q, eb) != TEEMS_OK) {
+		snprintf(err, CMD_ERR_LEN, "%s", eb);
+		return -1;
+	}
+	rc = kv_lease_req_encode(&q, user, out, out_len);
+	if (rc == TEEMS_ENOMEM)
+		return fail(err, "ERR out of memory");
+	if (rc != TEEMS_OK)
+		return fail(err, "ERR invalid lease request");
+	return 0;
+}
+
+/* The reply to a lease command's own result (kv/lease_table.h). */
+static int lease_response(const struct cmd_spec *spec, const uint8_t *result, size_t len,
+			  struct resp_out *out)
+{
+	struct kv_lease_res lr;
+	char text[CMD_ERR_LEN];
+	bool info = spec->id == CMD_LEASE_INFO;
+
+	if (kv_lease_result_decode(result, len, &lr) != TEEMS_OK ||
+	    info != (lr.type == KV_LEASE_INFO) || lr.res.token > (uint64_t)LLONG_MAX ||
+	    lr.res.ttl_ms > (uint64_t)LLONG_MAX) {
+		resp_add_error(out, "ERR internal error: the command's result does not decode");
+		return -1;
+	}
+	if (lr.res.status == LEASE_BAD_ARG) {
+		resp_add_error(out, "ERR invalid lease request");
+		return 0;
+	}
+	if (info) {
+		if (lr.res.status == LEASE_NOT_FOUND) {
+			resp_add_null(out);
+			return 0;
+		}
+		resp_add_array(out, 4);
+		resp_add_int(out, lr.res.held ? 1 : 0);
+		resp_add_int(out, (long long)lr.res.token);
+		resp_add_int(out, lr.res.held ? (long long)lr.res.ttl_ms : 0);
+		resp_add_int(out,
+			     lr.res.held && lr.remaining_ms >= 0 ? (long long)lr.remaining_ms : -1);
+		return 0;
+	}
+	switch (lr.res.status) {
+	case LEASE_OK:
+		if (lr.type == LEASE_CMD_RELEASE || lr.type == LEASE_CMD_EXPIRE) {
+			resp_add_simple(out, "OK");
+			return 0;
+		}
+		resp_add_array(out, 2);
+		resp_add_int(out, (long long)lr.res.token);
+		resp_add_int(out, (long long)lr.res.ttl_ms);
+		return 0;
+	case LEASE_HELD:
+		if (lr.remaining_ms >= 0)
+			snprintf(text, sizeof(text),
+				 "LEASEHELD the lease is held by another holder, remaining_ms %lld",
+				 (long long)lr.remaining_ms);
+		else
+			snprintf(text, sizeof(text),
+				 "LEASEHELD the lease is held by another holder, remaining_ms at "
+				 "most %llu",
+				 (unsigned long long)lr.res.ttl_ms);
+		resp_add_error(out, text);
+		return 0;
+	case LEASE_STALE:
+		resp_add_error(out, "LEASESTALE the token is not the lease's current token");
+		return 0;
+	default:
+		resp_add_error(out, "ERR invalid lease request");
+		return 0;
+	}
+}
+
 int cmd_request_as(const struct cmd_spec *spec, const struct resp_arg *argv, size_t argc,
 		   uint64_t now_ms, const char *user, uint8_t **out, size_t *out_len, char *err)
 {
@@ -983,6 +1081,8 @@ int cmd_request_as(const struct cmd_spec *spec, const struct resp_arg *argv, siz
 		c.user = (const uint8_t *)user;
 		c.user_len = (uint16_t)strlen(user);
 	}
+	if (is_lease(spec->id))
+		return lease_request(argv, argc, user, out, out_len, err);
 	switch (spec->id) {
 	case CMD_AUTH:
 	case CMD_ACL_SETUSER:
@@ -1105,6 +1205,13 @@ static enum kv_op result_op(enum cmd_id id)
 		return KV_R_POLICY_GET;
 	case CMD_ACL_GETUSER:
 		return KV_R_ACL_GETUSER;
+	/* a lease command refused by the permission checks (kv.h KV_FORMAT_LEASE) */
+	case CMD_LEASE_INFO:
+		return KV_R_GET;
+	case CMD_LEASE_ACQUIRE:
+	case CMD_LEASE_RENEW:
+	case CMD_LEASE_RELEASE:
+		return KV_R_SET;
 	default:
 		return (enum kv_op)0;
 	}
@@ -1164,6 +1271,8 @@ int cmd_response(const struct cmd_spec *spec, const uint8_t *result, size_t len,
 	size_t pos = 0;
 	char num[24];
 
+	if (is_lease(spec->id) && len > 0 && result[0] == KV_LEASE_FORMAT)
+		return lease_response(spec, result, len, out);
 	if (kv_result_decode(result, len, &r) != TEEMS_OK || r.op == 0 ||
 	    r.op != result_op(spec->id) || r.version > (uint64_t)LLONG_MAX)
 		goto bad;

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "common/alloc.h"
+#include "server/replica_abd.h"
 #include "server/replica_recover.h"
 #include "server/replica_snap.h"
 #include "store/snapshot.h"
@@ -241,6 +242,8 @@ static void apply_slot(struct replica *r, const struct paxos_apply *a)
 			return;
 		}
 		r->stats.applied_cmds++;
+		if (rc == TEEMS_OK) /* the leader's client-lease timers */
+			rp_lease_applied(r, cmd.command, cmd.len, res, res_len);
 		rp_client_applied(r, cmd.client_id, cmd.request_id, rc, res, res_len);
 	}
 }
@@ -317,6 +320,7 @@ static void execute_ready(struct replica *r)
 	if (r->halted)
 		return;
 	log_changes(r);
+	rp_lease_office(r);
 	if (rd->halted) {
 		rp_halt(r, "a newer incarnation of replica %u is registered: this one stops",
 			r->self);
@@ -424,6 +428,8 @@ static void deliver_frame(struct replica *r, uint16_t from, const uint8_t *frame
 		return;
 	if (r->genesis.pending) /* nothing reaches the core before the check decides */
 		return;
+	if (r->abd != NULL && rp_abd_frame(r, &m)) /* engine = abd: the data plane's */
+		return;
 	switch (m.type) {
 	case MSG_CLIENT_REQUEST:
 		rp_client_request_frame(r, from, &m);
@@ -444,6 +450,8 @@ static void deliver_frame(struct replica *r, uint16_t from, const uint8_t *frame
 	in.type = PAXOS_IN_MESSAGE;
 	in.message = &m;
 	rp_step(r, &in);
+	if (r->abd != NULL) /* engine = abd: the lease stand-in, the control plane's news */
+		rp_abd_after_paxos(r, &m);
 }
 
 void replica_peer_frame(struct replica *r, uint16_t from, const uint8_t *frame, size_t len)
@@ -479,12 +487,17 @@ void replica_tick(struct replica *r)
 	rp_client_timers(r);
 	if (r->halted)
 		return;
+	rp_lease_tick(r); /* the leader's due client-lease EXPIREs */
+	if (r->halted)
+		return;
 	/* Between two steps, every ready carried out in full (paxos.h, "Taking one"). */
 	rp_snap_tick(r);
 	if (r->now.hi_ns - r->last_group_sync_hi >= RP_GROUP_SYNC_NS) {
 		r->last_group_sync_hi = r->now.hi_ns;
 		want_sync_check(r, true);
 	}
+	if (r->abd != NULL && !r->halted) /* engine = abd */
+		rp_abd_tick(r);
 }
 
 /* ---- the fsync job ---- */
@@ -496,7 +509,8 @@ bool replica_sync_prepare(struct replica *r, struct replica_sync *job)
 
 	memset(job, 0, sizeof(*job));
 	if (r->halted || r->sync_running ||
-	    (r->appended_index == r->prepared_index && !rp_snap_waiting(r)))
+	    (r->appended_index == r->prepared_index && !rp_snap_waiting(r) &&
+	     !rp_abd_sync_wanted(r)))
 		return false;
 	/* Closes every group appended so far (none may be left: a waiting snapshot is bound to
 	 * the position after the last record appended before it was queued). */
@@ -518,6 +532,8 @@ bool replica_sync_prepare(struct replica *r, struct replica_sync *job)
 	r->prepared_index = r->appended_index;
 	r->urgent = false;
 	rp_snap_job_prepare(r);
+	if (r->abd != NULL) /* engine = abd: its WAL's group too */
+		rp_abd_sync_prepare(r);
 	r->sync_running = true;
 	return true;
 }
@@ -530,6 +546,8 @@ void replica_sync_run(struct replica_sync *job)
 	job->rc = store_wal_sync_run(job->r->wal, &synced, job->err);
 	if (job->rc == TEEMS_OK)
 		rp_snap_job_run(job->r, &synced);
+	if (job->r->abd != NULL) /* engine = abd */
+		rp_abd_sync_run(job->r);
 }
 
 void replica_sync_done(struct replica *r, struct replica_sync *job)
@@ -555,6 +573,8 @@ void replica_sync_done(struct replica *r, struct replica_sync *job)
 		in.synced.seq = job->upto;
 		rp_step(r, &in);
 	}
+	if (r->abd != NULL) /* engine = abd */
+		rp_abd_sync_done(r);
 	want_sync_check(r, false);
 }
 
@@ -937,12 +957,6 @@ int replica_open(const struct teems_config *cfg, const struct replica_io *io, st
 	rc = config_validate(&r->cfg, errbuf);
 	if (rc != TEEMS_OK)
 		goto fail;
-	if (r->cfg.engine != CONFIG_ENGINE_PAXOS) {
-		rc = teems_errf(errbuf, TEEMS_ECONFIG,
-				"config: engine = \"abd\": teemsd runs the paxos engine only so "
-				"far");
-		goto fail;
-	}
 	r->self = (uint16_t)r->cfg.replica_id;
 	r->n = (uint16_t)r->cfg.quorum.n;
 	rp_clients_init(r);
@@ -950,6 +964,8 @@ int replica_open(const struct teems_config *cfg, const struct replica_io *io, st
 	if (rc != TEEMS_OK)
 		goto fail;
 	rc = open_core(r, errbuf);
+	if (rc == TEEMS_OK && r->cfg.engine == CONFIG_ENGINE_ABD) /* replica_abd.c */
+		rc = rp_abd_open(r, errbuf);
 	if (rc != TEEMS_OK)
 		goto fail;
 	rp_read_clock(r);
@@ -971,6 +987,7 @@ void replica_close(struct replica *r)
 	for (size_t i = 0; i < r->n_deferred; i++)
 		teems_free(r->deferred[i].bytes);
 	teems_free(r->deferred);
+	rp_abd_close(r); /* engine = abd; before the VFS its WAL uses */
 	store_wal_close(r->wal);
 	if (r->vfs != NULL)
 		store_vfs_destroy(r->vfs);

@@ -63,7 +63,7 @@ struct replica_io {
  * first boot), restores the core from the WAL (a restart: a new incarnation that registers,
  * fences and recovers) or starts a member of the initial configuration on first boot.
  * Errors: TEEMS_EIO, TEEMS_ECORRUPT (the WAL does not authenticate, or a record of it does not
- * restore), TEEMS_ECONFIG (cfg does not validate; engine = abd), TEEMS_ECRYPTO, TEEMS_ENOMEM,
+ * restore), TEEMS_ECONFIG (cfg does not validate), TEEMS_ECRYPTO, TEEMS_ENOMEM,
  * TEEMS_ECLOCK (the trusted clock cannot start), TEEMS_EINVAL (a callback missing), with the
  * reason in errbuf. cfg is copied. */
 int replica_open(const struct teems_config *cfg, const struct replica_io *io, struct replica **out,

@@ -22,6 +22,8 @@
 #include <unistd.h>
 
 #include "common/alloc.h"
+#include "kv/lease_table.h"
+#include "server/replica_abd.h"
 #include "server/replica_internal.h"
 #include "server/replica_recover.h"
 #include "server/replica_snap.h"
@@ -49,6 +51,8 @@ void rp_clients_init(struct replica *r)
 	r->n_pending = 0;
 	r->timed_head = NULL;
 	r->next_request = 1;
+	lease_timers_init(&r->lease.tm, (uint32_t)(r->cfg.rho * 1e6 + 0.5), false);
+	r->lease.next_request = 1;
 }
 
 static size_t bucket_of(const struct replica *r, uint64_t cid, uint64_t rid)
@@ -171,6 +175,7 @@ void rp_clients_free(struct replica *r)
 	r->buckets = NULL;
 	r->n_buckets = r->n_pending = 0;
 	r->timed_head = NULL;
+	lease_timers_free(&r->lease.tm);
 }
 
 /* ---- answering ---- */
@@ -250,18 +255,50 @@ static void finish_result(struct replica *r, struct rp_pending *pe, const uint8_
 	pending_free(r, pe);
 }
 
+static void lease_remaining(struct replica *r, const uint8_t *cmd, size_t len, uint8_t *res,
+			    size_t res_len);
+
 /* A read, served on this replica's state (after the read-index barrier, or at the leader for a
- * forwarded read). Read-only commands never change the map (commands.h). */
-static void serve_read(struct replica *r, struct rp_pending *pe)
+ * forwarded read). Read-only commands never change the map (commands.h). A read answered from
+ * the leader lease (`lease`) is confirmed after it ran, with a fresh clock reading (paxos.h,
+ * "Leader lease"): if the lease ended meanwhile the result is discarded and the read goes
+ * again, which then takes the read index. */
+static void serve_read(struct replica *r, struct rp_pending *pe, bool lease)
 {
 	uint8_t *res = NULL;
 	size_t len = 0;
 	int rc = kv_apply_encoded(r->kv, pe->wire + 1, pe->wire_len - 1, &res, &len);
 
-	if (rc == TEEMS_OK)
+	if (rc == TEEMS_OK && lease) {
+		struct tee_clock_reading c;
+		struct paxos_time now = r->now;
+
+		if (tee_clock_now(r->clock, &c) == TEEMS_OK) {
+			now.lo_ns = c.lo_ns;
+			now.hi_ns = c.hi_ns;
+			now.epoch = c.epoch;
+		}
+		if (!paxos_lease_read_ok(r->p, &now, 0)) {
+			/* Not inside this step: the client timers submit it again (a forwarded
+			 * read: its forwarder, told "busy, try me again"). */
+			teems_free(res);
+			r->lease.read_fallbacks++;
+			if (pe->forwarded_in) {
+				send_client_reply(r, pe, MSG_CLIENT_NOT_LEADER, r->self, NULL, 0);
+				pending_free(r, pe);
+				return;
+			}
+			pe->state = RP_RETRY;
+			timed_set(r, pe, r->now.hi_ns);
+			return;
+		}
+	}
+	if (rc == TEEMS_OK) {
+		lease_remaining(r, pe->wire + 1, pe->wire_len - 1, res, len);
 		finish_result(r, pe, res, len);
-	else
+	} else {
 		finish_error(r, pe, rc == TEEMS_ENOMEM ? "ERR teems: out of memory" : ERR_REFUSED);
+	}
 	teems_free(res);
 }
 
@@ -345,8 +382,16 @@ static void attempt(struct replica *r, struct rp_pending *pe)
 
 void rp_client_note(struct replica *r, const struct paxos_note *n)
 {
-	struct rp_pending *pe = lookup(r, n->client_id, n->request_id);
+	struct rp_pending *pe;
 
+	if (r->lease.client_id != 0 && n->client_id == r->lease.client_id) {
+		/* an EXPIRE of ours that was not proposed (or may not commit): propose it again
+		 * while in office (a repeated EXPIRE of one generation is a no-op) */
+		if (n->outcome != PAXOS_OUTCOME_APPLIED && n->outcome != PAXOS_OUTCOME_READ)
+			lease_timers_retry(&r->lease.tm);
+		return;
+	}
+	pe = lookup(r, n->client_id, n->request_id);
 	if (pe == NULL || pe->state != RP_IN_CORE)
 		return;
 	switch (n->outcome) {
@@ -356,7 +401,7 @@ void rp_client_note(struct replica *r, const struct paxos_note *n)
 		return;
 	case PAXOS_OUTCOME_READ:
 		if (pe->read)
-			serve_read(r, pe);
+			serve_read(r, pe, n->lease);
 		return;
 	case PAXOS_OUTCOME_NOT_LEADER:
 		if (pe->forwarded_in) {
@@ -619,10 +664,30 @@ static void status_lines(struct replica *r, struct text *t)
 	text_addf(t, "applied_index:%" PRIu64 "\r\n", r->applied_index);
 	text_addf(t, "last_slot:%" PRIu64 "\r\n", paxos_last_slot(r->p));
 	text_addf(t, "sync:%s\r\n", sync_name(r->cfg.sync));
-	text_addf(t, "engine:paxos\r\n");
+	if (r->abd != NULL) /* engine = abd (replica_abd.c) */
+		text_addf(t, "engine:abd\r\n%s", rp_abd_status(r));
+	else
+		text_addf(t, "engine:paxos\r\n");
 	text_addf(t, "platform:%s\r\n", tee_platform_name(r->tee));
 	text_addf(t, "clock_epoch:%" PRIu64 "\r\n", r->now.epoch);
 	text_addf(t, "clock_taints:%" PRIu64 "\r\n", cs.taints);
+	/* DESIGN.md section 8: "tainted" once the verifier has seen manipulation (the leases of
+	 * the epochs before were dropped, their waits restarted) */
+	text_addf(t, "clock_state:%s\r\n", cs.taints > 0 ? "tainted" : "ok");
+	text_addf(t, "clock_last_taint:%s\r\n", tee_clock_taint_name(cs.last_taint));
+	for (int i = 1; i < TEE_CLOCK_TAINT_N_; i++)
+		text_addf(t, "clock_taints_%s:%" PRIu64 "\r\n",
+			  tee_clock_taint_name((enum tee_clock_taint)i), cs.taints_by_reason[i]);
+	text_addf(t, "clock_reads:%" PRIu64 "\r\n", cs.reads);
+	/* the verifiers the clock runs: the host monotonic clock on every read (a counter
+	 * thread is not implemented, docs/LEASES.md) */
+	text_addf(t, "clock_verify:monotonic\r\n");
+	text_addf(t, "lease_held:%d\r\n", paxos_lease_held(r->p) ? 1 : 0);
+	text_addf(t, "lease_reads:%" PRIu64 "\r\n", paxos_lease_reads(r->p));
+	text_addf(t, "lease_read_fallbacks:%" PRIu64 "\r\n", r->lease.read_fallbacks);
+	text_addf(t, "t_lease_ms:%" PRIu64 "\r\n", r->cfg.t_lease_us / 1000);
+	text_addf(t, "client_leases_timers:%zu\r\n", r->lease.tm.in_office ? r->lease.tm.n : 0);
+	text_addf(t, "client_leases_expired:%" PRIu64 "\r\n", r->lease.expires);
 	text_addf(t, "client_addr:%s%s%s:%u\r\n", strchr(r->cfg.listen.host, ':') ? "[" : "",
 		  r->cfg.listen.host, strchr(r->cfg.listen.host, ':') ? "]" : "",
 		  r->cfg.listen.port);
@@ -858,6 +923,9 @@ void replica_client_as(struct replica *r, uint64_t conn, uint64_t req, const cha
 			"cluster has run before)");
 		return;
 	}
+	/* engine = abd (replica_abd.c): GET, SET and DEL through the ABD core, here */
+	if (r->abd != NULL && !auth && rp_abd_client(r, conn, req, user, spec, argv, argc, proto))
+		return;
 	if (!auth && !(spec->flags & (CMD_F_WRITE | CMD_F_READ))) {
 		snprintf(err, sizeof(err), "ERR '%s' is handled by the connection, not the replica",
 			 spec->name);
@@ -904,6 +972,7 @@ oom:
 
 void replica_client_gone(struct replica *r, uint64_t conn)
 {
+	rp_abd_client_gone(r, conn); /* engine = abd */
 	/* Its requests stay in flight (a write may still commit, and the core's notes must
 	 * find them so nothing is proposed twice), but nothing is answered. */
 	for (size_t i = 0; i < r->n_buckets; i++) {
@@ -914,5 +983,138 @@ void replica_client_gone(struct replica *r, uint64_t conn)
 			if (!pe->forwarded_in && pe->conn == conn)
 				pe->gone = true;
 		}
+	}
+}
+
+/* ---- Leases (docs/LEASES.md, "Hooking client leases into the daemon") ----
+ * The replicated lease table is in the state machine (kv.h KV_FORMAT_LEASE). The leader keeps
+ * one expiry timer per held lease, on its own clock, and proposes EXPIRE(name, generation)
+ * once TTL (1 + rho) has passed on its lo since the later of its taking office and the last
+ * ACQUIRE or RENEW of that lease it applied. Times never enter the log. */
+
+static struct lease_time lease_now(const struct replica *r)
+{
+	struct lease_time t;
+
+	t.lo_ns = r->now.lo_ns;
+	t.hi_ns = r->now.hi_ns;
+	t.epoch = r->now.epoch;
+	return t;
+}
+
+static bool lease_leader(struct replica *r)
+{
+	return paxos_role(r->p) == PAXOS_LEADER && paxos_lifecycle(r->p) == PAXOS_LC_FRESH;
+}
+
+void rp_lease_office(struct replica *r)
+{
+	bool leader = !r->halted && lease_leader(r);
+	uint64_t epoch = paxos_epoch(r->p);
+
+	if (!leader) {
+		if (r->lease.tm.in_office)
+			lease_timers_step_down(&r->lease.tm);
+		return;
+	}
+	/* A new leader, or a new epoch: every held lease is timed from now (a lease granted
+	 * under a predecessor is waited out in full). */
+	if (r->lease.tm.in_office && r->lease.office_epoch == epoch)
+		return;
+	if (r->lease.client_id == 0)
+		r->lease.client_id = (r->client_id ^ 0x6c65617365ull) | 1;
+	if (lease_timers_take_office(&r->lease.tm, kv_lease_table(r->kv), lease_now(r)) != TEEMS_OK)
+		return; /* out of memory: out of office, tried again after the next step */
+	r->lease.office_epoch = epoch;
+	rp_log(r, "client leases: in office, %zu lease timer(s) started", r->lease.tm.n);
+}
+
+/* The leader's remaining time for a refused ACQUIRE or an INFO, into its result. */
+static void lease_remaining(struct replica *r, const uint8_t *cmd, size_t len, uint8_t *res,
+			    size_t res_len)
+{
+	struct kv_lease_req q;
+	struct kv_lease_res lr;
+	const uint8_t *user;
+	uint16_t user_len;
+	uint64_t ns;
+
+	if (!r->lease.tm.in_office || kv_lease_unwrap(cmd, len, &q, &user, &user_len) != 1 ||
+	    kv_lease_result_decode(res, res_len, &lr) != TEEMS_OK || !lr.res.held)
+		return;
+	if (!(q.info || lr.res.status == LEASE_HELD))
+		return;
+	if (lease_timers_remaining_ns(&r->lease.tm, q.cmd.name, q.cmd.name_len, lease_now(r), &ns))
+		kv_lease_result_set_remaining(res, res_len,
+					      (int64_t)(ns / 1000000 + (ns % 1000000 != 0)));
+}
+
+void rp_lease_applied(struct replica *r, const uint8_t *cmd, size_t len, uint8_t *res,
+		      size_t res_len)
+{
+	struct kv_lease_req q;
+	struct kv_lease_res lr;
+	const uint8_t *user;
+	uint16_t user_len;
+
+	if (!r->lease.tm.in_office || kv_lease_unwrap(cmd, len, &q, &user, &user_len) != 1 ||
+	    q.info || kv_lease_result_decode(res, res_len, &lr) != TEEMS_OK)
+		return;
+	if (lease_timers_applied(&r->lease.tm, &q.cmd, &lr.res, lease_now(r)) != TEEMS_OK) {
+		/* Without its timer the lease would never expire: give up office and take it
+		 * again (every timer restarted in full) after the next step. */
+		lease_timers_step_down(&r->lease.tm);
+		return;
+	}
+	lease_remaining(r, cmd, len, res, res_len);
+}
+
+#define LEASE_DUE_BATCH 64
+
+void rp_lease_tick(struct replica *r)
+{
+	struct lease_expiry due[LEASE_DUE_BATCH];
+	uint8_t *cmds[LEASE_DUE_BATCH];
+	size_t lens[LEASE_DUE_BATCH], n, k;
+
+	if (!r->lease.tm.in_office || !lease_leader(r))
+		return;
+	rp_read_clock(r);
+	n = lease_timers_due(&r->lease.tm, lease_now(r), due, LEASE_DUE_BATCH);
+	/* Encode them all first: the names point into the timers, which the steps change. */
+	for (k = 0; k < n; k++) {
+		struct lease_cmd c;
+
+		memset(&c, 0, sizeof(c));
+		c.type = LEASE_CMD_EXPIRE;
+		c.name = due[k].name;
+		c.name_len = due[k].name_len;
+		c.generation = due[k].generation;
+		cmds[k] = teems_malloc(KV_LEASE_CMD_FIXED + c.name_len);
+		if (cmds[k] == NULL ||
+		    kv_lease_cmd_encode(&c, cmds[k], KV_LEASE_CMD_FIXED + c.name_len, &lens[k]) !=
+			    TEEMS_OK) {
+			teems_free(cmds[k]);
+			cmds[k] = NULL;
+		}
+	}
+	for (k = 0; k < n; k++) {
+		struct paxos_input in;
+
+		if (cmds[k] == NULL || r->halted) {
+			lease_timers_retry(&r->lease.tm);
+			teems_free(cmds[k]);
+			continue;
+		}
+		memset(&in, 0, sizeof(in));
+		in.type = PAXOS_IN_PROPOSE;
+		in.propose.client_id = r->lease.client_id;
+		in.propose.request_id = r->lease.next_request++;
+		in.propose.command = cmds[k];
+		in.propose.len = (uint32_t)lens[k];
+		r->lease.expires++;
+		if (rp_step(r, &in) != TEEMS_OK)
+			lease_timers_retry(&r->lease.tm);
+		teems_free(cmds[k]);
 	}
 }

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/lease.h"
 #include "core/msg.h"
 #include "core/paxos.h"
 #include "kv/kv.h"
@@ -142,6 +143,18 @@ struct replica {
 	struct replica_net_stats net;
 	struct rp_stats stats;
 
+	/* ---- leases (replica_client.c, "Leases"; docs/LEASES.md) ----
+	 * The leader's client-lease expiry timers (never replicated) and the leader-lease read
+	 * counters. `tm` is in office exactly while this replica is the fresh leader. */
+	struct {
+		struct lease_timers tm;
+		uint64_t office_epoch; /* paxos_epoch when it took office */
+		uint64_t client_id;    /* the (client_id, request_id) of its EXPIRE proposals */
+		uint64_t next_request;
+		uint64_t expires;	 /* EXPIRE proposals made */
+		uint64_t read_fallbacks; /* lease reads that failed the check after the read */
+	} lease;
+
 	/* ---- the genesis check (replica_genesis.c) ---- */
 	struct {
 		bool pending;	   /* first boot: the core gets no input until it is decided */
@@ -178,6 +191,9 @@ struct replica {
 		uint64_t persisted, failed, last_len; /* counters; bytes of the last one sealed */
 		char status[512];		      /* replica_snap_status's text */
 	} snap;
+
+	/* ---- engine = abd (replica_abd.c) ---- NULL with engine = paxos. */
+	struct rp_abd *abd;
 };
 
 /* replica.c */
@@ -213,6 +229,15 @@ void rp_client_applied(struct replica *r, uint64_t client_id, uint64_t request_i
 		       uint8_t *result, size_t len);
 void rp_client_timers(struct replica *r);
 void rp_client_request_frame(struct replica *r, uint16_t from, const struct msg *m);
+/* Client leases at the leader (docs/LEASES.md, "Hooking client leases into the daemon"):
+ * rp_lease_office after every ready (takes office on becoming the fresh leader or a new epoch,
+ * steps down otherwise); rp_lease_applied after each applied command (res is its result, which
+ * it may complete with the leader's remaining time); rp_lease_tick proposes the due EXPIREs
+ * (never inside a step). */
+void rp_lease_office(struct replica *r);
+void rp_lease_applied(struct replica *r, const uint8_t *cmd, size_t len, uint8_t *res,
+		      size_t res_len);
+void rp_lease_tick(struct replica *r);
 void rp_client_reply_frame(struct replica *r, uint16_t from, const struct msg *m);
 
 /* replica_cmd.c: RESP command <-> one encoded state-machine command (commands.h's

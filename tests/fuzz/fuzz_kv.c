@@ -13,6 +13,7 @@
 
 #include "common/alloc.h"
 #include "kv/kv.h"
+#include "kv/lease_table.h"
 #include "teems/err.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -95,8 +96,11 @@ static void fuzz_apply(const uint8_t *buf, size_t len)
 		rc = kv_apply_encoded(kv, buf + off, l, &res, &rn);
 		if (rc == TEEMS_OK) {
 			struct kv_result r;
+			struct kv_lease_res lr;
 
-			CHECK(kv_result_decode(res, rn, &r) == TEEMS_OK);
+			/* a lease command (0x83) has its own result encoding */
+			CHECK(kv_result_decode(res, rn, &r) == TEEMS_OK ||
+			      kv_lease_result_decode(res, rn, &lr) == TEEMS_OK);
 		}
 		if (copy != NULL) {
 			CHECK(kv_apply_encoded(copy, buf + off, l, &res2, &rn2) == rc);

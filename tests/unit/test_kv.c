@@ -688,9 +688,9 @@ static void test_snapshot_checks(void **state)
 	apply(kv, KV_DEL, "a", 0, NULL);
 	apply(kv, KV_DEL, "b", 0, NULL);
 	assert_int_equal(kv_snapshot(kv, &snap, &n), TEEMS_OK);
-	/* + the users section (u32 count, "default" and its 8-byte record) and the empty
-	 * policies section */
-	assert_int_equal(n, 48 + 25 + 4);
+	/* + the users section (u32 count, "default" and its 8-byte record), the empty
+	 * policies section and the empty lease table (u32 length, then its u32 count) */
+	assert_int_equal(n, 48 + 25 + 4 + 4 + 4);
 	assert_int_equal(snap[26], 'a');
 	{
 		uint8_t tmp[12];

@@ -885,10 +885,6 @@ static void test_open_errors(void **state)
 	assert_int_equal(replica_open(&cfg, &io, &r, err), TEEMS_EINVAL);
 	assert_null(r);
 	io.halt = on_halt;
-	assert_int_equal(config_set(&cfg, "engine", "abd", NULL, err), TEEMS_OK);
-	assert_int_equal(replica_open(&cfg, &io, &r, err), TEEMS_ECONFIG);
-	assert_non_null(strstr(err, "engine = \"abd\""));
-	assert_int_equal(config_set(&cfg, "engine", "paxos", NULL, err), TEEMS_OK);
 	assert_int_equal(config_set(&cfg, "replica_id", "3", NULL, err), TEEMS_OK);
 	assert_int_equal(replica_open(&cfg, &io, &r, err), TEEMS_ECONFIG);
 	assert_non_null(strstr(err, "replica_id = 3"));
@@ -1043,6 +1039,153 @@ static void test_acl(void **state)
 	cluster_free(c);
 }
 
+/* Polls LEASE.INFO name on replica i until it says "not held" (or fails after timeout_ms).
+ * Returns when the first poll that saw it free was sent (now_ms): the lease was still held at
+ * every earlier poll, so it was freed after the one before. */
+static uint64_t wait_lease_free(struct cluster *c, int i, const char *name, uint64_t timeout_ms)
+{
+	uint64_t start = now_ms();
+
+	while (now_ms() - start < timeout_ms) {
+		uint64_t sent = now_ms();
+		const char *s = CMD(c, i, "LEASE.INFO", name);
+
+		if (strncmp(s, "*4\r\n:0\r\n", 8) == 0)
+			return sent;
+		pump_ms(c, 10);
+	}
+	fail_msg("lease %s still held after %llu ms", name, (unsigned long long)timeout_ms);
+	return 0;
+}
+
+/* The remaining_ms of a LEASEHELD refusal or of a LEASE.INFO reply naming it last; -2 if the
+ * reply has neither. */
+static long long lease_remaining_ms(const char *s)
+{
+	const char *p = strstr(s, "remaining_ms ");
+	const char *q;
+
+	if (p != NULL)
+		return strncmp(p + 13, "at most", 7) == 0 ? -1 : atoll(p + 13);
+	if (strncmp(s, "*4\r\n", 4) != 0)
+		return -2;
+	q = s;
+	for (int k = 0; k < 4; k++) {
+		q = strchr(q, ':');
+		if (q == NULL)
+			return -2;
+		p = ++q;
+	}
+	return atoll(p);
+}
+
+/* Client leases end to end (docs/LEASES.md): ACQUIRE / RENEW / RELEASE through the log from
+ * any replica, INFO as a read, refusals naming the holder's remaining time (the leader's
+ * timers), fencing tokens, the leader's EXPIRE after ttl; and the leader-lease fields of
+ * TEEMS.STATUS. */
+static void test_client_leases(void **state)
+{
+	struct cluster *c = cluster_new();
+	uint64_t t0, waited;
+	long long rem;
+	const char *s;
+	int l, f;
+	char v[64];
+
+	(void)state;
+	l = wait_leader(c, 5000);
+	f = (l + 1) % N;
+	assert_string_equal(CMD(c, f, "LEASE.INFO", "a"), "$-1\r\n");
+	assert_string_equal(CMD(c, f, "LEASE.ACQUIRE", "a", "5000"), "*2\r\n:1\r\n:5000\r\n");
+	/* refused while held, at the leader with its timer's remaining time (<= ttl (1 + rho)) */
+	s = CMD(c, l, "LEASE.ACQUIRE", "a", "100");
+	assert_non_null(strstr(s, "-LEASEHELD the lease is held by another holder"));
+	rem = lease_remaining_ms(s);
+	assert_true(rem > 4000 && rem <= 5050);
+	s = CMD(c, l, "LEASE.INFO", "a");
+	assert_true(strncmp(s, "*4\r\n:1\r\n:1\r\n:5000\r\n:", 20) == 0);
+	rem = lease_remaining_ms(s);
+	assert_true(rem > 4000 && rem <= 5050);
+	/* renew and release need the current token */
+	assert_string_equal(CMD(c, f, "LEASE.RENEW", "a", "1"), "*2\r\n:1\r\n:5000\r\n");
+	assert_string_equal(CMD(c, f, "LEASE.RENEW", "a", "2"),
+			    "-LEASESTALE the token is not the lease's current token\r\n");
+	assert_string_equal(CMD(c, l, "LEASE.RELEASE", "a", "7"),
+			    "-LEASESTALE the token is not the lease's current token\r\n");
+	assert_string_equal(CMD(c, (l + 2) % N, "LEASE.RELEASE", "a", "1"), "+OK\r\n");
+	assert_string_equal(CMD(c, f, "LEASE.INFO", "a"), "*4\r\n:0\r\n:1\r\n:0\r\n:-1\r\n");
+	/* the next holder gets a higher token (fencing) */
+	t0 = now_ms();
+	assert_string_equal(CMD(c, f, "LEASE.ACQUIRE", "a", "400"), "*2\r\n:2\r\n:400\r\n");
+	/* expiry: not before ttl, and soon after ttl (1 + rho) on the leader's clock */
+	pump_ms(c, 200);
+	if (now_ms() - t0 < 390) /* the machine may stall: only check what can be claimed */
+		assert_non_null(strstr(CMD(c, l, "LEASE.INFO", "a"), "*4\r\n:1\r\n:2\r\n"));
+	waited = wait_lease_free(c, l, "a", 3000) - t0;
+	assert_true(waited >= 300); /* a poll sent 100 ms before the end may see it free */
+	assert_true(waited < 3000);
+	assert_true(status_u64(c, l, "client_leases_expired") >= 1);
+	assert_string_equal(CMD(c, f, "LEASE.RENEW", "a", "2"),
+			    "-LEASESTALE the token is not the lease's current token\r\n");
+	assert_string_equal(CMD(c, (l + 2) % N, "LEASE.ACQUIRE", "a", "400"),
+			    "*2\r\n:3\r\n:400\r\n");
+	/* another name has its own tokens */
+	assert_string_equal(CMD(c, l, "LEASE.ACQUIRE", "b", "400"), "*2\r\n:1\r\n:400\r\n");
+	assert_string_equal(CMD(c, l, "LEASE.ACQUIRE", "b", "0"),
+			    "-ERR ttl_ms must be an integer in 1..86400000\r\n");
+
+	/* the leader lease: reads at the leader are served from it */
+	assert_string_equal(CMD(c, l, "SET", "k", "v"), "+OK\r\n");
+	pump_ms(c, 100);
+	for (int k = 0; k < 5; k++)
+		assert_string_equal(CMD(c, l, "GET", "k"), "$1\r\nv\r\n");
+	assert_int_equal(status_u64(c, l, "lease_held"), 1);
+	assert_true(status_u64(c, l, "lease_reads") >= 1);
+	assert_int_equal(status_u64(c, f, "lease_held"), 0);
+	assert_true(status_field(c, l, "clock_state", v, sizeof(v)));
+	assert_true(strcmp(v, "ok") == 0 || strcmp(v, "tainted") == 0);
+	assert_true(status_field(c, l, "clock_last_taint", v, sizeof(v)));
+	assert_true(status_field(c, l, "clock_verify", v, sizeof(v)));
+	assert_string_equal(v, "monotonic");
+	s = CMD(c, f, "INFO");
+	assert_non_null(strstr(s, "\r\nlease_reads:"));
+	assert_non_null(strstr(s, "\r\nclock_taints:"));
+	for (int i = 0; i < N; i++)
+		assert_false(c->nodes[i].halted);
+	cluster_free(c);
+}
+
+/* A new leader honours a lease granted under the previous one: it times every held lease from
+ * its taking office, so the lease stays held until at least its ttl after it was granted. */
+static void test_client_lease_leader_change(void **state)
+{
+	struct cluster *c = cluster_new();
+	uint64_t t0, t_free;
+	const char *s;
+	int l, l2;
+
+	(void)state;
+	l = wait_leader(c, 5000);
+	t0 = now_ms();
+	assert_string_equal(CMD(c, l, "LEASE.ACQUIRE", "lock", "2500"), "*2\r\n:1\r\n:2500\r\n");
+	node_close(c, l);
+	l2 = wait_leader(c, 5000);
+	assert_int_not_equal(l2, l);
+	/* still held under the new leader, which names its own remaining time */
+	s = CMD(c, l2, "LEASE.ACQUIRE", "lock", "100");
+	if (now_ms() - t0 < 2500) {
+		assert_non_null(strstr(s, "-LEASEHELD"));
+		assert_true(lease_remaining_ms(s) > 0);
+	}
+	/* freed by the new leader's EXPIRE, never before ttl after the grant (t0 is before the
+	 * grant; polls are about 10 ms apart) */
+	t_free = wait_lease_free(c, l2, "lock", 8000);
+	assert_true(t_free + 50 >= t0 + 2500);
+	assert_string_equal(CMD(c, l2, "LEASE.ACQUIRE", "lock", "100"), "*2\r\n:2\r\n:100\r\n");
+	assert_true(status_u64(c, l2, "client_leases_expired") >= 1);
+	cluster_free(c);
+}
+
 /* Three groups, each its own ctest entry (tests/unit/daemon.cmake), so each stays short:
  * `test_replica cluster|faults|restart`; no argument runs all. */
 int main(int argc, char **argv)
@@ -1055,11 +1198,13 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_open_errors),
 		cmocka_unit_test(test_open_alloc_failures),
 		cmocka_unit_test(test_acl),
+		cmocka_unit_test(test_client_leases),
 	};
 	const struct CMUnitTest faults[] = {
 		cmocka_unit_test(test_restart_follower),
 		cmocka_unit_test(test_leader_killed),
 		cmocka_unit_test(test_no_quorum),
+		cmocka_unit_test(test_client_lease_leader_change),
 	};
 	const struct CMUnitTest restart[] = {
 		cmocka_unit_test(test_total_restart),

@@ -14,6 +14,7 @@
 
 #include "common/alloc.h"
 #include "net/commands.h"
+#include "kv/lease_table.h"
 #include "teems/err.h"
 
 #define MAXA 24
@@ -655,8 +656,16 @@ static void test_request_limits(void **state)
 	c = mk("PING", NULL);
 	assert_int_equal(cmd_request(check_ok(c), c.a, c.n, 0, &out, &len, err), -1);
 	assert_string_equal(err, "ERR 'ping' is not a key-value command");
+	/* LEASE.* are state-machine commands of their own format (kv.h KV_FORMAT_LEASE) */
 	c = mk("LEASE.INFO", "x", NULL);
+	assert_int_equal(cmd_request(check_ok(c), c.a, c.n, 0, &out, &len, err), 0);
+	assert_int_equal(out[0], KV_FORMAT_LEASE);
+	teems_free(out);
+	out = NULL;
+	c = mk("LEASE.ACQUIRE", "x", "0", NULL);
 	assert_int_equal(cmd_request(check_ok(c), c.a, c.n, 0, &out, &len, err), -1);
+	assert_string_equal(err, "ERR ttl_ms must be an integer in 1..86400000");
+	assert_null(out);
 	/* MGET whose reply would pass KV_MAX_RESULT */
 	EXPECT(kv, 0, "+OK\r\n", "MSET", "a", big, "b", big, "c", big, "d", big);
 	EXPECT(kv, 0, "-ERR reply is too large\r\n", "MGET", "a", "b", "c", "d", "a", "b", "c", "d",
@@ -873,6 +882,116 @@ static void test_acl_commands(void **state)
 	kv_free(kv);
 }
 
+/* Client leases through the command table and the state machine (kv.h KV_FORMAT_LEASE): the
+ * replies, fencing tokens, permissions on lease names, EXPIRE by generation, snapshots. The
+ * replica engine's part (the leader's timers, remaining_ms) is tested in test_replica. */
+static void test_lease_commands(void **state)
+{
+	struct kv *kv, *copy;
+	struct lease_cmd ex;
+	uint8_t buf[64], *res = NULL, *snap = NULL;
+	size_t n, res_len = 0, snap_len = 0;
+
+	(void)state;
+	assert_int_equal(kv_new(&kv), TEEMS_OK);
+	EXPECT(kv, 0, "$-1\r\n", "LEASE.INFO", "l");
+	EXPECT3(kv, 0, "_\r\n", "LEASE.INFO", "l");
+	EXPECT(kv, 0, "*2\r\n:1\r\n:1000\r\n", "LEASE.ACQUIRE", "l", "1000");
+	EXPECT(kv, 0,
+	       "-LEASEHELD the lease is held by another holder, remaining_ms at most 1000\r\n",
+	       "lease.acquire", "l", "50");
+	EXPECT(kv, 0, "*4\r\n:1\r\n:1\r\n:1000\r\n:-1\r\n", "LEASE.INFO", "l");
+	EXPECT(kv, 0, "*2\r\n:1\r\n:1000\r\n", "LEASE.RENEW", "l", "1");
+	EXPECT(kv, 0, "-LEASESTALE the token is not the lease's current token\r\n", "LEASE.RENEW",
+	       "l", "2");
+	EXPECT(kv, 0, "-LEASESTALE the token is not the lease's current token\r\n", "LEASE.RELEASE",
+	       "l", "0");
+	EXPECT(kv, 0, "+OK\r\n", "LEASE.RELEASE", "l", "1");
+	EXPECT(kv, 0, "*4\r\n:0\r\n:1\r\n:0\r\n:-1\r\n", "LEASE.INFO", "l");
+	EXPECT(kv, 0, "-LEASESTALE the token is not the lease's current token\r\n", "LEASE.RELEASE",
+	       "l", "1");
+	/* tokens never go back: the next holder gets 2 */
+	EXPECT(kv, 0, "*2\r\n:2\r\n:500\r\n", "LEASE.ACQUIRE", "l", "500");
+	/* argument errors */
+	EXPECT(kv, 0, "-ERR ttl_ms must be an integer in 1..86400000\r\n", "LEASE.ACQUIRE", "l",
+	       "-1");
+	EXPECT(kv, 0, "-ERR token must be a non-negative integer\r\n", "LEASE.RENEW", "l", "x");
+	EXPECT(kv, 0, "-ERR lease name must be 1..255 bytes\r\n", "LEASE.INFO", "");
+	EXPECT(kv, 0, "-ERR wrong number of arguments for 'lease.renew' command\r\n", "LEASE.RENEW",
+	       "l", "2", "1000");
+	/* EXPIRE (the leader's) takes effect only at the current generation: ACQUIRE 1, RENEW 2,
+	 * RELEASE 3, ACQUIRE 4 */
+	memset(&ex, 0, sizeof(ex));
+	ex.type = LEASE_CMD_EXPIRE;
+	ex.name = "l";
+	ex.name_len = 1;
+	ex.generation = 3;
+	assert_int_equal(kv_lease_cmd_encode(&ex, buf, sizeof(buf), &n), TEEMS_OK);
+	assert_int_equal(kv_apply_encoded(kv, buf, n, &res, &res_len), TEEMS_OK);
+	assert_int_equal(res_len, KV_LEASE_RESULT_LEN);
+	assert_int_equal(res[2], LEASE_STALE);
+	teems_free(res);
+	EXPECT(kv, 0, "*4\r\n:1\r\n:2\r\n:500\r\n:-1\r\n", "LEASE.INFO", "l");
+	ex.generation = 4;
+	assert_int_equal(kv_lease_cmd_encode(&ex, buf, sizeof(buf), &n), TEEMS_OK);
+	assert_int_equal(kv_apply_encoded(kv, buf, n, &res, &res_len), TEEMS_OK);
+	assert_int_equal(res[2], LEASE_OK);
+	teems_free(res);
+	EXPECT(kv, 0, "*4\r\n:0\r\n:2\r\n:0\r\n:-1\r\n", "LEASE.INFO", "l");
+	/* a truncated lease command is refused, and changes nothing */
+	assert_int_equal(kv_apply_encoded(kv, buf, n - 1, &res, &res_len), TEEMS_ECORRUPT);
+	assert_null(res);
+	/* snapshots carry the table */
+	EXPECT(kv, 0, "*2\r\n:1\r\n:100\r\n", "LEASE.ACQUIRE", "m", "100");
+	assert_int_equal(kv_snapshot(kv, &snap, &snap_len), TEEMS_OK);
+	assert_int_equal(kv_new(&copy), TEEMS_OK);
+	assert_false(kv_equal(kv, copy));
+	assert_int_equal(kv_restore(copy, snap, snap_len), TEEMS_OK);
+	assert_true(kv_equal(kv, copy));
+	EXPECT(copy, 0, "*4\r\n:1\r\n:1\r\n:100\r\n:-1\r\n", "LEASE.INFO", "m");
+	EXPECT(copy, 0, "*2\r\n:3\r\n:9\r\n", "LEASE.ACQUIRE", "l", "9");
+	assert_false(kv_equal(kv, copy));
+	/* the table's bytes end the snapshot: "l" then "m", 36 bytes each; swapped, they are not
+	 * canonical; and format 3 (before leases) is refused */
+	{
+		uint8_t tmp[36];
+
+		memcpy(tmp, snap + snap_len - 72, 36);
+		memcpy(snap + snap_len - 72, snap + snap_len - 36, 36);
+		memcpy(snap + snap_len - 36, tmp, 36);
+		assert_int_equal(kv_restore(copy, snap, snap_len), TEEMS_ECORRUPT);
+		memcpy(snap + snap_len - 36, snap + snap_len - 72, 36);
+		memcpy(snap + snap_len - 72, tmp, 36);
+		assert_int_equal(kv_restore(copy, snap, snap_len), TEEMS_OK);
+		snap[4] = 3;
+		assert_int_equal(kv_restore(copy, snap, snap_len), TEEMS_ECORRUPT);
+		assert_true(kv_equal(kv, copy));
+	}
+	teems_free(snap);
+	kv_free(copy);
+	/* lease names are keys for permissions */
+	AS(kv, "default", "+OK\r\n", "ACL", "SETUSER", "alice", "on", ">pw", "~app:*", "+@read");
+	AS(kv, "default", "+OK\r\n", "ACL", "SETUSER", "bob", "on", ">pw", "%R~r:*", "%W~w:*",
+	   "+@all", "-@admin");
+	AS(kv, "alice",
+	   "-NOPERM this user has no permissions to run the 'lease.acquire' command\r\n",
+	   "LEASE.ACQUIRE", "app:x", "100");
+	assert_string_equal(exec_as(kv, 2, 0, "alice", mk("LEASE.INFO", "app:x", NULL)), "$-1\r\n");
+	AS(kv, "alice",
+	   "-NOPERM this user has no permissions to access one of the keys used as arguments\r\n",
+	   "LEASE.INFO", "other");
+	AS(kv, "bob",
+	   "-NOPERM this user has no permissions to access one of the keys used as arguments\r\n",
+	   "LEASE.ACQUIRE", "r:x", "100");
+	assert_string_equal(exec_as(kv, 2, 0, "bob", mk("LEASE.ACQUIRE", "w:x", "100", NULL)),
+			    "*2\r\n:1\r\n:100\r\n");
+	AS(kv, "bob",
+	   "-NOPERM this user has no permissions to access one of the keys used as arguments\r\n",
+	   "LEASE.INFO", "w:x");
+	AS(kv, "nobody", "-NOAUTH Authentication required.\r\n", "LEASE.INFO", "w:x");
+	kv_free(kv);
+}
+
 static void test_acl_errors(void **state)
 {
 	struct kv *kv;
@@ -964,6 +1083,7 @@ int main(void)
 		cmocka_unit_test(test_response_checks),
 		cmocka_unit_test(test_acl_commands),
 		cmocka_unit_test(test_acl_errors),
+		cmocka_unit_test(test_lease_commands),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

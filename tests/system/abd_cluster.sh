@@ -1,0 +1,124 @@
+#!/bin/sh
+# engine = abd as a user runs it: `teems cluster up --engine abd`, redis-cli --tls SET/GET
+# through every replica (each coordinates; nothing is forwarded), a command ABD cannot do
+# gets the clear error, kill -9 of one replica while writes go on, `teems cluster up` restarts
+# it (a new incarnation: it registers through the Paxos control plane, fences, recovers by
+# range digests), the newest values are read through it, `cluster down` stops everything.
+#
+# usage: abd_cluster.sh TEEMS TEEMSD    exit 77 (skipped) without TEEMSD or redis-cli.
+set -u
+TEEMS=$1
+TEEMSD=$2
+[ -x "$TEEMSD" ] || { echo "teemsd not built: skipped"; exit 77; }
+command -v redis-cli >/dev/null 2>&1 || { echo "redis-cli not installed: skipped"; exit 77; }
+export TEEMS_TEEMSD="$TEEMSD"
+
+T=$(mktemp -d /tmp/teems-abd-cluster-XXXXXX)
+D="$T/cluster"
+cleanup() {
+	for f in "$D"/r*/teemsd.pid; do
+		[ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null
+	done
+	rm -rf "$T"
+}
+trap cleanup EXIT INT TERM
+
+fails=0
+fail() {
+	echo "FAIL: $*"
+	fails=$((fails + 1))
+}
+show_logs() {
+	for l in "$D"/r*/teemsd.log; do
+		echo "--- $l"
+		tail -n 30 "$l"
+	done
+}
+port_of() { # replica id -> client port, from cluster.conf ("id pid host:port peer")
+	awk -v id="$1" '$1 == id { n = split($3, a, ":"); print a[n] }' "$D/cluster.conf"
+}
+rc() { # replica id, then a redis-cli command
+	id=$1
+	shift
+	timeout 10 redis-cli --tls --cacert "$D/ca.pem" -h 127.0.0.1 -p "$(port_of "$id")" "$@" 2>&1
+}
+# until_ok SECONDS EXPECTED ID CMD...: repeat the command until it prints EXPECTED while it
+# answers TRYAGAIN (a replica recovering, or before its first configuration lease) or cannot
+# be reached (restarting); any other answer fails at once.
+until_ok() {
+	secs=$1
+	want=$2
+	shift 2
+	end=$(($(date +%s) + secs))
+	while :; do
+		got=$(rc "$@")
+		[ "$got" = "$want" ] && return 0
+		case "$got" in
+		TRYAGAIN* | *"Connection refused"* | *"I/O error"* | "") ;;
+		*) echo "$got"; return 1 ;;
+		esac
+		[ "$(date +%s)" -ge "$end" ] && { echo "$got"; return 1; }
+		sleep 0.2
+	done
+}
+
+if ! "$TEEMS" --dir "$D" cluster up --engine abd >"$T/out" 2>&1; then
+	cat "$T/out"
+	show_logs
+	exit 1
+fi
+cat "$T/out"
+grep -q '^engine = abd' "$D/r0/teemsd.conf" || fail "r0/teemsd.conf does not say engine = abd"
+
+# A SET through every replica, each read back through every replica.
+for i in 0 1 2; do
+	got=$(until_ok 20 OK "$i" SET "key$i" "value-$i") || fail "SET through r$i: $got"
+	for j in 0 1 2; do
+		got=$(rc "$j" GET "key$i")
+		[ "$got" = "value-$i" ] || fail "GET key$i through r$j: \"$got\""
+	done
+done
+rc 1 TEEMS.STATUS | grep -q '^engine:abd' || fail "TEEMS.STATUS does not say engine:abd"
+got=$(rc 2 INCR counter)
+[ "$got" = "ERR 'incr' is not supported with engine = abd" ] || fail "INCR answered \"$got\""
+got=$(rc 0 DEL key0)
+[ "$got" = 1 ] || fail "DEL key0 answered \"$got\""
+got=$(rc 2 GET key0)
+[ -z "$got" ] || fail "GET key0 after DEL answered \"$got\""
+
+# kill -9 of r1; writes go on through r0 and r2 (F = 1).
+kill -9 "$(cat "$D/r1/teemsd.pid")"
+for i in 0 1 2; do
+	via=$((i % 2 == 0 ? 0 : 2))
+	got=$(until_ok 20 OK "$via" SET "key$i" "newer-$i") || fail "SET key$i through r$via: $got"
+done
+if ! "$TEEMS" --dir "$D" cluster up >"$T/out" 2>&1; then
+	fail "cluster up (restart of r1) failed"
+	cat "$T/out"
+fi
+# r1 is a new incarnation: refused (TRYAGAIN) until it registered, fenced and recovered, then
+# it serves the newest values.
+for i in 0 1 2; do
+	got=$(until_ok 60 "newer-$i" 1 GET "key$i") || fail "GET key$i through restarted r1: $got"
+done
+st=$(rc 1 TEEMS.STATUS)
+echo "$st" | grep -q '^abd_state:fresh' || fail "r1 is not fresh: $st"
+echo "$st" | grep -q '^registration:0\.0' && fail "r1 did not register a new incarnation"
+got=$(until_ok 20 OK 1 SET after restart) || fail "SET through restarted r1: $got"
+got=$(rc 0 GET after)
+[ "$got" = restart ] || fail "GET after through r0: \"$got\""
+
+pids=$(cat "$D"/r*/teemsd.pid)
+"$TEEMS" --dir "$D" cluster down >"$T/out" 2>&1 || fail "cluster down: $(cat "$T/out")"
+for p in $pids; do
+	if kill -0 "$p" 2>/dev/null && ! grep -q '^State:.*Z' "/proc/$p/status" 2>/dev/null; then
+		fail "teemsd pid $p still running after cluster down"
+	fi
+done
+
+if [ $fails -ne 0 ]; then
+	show_logs
+	echo "$fails check(s) failed"
+	exit 1
+fi
+echo "all checks passed"
