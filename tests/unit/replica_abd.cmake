@@ -2,7 +2,8 @@
 # tests/unit/test_replica_abd.c, two groups.
 if(TARGET teems_replica)
   add_executable(test_replica_abd ${CMAKE_CURRENT_LIST_DIR}/test_replica_abd.c)
-  target_link_libraries(test_replica_abd PRIVATE teems_replica PkgConfig::CMOCKA)
+  target_link_libraries(test_replica_abd PRIVATE teems_replica_harness teems_replica
+                        PkgConfig::CMOCKA)
   foreach(group basic restart)
     add_test(NAME test_replica_abd_${group} COMMAND test_replica_abd ${group})
     set_tests_properties(test_replica_abd_${group} PROPERTIES LABELS unit TIMEOUT 120)
