@@ -551,7 +551,8 @@ static int parse_args(int argc, char **argv)
 	opt.seed = 1;
 	opt.io_timeout_ms = 3000;
 	opt.final_reads = true;
-	for (int i = 1; i < argc; i++) {
+	/* Every option takes a value: one step consumes two arguments. */
+	for (int i = 1; i < argc; i += 2) {
 		const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
 		bool ok = val != NULL;
 
@@ -610,7 +611,6 @@ static int parse_args(int argc, char **argv)
 			fprintf(stderr, "teems-loadgen: bad value for %s: '%s'\n", a, val);
 			return -1;
 		}
-		i++;
 	}
 	if (opt.n_addr == 0 || opt.history == NULL) {
 		fprintf(stderr, "teems-loadgen: --addr and --history are required\n");
