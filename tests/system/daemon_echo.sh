@@ -85,6 +85,18 @@ if command -v redis-benchmark >/dev/null; then
 	cat "$DIR/bench.out" | tr '\r' '\n' | grep 'requests per second' | tail -2
 fi
 
+echo "--- half-open clients: a request cut in the middle, then silence, does not hold anyone up"
+exec 7<>/dev/tcp/127.0.0.1/$C0
+printf '*2\r\n$3\r\nGET\r\n' >&7 # the key never comes
+exec 8<>/dev/tcp/127.0.0.1/$C0
+printf '*3\r\n$3\r\nSET\r\n$1\r\nh\r\n$3' >&8 # cut inside a bulk length
+[ "$(redis-cli -p $C0 PING)" = PONG ] || fail "a half-open client blocks others"
+printf '\r\nabc\r\n' >&8 # the rest arrives late: the request completes
+IFS= read -r -t 5 line <&8
+[ "${line%$'\r'}" = "+OK" ] || fail "a request completed late got \"$line\""
+exec 7>&- 8>&- # both vanish without a word
+[ "$(redis-cli -p $C0 PING)" = PONG ] || fail "r0 after two clients vanished"
+
 echo "--- r1 goes away and comes back: r0 redials"
 kill -INT "${PIDS[1]}"
 wait "${PIDS[1]}"; rc=$?
