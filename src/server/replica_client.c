@@ -246,8 +246,7 @@ static void finish_result(struct replica *r, struct rp_pending *pe, const uint8_
 		send_client_reply(r, pe, MSG_CLIENT_OK, MSG_NO_REPLICA, result, len);
 	} else if (!pe->gone) {
 		resp_out_init(&o, pe->proto);
-		if (rp_cmd_response(pe->spec, result, len, &o) != 0 && o.err == TEEMS_OK &&
-		    o.len == 0)
+		if (cmd_response(pe->spec, result, len, &o) != 0 && o.err == TEEMS_OK && o.len == 0)
 			resp_add_error(&o, "ERR teems: the result does not decode");
 		reply_out(r, pe->conn, pe->req, &o);
 		resp_out_free(&o);
@@ -933,8 +932,8 @@ void replica_client_as(struct replica *r, uint64_t conn, uint64_t req, const cha
 		return;
 	}
 	/* AUTH is a read of the user table (never wrapped: it is how one becomes a user) */
-	if (rp_cmd_request_as(spec, argv, argc, wall_ms(), auth ? NULL : user, &cmd, &cmd_len,
-			      err) != 0) {
+	if (cmd_request_as(spec, argv, argc, wall_ms(), auth ? NULL : user, &cmd, &cmd_len, err) !=
+	    0) {
 		reply_error(r, conn, req, proto, err);
 		return;
 	}

@@ -240,17 +240,6 @@ void rp_lease_applied(struct replica *r, const uint8_t *cmd, size_t len, uint8_t
 void rp_lease_tick(struct replica *r);
 void rp_client_reply_frame(struct replica *r, uint16_t from, const struct msg *m);
 
-/* replica_cmd.c: RESP command <-> one encoded state-machine command (commands.h's
- * cmd_request/cmd_response when src/net has them, else the GET/SET/VGET/VSET subset through
- * cmd_to_kv/cmd_reply). */
-int rp_cmd_request(const struct cmd_spec *spec, const struct resp_arg *argv, size_t argc,
-		   uint64_t now_ms, uint8_t **out, size_t *out_len, char *err);
-int rp_cmd_response(const struct cmd_spec *spec, const uint8_t *result, size_t len,
-		    struct resp_out *out);
-/* rp_cmd_request run as `user` (cmd_request_as; NULL: unwrapped). */
-int rp_cmd_request_as(const struct cmd_spec *spec, const struct resp_arg *argv, size_t argc,
-		      uint64_t now_ms, const char *user, uint8_t **out, size_t *out_len, char *err);
-
 /* The quote's report data for an incarnation (DESIGN.md section 4, Boot): SHA-256 of
  * ("teems register v1\0" | u16 replica | incarnation public key | cluster id), then 32 zero
  * bytes. */

@@ -206,8 +206,7 @@ static void test_bad_frames(void **state)
 			argv[i].len = strlen(words[i]);
 		}
 		assert_int_equal(
-			rp_cmd_request(cmd_lookup(argv[0].p, 3), argv, 3, 0, &cmd, &cmd_len, cerr),
-			0);
+			cmd_request(cmd_lookup(argv[0].p, 3), argv, 3, 0, &cmd, &cmd_len, cerr), 0);
 		assert_true(cmd_len + 1 <= sizeof(wire));
 		wire[0] = RP_FWD_WRITE;
 		memcpy(wire + 1, cmd, cmd_len);
