@@ -3,7 +3,7 @@
 # driven the same way (bench/README.md says how to read the table).
 #
 #   bench/compare.sh [--quick] [--reps R] [--seconds S] [--only redis,etcd,teems] [--no-tls]
-#                    [--no-check-perf]
+#                    [--no-check-perf] [--peer-rtt US]
 #
 #   --quick          1 repetition, ~0.7 s per measured test, no `etcdctl check perf`, no CFT
 #                    sync=rr row: the whole run stays under 2 minutes
@@ -13,6 +13,9 @@
 #   --only LIST      systems to run (default redis,etcd,teems)
 #   --no-tls         plaintext rows only
 #   --no-check-perf  skip `etcdctl check perf` (it runs 60 s at a fixed 150 puts/s)
+#   --peer-rtt US    round trip added between teems replicas for the lease-versus-read-index
+#                    rows (default 1000 = 1 ms; 0 leaves those rows out): bench-delay-proxy
+#                    (bench/delay_proxy.c) in front of every peer port, US/2 each way
 #
 # Environment: TEEMSD (teemsd binary; default the newest build*/teemsd that answers --help),
 # TEEMS_CLI (the `teems` CLI, used only to mint the client-TLS service CA; default the `teems`
@@ -49,6 +52,7 @@ seconds=""
 only="redis,etcd,teems"
 tls=1
 check_perf=1
+peer_rtt=1000
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
@@ -57,6 +61,7 @@ while [ $# -gt 0 ]; do
     --only) only=${2:?--only needs a list}; shift ;;
     --no-tls) tls=0 ;;
     --no-check-perf) check_perf=0 ;;
+    --peer-rtt) peer_rtt=${2:?--peer-rtt needs microseconds}; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "compare.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
   esac
@@ -71,6 +76,8 @@ case "$reps" in ''|*[!0-9]*) echo "compare.sh: --reps must be a whole number" >&
 [ "$reps" -ge 1 ] && [ "$reps" -le 15 ] || { echo "compare.sh: --reps must be 1..15" >&2; exit 2; }
 awk -v s="$seconds" 'BEGIN { exit !(s + 0 > 0 && s + 0 <= 60) }' ||
   { echo "compare.sh: --seconds must be in (0, 60]" >&2; exit 2; }
+case "$peer_rtt" in ''|*[!0-9]*) echo "compare.sh: --peer-rtt must be whole microseconds" >&2; exit 2 ;; esac
+[ "$peer_rtt" -le 100000 ] || { echo "compare.sh: --peer-rtt must be at most 100000" >&2; exit 2; }
 want() { case ",$only," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 
 build=${BUILD_DIR:-build}
@@ -350,6 +357,25 @@ ensure_etcd() {
     { log "apt-get install etcd failed: $(tail -2 "$tmp/apt.log")"; return 1; }
 }
 
+# build_delay_proxy: bench-delay-proxy beside teemsd (a CMake target), else compiled here.
+proxy_bin=""
+proxy_why=""
+build_delay_proxy() {
+  [ -n "$proxy_bin" ] && return 0
+  if [ -x "$(dirname "$teemsd")/bench-delay-proxy" ]; then
+    proxy_bin=$(dirname "$teemsd")/bench-delay-proxy
+    return 0
+  fi
+  mkdir -p "$repo/$build"
+  if cc -O2 -std=gnu11 -Wall -Wextra -o "$repo/$build/bench-delay-proxy" bench/delay_proxy.c \
+    2>"$tmp/delay_proxy.cc.log"; then
+    proxy_bin=$repo/$build/bench-delay-proxy
+    return 0
+  fi
+  proxy_why="cc failed: $(head -1 "$tmp/delay_proxy.cc.log")"
+  return 1
+}
+
 etcd_put_bin=$repo/$build/bench-etcd-put
 build_etcd_put() {
   [ -x "$etcd_put_bin" ] && [ "$etcd_put_bin" -nt bench/etcd_put.c ] && return 0
@@ -551,13 +577,41 @@ teems_tls_material() {
 # 1ms); a lease of 1 ms never outlives the 50 ms heartbeat gap, so every GET takes the read
 # index.
 teems_row() {
-  local label=$1 m_r=$2 sync=$3 transport=$4 leases=${5:-on}
-  local d=$tmp/teems-$label-$transport i pp=() cp=() pids=() peers="" cid leader_port=""
+  local label=$1 m_r=$2 sync=$3 transport=$4 leases=${5:-on} rtt=${6:-0}
+  local d=$tmp/teems-$label-$transport i j pp=() xp=() cp=() pids=() peers=() cid leader_port=""
+  local maps=() proxy_pid=""
   for i in 0 1 2; do
     free_port; pp[i]=$port
     free_port; cp[i]=$port
-    peers+="${peers:+, }$i@127.0.0.1:${pp[$i]}"
+    xp[i]=${pp[$i]}
+    if [ "$rtt" -gt 0 ]; then
+      free_port; xp[i]=$port
+      maps+=("${xp[$i]}:${pp[$i]}")
+    fi
   done
+  # Replica j listens on its own peer port and reaches the others through their proxy ports
+  # (the same ports when there is no proxy).
+  for j in 0 1 2; do
+    peers[j]=""
+    for i in 0 1 2; do
+      if [ "$i" -eq "$j" ]; then
+        peers[j]+="${peers[$j]:+, }$i@127.0.0.1:${pp[$i]}"
+      else
+        peers[j]+="${peers[$j]:+, }$i@127.0.0.1:${xp[$i]}"
+      fi
+    done
+  done
+  local mode="3r m_r=$m_r sync=$sync"
+  [ "$leases" = off ] && mode+=" nolease"
+  [ "$rtt" -gt 0 ] && mode+=" rtt=$(awk -v u="$rtt" 'BEGIN { printf "%gms", u / 1000 }')"
+  if [ "$rtt" -gt 0 ]; then
+    if ! build_delay_proxy; then
+      add_row teems "$mode" "$transport" "-" "" "" "" "no bench-delay-proxy: $proxy_why"
+      return
+    fi
+    spawn "$d.proxy.log" "$proxy_bin" --seconds 3600 $((rtt / 2)) "${maps[@]}"
+    proxy_pid=$spawned
+  fi
   if [ "$transport" = tls ]; then
     cid=$tls_cluster_id
     mkdir -p "$d"; cp -a "$tmp/teems-platform" "$d/platform"
@@ -570,7 +624,7 @@ teems_row() {
     {
       echo "# written by bench/compare.sh"
       echo "replica_id = $i"
-      echo "peers = $peers"
+      echo "peers = ${peers[$i]}"
       echo "f = 1"
       echo "m_r = $m_r"
       echo "engine = paxos"
@@ -610,8 +664,6 @@ teems_row() {
     done
     return 1
   }
-  local mode="3r m_r=$m_r sync=$sync"
-  [ "$leases" = off ] && mode+=" nolease"
   if ! wait_until 30 teems_leader; then
     local dead=""
     for i in 0 1 2; do kill -0 "${pids[$i]}" 2>/dev/null || dead+=" r$i"; done
@@ -622,7 +674,7 @@ teems_row() {
     log "teems $mode $transport: leader at 127.0.0.1:$leader_port"
     rb_measure teems "$mode" "$transport" "$leader_port" "${cli_tls[@]}"
   fi
-  stop_pids "${pids[@]}"
+  stop_pids "${pids[@]}" ${proxy_pid:+"$proxy_pid"}
   rm -rf "$d"
 }
 
@@ -641,8 +693,14 @@ teems_rows() {
     read -r m_r sync <<<"$cfg"
     teems_row "m$m_r-$sync" "$m_r" "$sync" plain
   done
-  # GET with lease reads (the rows above: leases on by default) versus read-index reads
+  # GET with lease reads (the rows above: leases on by default) versus read-index reads, on
+  # loopback and with a round trip between the replicas (--peer-rtt), where a read-index read
+  # pays it and a lease read does not
   teems_row "m1-rr-nolease" 1 rr plain off
+  if [ "$peer_rtt" -gt 0 ]; then
+    teems_row "m1-rr-rtt" 1 rr plain on "$peer_rtt"
+    teems_row "m1-rr-nolease-rtt" 1 rr plain off "$peer_rtt"
+  fi
   if [ "$tls" -eq 1 ]; then
     if [ "$tls_ok" -eq 1 ]; then
       for cfg in "${configs[@]}"; do
@@ -730,10 +788,35 @@ printf '%s\n' "${rows[@]}" | awk -F'\t' -v OFS='\t' '
 {
   cat "$tmp/header"
   awk -F'\t' '
-    BEGIN { fmt = "%-6s %-22s %-5s %-12s %10s %8s %8s %7s %6s  %s\n"
+    BEGIN { fmt = "%-6s %-32s %-5s %-12s %10s %8s %8s %7s %6s  %s\n"
       printf fmt, "system", "mode", "tr", "test", "ops/s", "p50 ms", "p99 ms", "x_redis", "x_aof", "note" }
     { printf fmt, $1, $2, $3, $4, ($5 == "" ? "-" : $5), ($6 == "" ? "-" : $6),
         ($7 == "" ? "-" : $7), ($8 == "" ? "-" : $8), ($9 == "" ? "-" : $9), $10 }' "$tmp/rows.tsv"
+  # Issue 6's comparison: GET with lease reads over GET with read-index reads (teems m_r=1
+  # sync=rr, plain), on loopback and with the peer round trip, and lease GET over Redis GET.
+  awk -F'\t' '
+    $3 == "plain" && $1 == "redis" && $2 == "no-aof" { redis[$4] = $5 }
+    $3 == "plain" && $1 == "teems" && $4 ~ /^GET/ && $2 ~ /^3r m_r=1 sync=rr( |$)/ {
+      rtt = "0"; if (match($2, /rtt=[^ ]*/)) rtt = substr($2, RSTART + 4, RLENGTH - 4)
+      k = rtt "|" $4; keys[k] = 1
+      if ($2 ~ /nolease/) ri[k] = $5; else le[k] = $5 }
+    END {
+      n = 0; for (k in keys) if ((k in le) && (k in ri) && le[k] != "" && ri[k] != "") n++
+      if (n == 0) exit
+      print ""
+      print "# GET, lease reads against read-index reads (3r m_r=1 sync=rr, plain); peer rtt 0 = loopback"
+      fmt = "%-9s %-12s %12s %16s %13s %12s\n"
+      printf fmt, "peer rtt", "test", "lease ops/s", "read-index ops/s", "lease/ri", "lease/redis"
+      for (k in keys) {
+        if (!(k in le) || !(k in ri) || le[k] == "" || ri[k] == "") continue
+        split(k, f, "|")
+        t = f[2]
+        printf fmt, f[1], t, sprintf("%.0f", le[k]), sprintf("%.0f", ri[k]),
+          sprintf("%.2f", le[k] / ri[k]),
+          ((t in redis) && redis[t] > 0) ? sprintf("%.2f", le[k] / redis[t]) : "-"
+      }
+    }' "$tmp/rows.tsv" | { IFS= read -r first || exit 0; echo "$first"; IFS= read -r h; echo "$h"
+                          IFS= read -r c; echo "$c"; sort -k1,1 -k2,2; }
 } | tee "$results/compare.txt"
 
 {
