@@ -637,6 +637,18 @@ static int handle_query(struct abd *a, const struct msg *m, struct abd_ready *r)
 	return send_query_reply(a, r, m->from.replica, m->nonce, g, q->mode);
 }
 
+/* Does a replica sync a write before acknowledging it? Always under `always`. Under rr only
+ * when the coordinator's own synced ack is not enough (W_Q - M_R > 1, e.g. M_R = 0): the write
+ * then waits for replicas' synced acks, and the group fsync would only add its delay. */
+static bool syncs_now(const struct abd *a)
+{
+	unsigned wq = abd_wq(a);
+
+	return a->cfg.sync == ABD_SYNC_ALWAYS ||
+	       (a->cfg.sync == ABD_SYNC_RR && wq > a->cfg.quorum.m_r &&
+		wq - a->cfg.quorum.m_r > 1);
+}
+
 static int handle_write(struct abd *a, const struct msg *m, struct abd_ready *r)
 {
 	const struct msg_abd_write *w = &m->abd_write;
@@ -649,7 +661,7 @@ static int handle_write(struct abd *a, const struct msg *m, struct abd_ready *r)
 	if (a->suspicious && !abd_ignore_suspicion(a))
 		return 0;
 	rc = abd_store(a, r, w->key.p, w->key.len, h, &w->ts, w->tombstone, w->value.p,
-		       w->value.len, a->cfg.sync == ABD_SYNC_ALWAYS, &stored);
+		       w->value.len, syncs_now(a), &stored);
 	if (rc)
 		return rc;
 	/* the register now holds w->ts or a higher timestamp: acknowledge w->ts */
@@ -660,7 +672,7 @@ static int handle_write(struct abd *a, const struct msg *m, struct abd_ready *r)
 	if (g->seq <= a->synced_seq)
 		return send_ack(a, r, m->from.replica, m->nonce, w->key.p, w->key.len, &w->ts,
 				MSG_SYNCED);
-	if (a->cfg.sync == ABD_SYNC_RR) {
+	if (!syncs_now(a)) {
 		rc = send_ack(a, r, m->from.replica, m->nonce, w->key.p, w->key.len, &w->ts,
 			      MSG_VOLATILE);
 		if (rc)

@@ -330,18 +330,32 @@ static int flush_queue(struct paxos *p, struct paxos_ready *r)
 	return paxos_send_accepts(p, r, first, p->last_slot, -1);
 }
 
+/* The sync rule: of the W_Q acks that commit a slot, all but M_R must be synced (the
+ * leader's own is, under rr and always). */
+static unsigned need_synced(const struct paxos *p)
+{
+	unsigned w = paxos_vote_quorum(p);
+
+	if (p->cfg.sync == PAXOS_SYNC_NONE)
+		return 0;
+	return w > p->cfg.quorum.m_r ? w - p->cfg.quorum.m_r : 0;
+}
+
 static bool commit_rule(const struct paxos *p, const struct paxos_slot *s)
 {
-	unsigned need_synced;
-
 	if (popcount64(s->acked) < paxos_vote_quorum(p))
 		return false;
-	if (p->cfg.sync == PAXOS_SYNC_NONE)
-		return true;
-	need_synced = paxos_vote_quorum(p) > p->cfg.quorum.m_r
-			      ? paxos_vote_quorum(p) - p->cfg.quorum.m_r
-			      : 0;
-	return popcount64(s->synced) >= need_synced;
+	return popcount64(s->synced) >= need_synced(p);
+}
+
+/* Does a follower sync an accepted entry before acknowledging it? Always under `always`.
+ * Under rr only when the leader's own synced ack is not enough: then commits wait for
+ * followers' synced acks (M_R = 0 makes it W_Q - 0 = W_Q), and deferring the fsync to the
+ * group timer would only add its delay to every commit. */
+static bool follower_syncs_now(const struct paxos *p)
+{
+	return p->cfg.sync == PAXOS_SYNC_ALWAYS ||
+	       (p->cfg.sync == PAXOS_SYNC_RR && need_synced(p) > 1);
 }
 
 static int broadcast_commit(struct paxos *p, struct paxos_ready *r, uint64_t nonce)
@@ -491,7 +505,7 @@ int paxos_on_accept(struct paxos *p, struct paxos_ready *r, const struct msg *m)
 				   values[s - a->first_slot].len));
 	if (store_from <= last || raised) {
 		TRY(paxos_persist(p, r, store_from, store_from <= last ? last - store_from + 1 : 0,
-				  p->cfg.sync == PAXOS_SYNC_ALWAYS, &seq));
+				  follower_syncs_now(p), &seq));
 		if (raised)
 			p->promised_seq = seq;
 	} else {
@@ -501,12 +515,13 @@ int paxos_on_accept(struct paxos *p, struct paxos_ready *r, const struct msg *m)
 
 	memset(&h, 0, sizeof(h));
 	TRY(paxos_digest(p, a->first_slot, values, a->values.count, h.digest));
-	if (p->cfg.sync != PAXOS_SYNC_ALWAYS)
+	if (!follower_syncs_now(p))
 		TRY(send_accepted(p, r, m->from.replica, m->nonce, &a->ballot, a->first_slot, last,
 				  h.digest, MSG_VOLATILE));
 	if (p->cfg.sync == PAXOS_SYNC_NONE)
 		return TEEMS_OK;
-	/* The synced ack waits for the fsync (always: the only ack; rr: after the group fsync). */
+	/* The synced ack waits for the fsync (synced at once: the only ack; otherwise after the
+	 * group fsync). */
 	h.kind = HELD_ACCEPTED;
 	h.seq = seq;
 	h.to = m->from.replica;
