@@ -110,10 +110,16 @@ void replica_client_as(struct replica *r, uint64_t conn, uint64_t req, const cha
  * the applied state): the shell's own commands (SELECT, CLIENT, ...) need AUTH otherwise. */
 bool replica_default_open(struct replica *r);
 /* True: this engine has users (the shell sends AUTH here). The shell links weak fallbacks of
- * these three for stand-in engines without users (tests/system/fake_replica.c). */
+ * these three (and replica_flush) for stand-in engines without users (tests/system/fake_replica.c).
+ */
 bool replica_has_users(struct replica *r);
 /* The connection closed: drop its pending replies (their commands may still commit). */
 void replica_client_gone(struct replica *r, uint64_t conn);
+/* Ends a batch of replica_client_as calls: the reads that ran on the leader lease during it
+ * are confirmed with one clock reading and answered (or, if the lease ended, go again through
+ * the read index). Until then their replies are held. The shell calls it before it writes out
+ * replies, once per event-loop turn; a caller that never does gets no lease-read replies. */
+void replica_flush(struct replica *r);
 
 /* The fsync job. prepare (loop thread) says what the job covers; run (worker thread) does the
  * fsync and, when the job carries a snapshot, seals it and then compacts the WAL (it touches

@@ -171,6 +171,11 @@ void rp_clients_free(struct replica *r)
 			teems_free(pe);
 		}
 	}
+	for (size_t i = 0; i < r->lease.n_held; i++)
+		teems_free(r->lease.held[i].res); /* their pendings were freed above */
+	teems_free(r->lease.held);
+	r->lease.held = NULL;
+	r->lease.n_held = r->lease.cap_held = 0;
 	teems_free(r->buckets);
 	r->buckets = NULL;
 	r->n_buckets = r->n_pending = 0;
@@ -257,48 +262,121 @@ static void finish_result(struct replica *r, struct rp_pending *pe, const uint8_
 static void lease_remaining(struct replica *r, const uint8_t *cmd, size_t len, uint8_t *res,
 			    size_t res_len);
 
+/* The lease ended between the read and its confirmation: the read goes again, and then takes
+ * the read index. */
+static void lease_read_fallback(struct replica *r, struct rp_pending *pe)
+{
+	r->lease.read_fallbacks++;
+	if (pe->forwarded_in) {
+		/* "busy, try me again" for its forwarder */
+		send_client_reply(r, pe, MSG_CLIENT_NOT_LEADER, r->self, NULL, 0);
+		pending_free(r, pe);
+		return;
+	}
+	/* Not inside this step: the client timers submit it again. */
+	pe->state = RP_RETRY;
+	timed_set(r, pe, r->now.hi_ns);
+}
+
+/* A fresh clock reading, as the core's time. */
+static struct paxos_time fresh_now(struct replica *r)
+{
+	struct tee_clock_reading c;
+	struct paxos_time now = r->now;
+
+	if (tee_clock_now(r->clock, &c) == TEEMS_OK) {
+		now.lo_ns = c.lo_ns;
+		now.hi_ns = c.hi_ns;
+		now.epoch = c.epoch;
+	}
+	return now;
+}
+
+/* Keeps a lease read's result for replica_flush. Reading the clock costs about as much as
+ * serving a GET, and one reading taken after every read of a batch ran confirms them all:
+ * a later confirmation is only a stricter one. */
+static int lease_read_hold(struct replica *r, struct rp_pending *pe, uint8_t *res, size_t len)
+{
+	if (r->lease.n_held == r->lease.cap_held) {
+		size_t cap = r->lease.cap_held ? r->lease.cap_held * 2 : 64;
+		struct rp_lease_read *h = teems_realloc(r->lease.held, cap * sizeof(*h));
+
+		if (h == NULL)
+			return TEEMS_ENOMEM;
+		r->lease.held = h;
+		r->lease.cap_held = cap;
+	}
+	timed_remove(r, pe);
+	pe->state = RP_LEASE_HELD;
+	r->lease.held[r->lease.n_held].pe = pe;
+	r->lease.held[r->lease.n_held].res = res;
+	r->lease.held[r->lease.n_held].len = len;
+	r->lease.n_held++;
+	return TEEMS_OK;
+}
+
 /* A read, served on this replica's state (after the read-index barrier, or at the leader for a
  * forwarded read). Read-only commands never change the map (commands.h). A read answered from
- * the leader lease (`lease`) is confirmed after it ran, with a fresh clock reading (paxos.h,
- * "Leader lease"): if the lease ended meanwhile the result is discarded and the read goes
- * again, which then takes the read index. */
+ * the leader lease (`lease`) is confirmed after it ran, with a clock reading taken after it
+ * (paxos.h, "Leader lease"): at once, or for a client's read, by replica_flush at the end of
+ * the batch. If the lease ended meanwhile the result is discarded and the read goes again,
+ * which then takes the read index. */
 static void serve_read(struct replica *r, struct rp_pending *pe, bool lease)
 {
 	uint8_t *res = NULL;
 	size_t len = 0;
 	int rc = kv_apply_encoded(r->kv, pe->wire + 1, pe->wire_len - 1, &res, &len);
 
-	if (rc == TEEMS_OK && lease) {
-		struct tee_clock_reading c;
-		struct paxos_time now = r->now;
+	if (rc != TEEMS_OK) {
+		teems_free(res);
+		finish_error(r, pe, rc == TEEMS_ENOMEM ? "ERR teems: out of memory" : ERR_REFUSED);
+		return;
+	}
+	if (lease && r->lease.in_client && !pe->forwarded_in &&
+	    lease_read_hold(r, pe, res, len) == TEEMS_OK)
+		return;
+	if (lease) {
+		struct paxos_time now = fresh_now(r);
 
-		if (tee_clock_now(r->clock, &c) == TEEMS_OK) {
-			now.lo_ns = c.lo_ns;
-			now.hi_ns = c.hi_ns;
-			now.epoch = c.epoch;
-		}
 		if (!paxos_lease_read_ok(r->p, &now, 0)) {
-			/* Not inside this step: the client timers submit it again (a forwarded
-			 * read: its forwarder, told "busy, try me again"). */
 			teems_free(res);
-			r->lease.read_fallbacks++;
-			if (pe->forwarded_in) {
-				send_client_reply(r, pe, MSG_CLIENT_NOT_LEADER, r->self, NULL, 0);
-				pending_free(r, pe);
-				return;
-			}
-			pe->state = RP_RETRY;
-			timed_set(r, pe, r->now.hi_ns);
+			lease_read_fallback(r, pe);
 			return;
 		}
 	}
-	if (rc == TEEMS_OK) {
-		lease_remaining(r, pe->wire + 1, pe->wire_len - 1, res, len);
-		finish_result(r, pe, res, len);
-	} else {
-		finish_error(r, pe, rc == TEEMS_ENOMEM ? "ERR teems: out of memory" : ERR_REFUSED);
-	}
+	lease_remaining(r, pe->wire + 1, pe->wire_len - 1, res, len);
+	finish_result(r, pe, res, len);
 	teems_free(res);
+}
+
+void replica_flush(struct replica *r)
+{
+	r->lease.batch_clock = false;
+	/* Answering may run more client calls (the shell resumes a connection), which hold more
+	 * reads: take the list, and go again until none is left. */
+	while (r->lease.n_held > 0) {
+		struct rp_lease_read *h = r->lease.held;
+		size_t n = r->lease.n_held;
+		struct paxos_time now = fresh_now(r);
+		bool ok = paxos_lease_read_ok(r->p, &now, 0);
+
+		r->lease.held = NULL;
+		r->lease.n_held = r->lease.cap_held = 0;
+		for (size_t i = 0; i < n; i++) {
+			struct rp_pending *pe = h[i].pe;
+
+			pe->state = RP_IN_CORE;
+			if (ok) {
+				lease_remaining(r, pe->wire + 1, pe->wire_len - 1, h[i].res,
+						h[i].len);
+				finish_result(r, pe, h[i].res, h[i].len);
+			} else {
+				lease_read_fallback(r, pe);
+			}
+			teems_free(h[i].res);
+		}
+		teems_free(h);
+	}
 }
 
 /* ---- routing a request: the local core, a leader, or later ---- */
@@ -888,7 +966,12 @@ void replica_client_as(struct replica *r, uint64_t conn, uint64_t req, const cha
 		reply_error(r, conn, req, proto, err);
 		return;
 	}
-	rp_read_clock(r);
+	/* One reading per batch serves the reads in it (replica_flush starts the next batch):
+	 * the reading only times the request, and a lease read is confirmed by a later one. */
+	if (!(spec->flags & CMD_F_READ) || !r->lease.batch_clock) {
+		rp_read_clock(r);
+		r->lease.batch_clock = true;
+	}
 	auth = spec->id == CMD_AUTH;
 	if (!auth) {
 		user = local_acl(r, conn, req, user, spec, proto);
@@ -959,7 +1042,9 @@ void replica_client_as(struct replica *r, uint64_t conn, uint64_t req, const cha
 	pe->deadline_ns = r->now.hi_ns + RP_NO_LEADER_NS;
 	if (table_add(r, pe) != TEEMS_OK)
 		goto oom;
+	r->lease.in_client = true;
 	attempt(r, pe);
+	r->lease.in_client = false;
 	return;
 oom:
 	if (pe != NULL)

@@ -42,9 +42,10 @@
 #define RP_FWD_GENESIS 2u /* the genesis check's probe (replica_genesis.c), not a command */
 
 enum rp_state {
-	RP_IN_CORE,   /* waiting for the core's note (or the apply of its slot) */
-	RP_FORWARDED, /* sent to `fwd_to` as MSG_CLIENT_REQUEST; waiting for MSG_CLIENT_REPLY */
-	RP_RETRY,     /* not proposed (no leader, busy): tried again at `timer_ns` */
+	RP_IN_CORE,    /* waiting for the core's note (or the apply of its slot) */
+	RP_FORWARDED,  /* sent to `fwd_to` as MSG_CLIENT_REQUEST; waiting for MSG_CLIENT_REPLY */
+	RP_RETRY,      /* not proposed (no leader, busy): tried again at `timer_ns` */
+	RP_LEASE_HELD, /* read from the lease, in lease.held until replica_flush confirms it */
 };
 
 /* One client request in flight, keyed in the core by (client_id, request_id). Local requests
@@ -153,6 +154,16 @@ struct replica {
 		uint64_t next_request;
 		uint64_t expires;	 /* EXPIRE proposals made */
 		uint64_t read_fallbacks; /* lease reads that failed the check after the read */
+		/* Lease reads run during the current batch of client calls, each with its
+		 * result, waiting for replica_flush to confirm them with one clock reading. */
+		struct rp_lease_read {
+			struct rp_pending *pe;
+			uint8_t *res; /* owned */
+			size_t len;
+		} * held;
+		size_t n_held, cap_held;
+		bool in_client;	  /* inside replica_client_as: lease reads wait for the flush */
+		bool batch_clock; /* the clock was read in this batch: client reads reuse it */
 	} lease;
 
 	/* ---- the genesis check (replica_genesis.c) ---- */

@@ -196,9 +196,15 @@ static void on_signal(uv_signal_t *h, int signum)
 	teemsd_stop(d, 0);
 }
 
+/* Once per loop turn, before polling and after it: the engine answers the lease reads of
+ * this turn (replica_flush), then every stream writes what it has queued. */
 static void on_flush(uv_handle_t *h)
 {
-	tstream_flush_all(h->data);
+	struct teemsd *d = h->data;
+
+	if (d->r != NULL)
+		replica_flush(d->r);
+	tstream_flush_all(d);
 }
 
 static void on_prepare(uv_prepare_t *h)

@@ -342,6 +342,12 @@ __attribute__((weak)) bool replica_has_users(struct replica *r)
 	return false;
 }
 
+/* A stand-in engine holds no replies for a batch. */
+__attribute__((weak)) void replica_flush(struct replica *r)
+{
+	(void)r;
+}
+
 #define WRONGPASS "WRONGPASS invalid username-password pair or user is disabled."
 
 /* An engine without users (replica_has_users false) answers AUTH here, as a Redis without

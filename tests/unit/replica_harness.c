@@ -262,6 +262,7 @@ uint64_t send_cmd_as(struct cluster *c, int i, uint64_t conn, const char *user,
 	uint64_t req = c->next_req++;
 
 	replica_client_as(c->nodes[i].r, conn, req, user, argv, argc, 2);
+	replica_flush(c->nodes[i].r); /* as the shell does once per loop turn */
 	return req;
 }
 
@@ -272,6 +273,7 @@ uint64_t send_cmd(struct cluster *c, int i, uint64_t conn, const char *const *wo
 	uint64_t req = c->next_req++;
 
 	replica_client(c->nodes[i].r, conn, req, argv, argc, 2);
+	replica_flush(c->nodes[i].r);
 	return req;
 }
 
