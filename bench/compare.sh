@@ -571,11 +571,10 @@ teems_tls_material() {
   tls_ok=1
 }
 
-# teems_row LABEL M_R SYNC TRANSPORT [LEASES]: one cluster, measured, stopped. LEASES=off turns
-# the leader lease's reads off (issue #6's lease-versus-read-index rows): t_lease = 1ms, the
-# shortest the configuration takes (0 would disable it in the core, but the key's minimum is
-# 1ms); a lease of 1 ms never outlives the 50 ms heartbeat gap, so every GET takes the read
-# index.
+# teems_row LABEL M_R SYNC TRANSPORT [LEASES [RTT_US]]: one cluster, measured, stopped.
+# LEASES=off turns the leader lease's reads off (issue #6's lease-versus-read-index rows):
+# t_lease = 0, so every GET takes the read index. RTT_US > 0 puts bench-delay-proxy between
+# the replicas (--peer-rtt).
 teems_row() {
   local label=$1 m_r=$2 sync=$3 transport=$4 leases=${5:-on} rtt=${6:-0}
   local d=$tmp/teems-$label-$transport i j pp=() xp=() cp=() pids=() peers=() cid leader_port=""
@@ -631,7 +630,7 @@ teems_row() {
       echo "sync = $sync"
       echo "data_dir = \"$d/r$i/data\""
       echo "listen = 127.0.0.1:${cp[$i]}"
-      [ "$leases" = off ] && echo "t_lease = 1ms"
+      [ "$leases" = off ] && echo "t_lease = 0"
       teemsd_has_key cluster_id && echo "cluster_id = $cid"
       teemsd_has_key platform_dir && echo "platform_dir = \"$d/platform\""
       if [ "$transport" = tls ]; then

@@ -17,8 +17,9 @@ enum kind {
 	K_UINT,
 	K_U64,
 	K_DURATION,
+	K_DURATION_OFF, /* a K_DURATION, or 0 (any unit) for "off" */
 	K_SIZE,
-	K_RHO,
+	K_FRACTION, /* a number in (0, max / 1000) */
 	K_ENUM,
 	K_PATH,
 	K_ADDR,
@@ -32,7 +33,7 @@ struct setting {
 	const char *name;
 	enum kind kind;
 	size_t off;
-	uint64_t min, max;	  /* K_UINT, K_U64, K_DURATION (us), K_SIZE */
+	uint64_t min, max;	  /* K_UINT, K_U64, K_DURATION (us), K_SIZE; K_FRACTION */
 	const char *const *words; /* K_ENUM, NULL-terminated; the value is the index */
 	const char *enum_msg;	  /* "must be paxos or abd" */
 	const char *def;	  /* default, as text */
@@ -42,6 +43,7 @@ struct setting {
 static const char *const engines[] = {"paxos", "abd", NULL};
 static const char *const syncs[] = {"always", "rr", "none", NULL};
 static const char *const recoveries[] = {"auto", "operator", NULL};
+static const char *const clock_verifies[] = {"monotonic", "counter", NULL};
 
 #define OFF(f) offsetof(struct teems_config, f)
 #define MS 1000ull
@@ -65,12 +67,18 @@ static const struct setting settings[] = {
 	 "sync policy (DESIGN.md section 7)"},
 	{"t_op", K_DURATION, OFF(t_op_us), 1 * MS, 3600 * SEC, NULL, NULL, "2s",
 	 "T_op: how long a collection of replies stays open"},
-	{"t_lease", K_DURATION, OFF(t_lease_us), 1 * MS, 3600 * SEC, NULL, NULL, "2s",
-	 "T_lease: leader lease"},
+	{"t_lease", K_DURATION_OFF, OFF(t_lease_us), 1 * MS, 3600 * SEC, NULL, NULL, "2s",
+	 "T_lease: leader lease; 0 turns lease reads off (every read takes the read index)"},
 	{"t_cfg", K_DURATION, OFF(t_cfg_us), 1 * MS, 3600 * SEC, NULL, NULL, "5s",
 	 "T_cfg: configuration lease"},
-	{"rho", K_RHO, OFF(rho), 0, 0, NULL, NULL, "0.01",
+	{"rho", K_FRACTION, OFF(rho), 0, 500, NULL, NULL, "0.01",
 	 "bound on the trusted timer's rate error, in (0, 0.5)"},
+	{"clock_verify", K_ENUM, OFF(clock_verify), 0, 0, clock_verifies,
+	 "must be monotonic or counter", "monotonic",
+	 "trusted clock verifiers: monotonic (host clock), or counter (also a spinning counter "
+	 "thread: costs a core)"},
+	{"clock_counter_margin", K_FRACTION, OFF(clock_counter_margin), 0, 1000, NULL, NULL, "0.05",
+	 "clock_verify = counter: headroom over the counter's calibrated rate, in (0, 1)"},
 	{"recovery", K_ENUM, OFF(recovery), 0, 0, recoveries, "must be auto or operator", "auto",
 	 "full-cluster restart: automatic, or only with an operator's signature"},
 	{"operator_key", K_PATH, OFF(operator_key), 0, 0, NULL, NULL, "",
@@ -112,7 +120,8 @@ static const struct setting settings[] = {
 /* K_ENUM settings are written through an int pointer. */
 _Static_assert(sizeof(enum config_engine) == sizeof(int) &&
 		       sizeof(enum config_sync) == sizeof(int) &&
-		       sizeof(enum config_recovery) == sizeof(int),
+		       sizeof(enum config_recovery) == sizeof(int) &&
+		       sizeof(enum config_clock_verify) == sizeof(int),
 	       "config enums must be int-sized");
 
 static const struct setting *find_setting(const char *key, size_t len)
@@ -121,8 +130,9 @@ static const struct setting *find_setting(const char *key, size_t len)
 
 	if (len == 0 || len >= sizeof(norm))
 		return NULL;
-	for (size_t i = 0; i < len; i++)
-		norm[i] = key[i] == '-' ? '_' : (char)tolower((unsigned char)key[i]);
+	for (size_t i = 0; i < len; i++) /* '.': the spelling `clock.verify` (issue 6) */
+		norm[i] =
+			key[i] == '-' || key[i] == '.' ? '_' : (char)tolower((unsigned char)key[i]);
 	norm[len] = '\0';
 	for (size_t i = 0; i < N_SETTINGS; i++)
 		if (strcmp(settings[i].name, norm) == 0)
@@ -420,11 +430,15 @@ int config_set(struct teems_config *c, const char *key, const char *value, const
 		}
 		break;
 	case K_DURATION:
+	case K_DURATION_OFF:
 		if (!config_parse_duration(value, &v)) {
 			why = "not a duration (a whole number with a unit: us, ms, s or m, e.g. "
 			      "500ms)";
+		} else if (s->kind == K_DURATION_OFF && v == 0) {
+			*(uint64_t *)(base + s->off) = 0;
 		} else if (v < s->min || v > s->max) {
-			why = "must be 1ms to 60m";
+			why = s->kind == K_DURATION_OFF ? "must be 0 (off) or 1ms to 60m"
+							: "must be 1ms to 60m";
 		} else {
 			*(uint64_t *)(base + s->off) = v;
 		}
@@ -441,19 +455,22 @@ int config_set(struct teems_config *c, const char *key, const char *value, const
 			*(uint64_t *)(base + s->off) = v;
 		}
 		break;
-	case K_RHO: {
+	case K_FRACTION: {
 		char *end;
 		double d;
 
 		errno = 0;
 		d = strtod(value, &end);
 		if (value[0] == '\0' || *end != '\0' || errno != 0 ||
-		    isspace((unsigned char)value[0]))
+		    isspace((unsigned char)value[0])) {
 			why = "not a number";
-		else if (!(d > 0.0 && d < 0.5))
-			why = "must be in (0, 0.5)";
-		else
-			c->rho = d;
+		} else if (!(d > 0.0 && d < (double)s->max / 1000)) { /* also refuses NaN */
+			snprintf(detail, sizeof(detail), "must be in (0, %g)",
+				 (double)s->max / 1000);
+			why = detail;
+		} else {
+			*(double *)(base + s->off) = d;
+		}
 		break;
 	}
 	case K_ENUM: {

@@ -5,8 +5,8 @@
  *     # comment            (a line whose first non-blank character is '#' or ';')
  *     key = value          (blanks around key and value are dropped; the value may be
  *                           wrapped in double quotes, which are removed; no escapes)
- * Every key is also a flag: --key=value or --key value, with '-' and '_' interchangeable
- * (--replica-id 2, --t_op=500ms). A key may appear only once in a file.
+ * Every key is also a flag: --key=value or --key value, with '-', '_' and '.' interchangeable
+ * (--replica-id 2, --t_op=500ms, clock.verify = counter). A key may appear only once in a file.
  *
  * Peers: `peers = 0@127.0.0.1:7000, 1@127.0.0.1:7001, 2@[::1]:7002`; N is the number of
  * peers, ids must be exactly 0..N-1, and the replica's own id must be among them.
@@ -35,6 +35,7 @@
 enum config_engine { CONFIG_ENGINE_PAXOS, CONFIG_ENGINE_ABD };
 enum config_sync { CONFIG_SYNC_ALWAYS, CONFIG_SYNC_RR, CONFIG_SYNC_NONE };
 enum config_recovery { CONFIG_RECOVERY_AUTO, CONFIG_RECOVERY_OPERATOR };
+enum config_clock_verify { CONFIG_CLOCK_VERIFY_MONOTONIC, CONFIG_CLOCK_VERIFY_COUNTER };
 
 struct config_addr {
 	char host[CONFIG_MAX_HOST]; /* a name or an address; IPv6 without brackets */
@@ -56,6 +57,11 @@ struct teems_config {
 	enum config_sync sync;
 	uint64_t t_op_us, t_lease_us, t_cfg_us;
 	double rho;
+	/* The trusted clock's verifiers (DESIGN.md section 8, src/tee/tee.h "Trusted clock"): the
+	 * host monotonic clock always; with counter also a spinning counter thread (one core),
+	 * calibrated at its fastest rate times 1 + clock_counter_margin. */
+	enum config_clock_verify clock_verify;
+	double clock_counter_margin;
 	enum config_recovery recovery;
 	char operator_key[CONFIG_MAX_PATH]; /* public key; needed with recovery = operator */
 	struct config_addr listen;	    /* RESP clients */

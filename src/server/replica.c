@@ -721,6 +721,10 @@ static int open_platform(struct replica *r, char *errbuf)
 	to.cluster_id_len = CONFIG_CLUSTER_ID_LEN;
 	/* The clock's bounds use the same rate bound the protocol's T_fence assumes. */
 	to.clock.rho = r->cfg.rho;
+	to.clock.verify = r->cfg.clock_verify == CONFIG_CLOCK_VERIFY_COUNTER
+				  ? TEE_CLOCK_VERIFY_COUNTER
+				  : TEE_CLOCK_VERIFY_MONOTONIC;
+	to.clock.counter_margin = r->cfg.clock_counter_margin;
 	rc = tee_open(&to, &r->tee, errbuf);
 	if (rc != TEEMS_OK)
 		return rc;

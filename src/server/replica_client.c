@@ -756,9 +756,9 @@ static void status_lines(struct replica *r, struct text *t)
 		text_addf(t, "clock_taints_%s:%" PRIu64 "\r\n",
 			  tee_clock_taint_name((enum tee_clock_taint)i), cs.taints_by_reason[i]);
 	text_addf(t, "clock_reads:%" PRIu64 "\r\n", cs.reads);
-	/* the verifiers the clock runs: the host monotonic clock on every read (a counter
-	 * thread is not implemented, docs/LEASES.md) */
-	text_addf(t, "clock_verify:monotonic\r\n");
+	/* the verifiers the clock runs: the host monotonic clock on every read, and with
+	 * `counter` a spinning counter thread too (setting clock_verify, src/tee/tee.h) */
+	text_addf(t, "clock_verify:%s\r\n", tee_clock_verify_name(cs.verify));
 	text_addf(t, "lease_held:%d\r\n", paxos_lease_held(r->p) ? 1 : 0);
 	text_addf(t, "lease_reads:%" PRIu64 "\r\n", paxos_lease_reads(r->p));
 	text_addf(t, "lease_read_fallbacks:%" PRIu64 "\r\n", r->lease.read_fallbacks);

@@ -65,7 +65,31 @@ struct tee_backend;
  *     the anchor moves to the current read once window_ns of TSC time has passed, so a rate
  *     disagreement r > rho is detected within slack_ns / (r - rho) of TSC time (or at the next
  *     read after that), provided r > rho + slack_ns / window_ns. With the defaults a host that
- *     runs 5% fast is detected within 25 ms.
+ *     runs 5% fast is detected within 25 ms;
+ *   - counter (only with verify = TEE_CLOCK_VERIFY_COUNTER): since the previous read or since
+ *     the anchor, a spinning counter advanced more than the TSC allows: counter time
+ *     > TSC time * (1 + rho) + slack_ns.
+ *
+ * The counter verifier (T-Lease's "trust but verify"; issue 6). A thread started by
+ * tee_clock_open counts in a tight loop (a chain of dependent multiplies per count, so that its
+ * rate follows the core's frequency rather than what an SMT sibling does). The host can
+ * deschedule it, slow its core or share the core with other work, so the counter may count
+ * slowly; it cannot make it count faster than the CPU runs it. Calibrated at its fastest
+ * observed rate (the fastest of 100 sub-windows of the calibration, times 1 + counter_margin),
+ * counter time is a lower bound on real time, and a counter that gets ahead of the TSC means
+ * the TSC ran slow: a host that scales or slows the TSC and moves its CLOCK_MONOTONIC in step
+ * (so the host checks see nothing) is caught.
+ *   - Detects: a TSC running at s < 1 / ((1 + counter_margin)(1 + rho)) of real time (0.943
+ *     with the defaults); 10% slow is seen within about 0.63 s at worst, about 23 ms if it
+ *     starts at an anchor (tests/unit/test_tee_clock.c works the numbers).
+ *   - Cannot detect: a fast TSC (a descheduled counter looks the same; the host checks stay
+ *     on for that), a slowdown within the margin, anything during calibration.
+ *   - Costs: one core spinning for the clock's lifetime.
+ *   - False taints: a CPU that later runs the loop faster than calibration saw by more than
+ *     counter_margin (turbo after a cold calibration). Give it a dedicated core at a fixed
+ *     frequency, or raise counter_margin: on a shared 2-vCPU VM the loop later ran at most
+ *     1.07x its calibrated rate (batches of 60 runs at load 2 to 6). A slow or stalled
+ *     counter is never a taint.
  *
  * Bounds. If the TSC runs at its calibrated rate within rho (the platform's trust assumption;
  * see tee_clock_rate_trusted), every reading satisfies lo_ns <= real time elapsed since the clock
@@ -81,15 +105,24 @@ struct tee_backend;
  * ------------------------------------------------------------------------------------------- */
 
 /* Where the clock's raw values come from. All members NULL (or a NULL source pointer) means the
- * real ones: __rdtsc() and CLOCK_MONOTONIC, and nanosleep for the calibration wait. Tests and the
- * simulator inject fakes; a fake must provide sleep_ns (advancing its own time), since the
- * calibration waits calibration_ns of host time. `arg` is passed to every function and must
- * outlive the clock. */
+ * real ones: __rdtsc() and CLOCK_MONOTONIC, nanosleep for the calibration wait, and (with
+ * verify = counter) a counter thread. Tests and the simulator inject fakes; a fake must provide
+ * sleep_ns (advancing its own time), since the calibration waits calibration_ns of host time.
+ * With verify = counter a fake tsc needs a fake counter too (a real thread cannot be calibrated
+ * against fake time); then no thread is started. counter is ignored with verify = monotonic.
+ * `arg` is passed to every function and must outlive the clock. */
 struct tee_clock_source {
 	uint64_t (*tsc)(void *arg);
 	uint64_t (*host_ns)(void *arg);
 	void (*sleep_ns)(void *arg, uint64_t ns);
+	uint64_t (*counter)(void *arg); /* never decreases; may stall */
 	void *arg;
+};
+
+/* Which verifiers check the TSC besides the host monotonic clock, which always does. */
+enum tee_clock_verify {
+	TEE_CLOCK_VERIFY_MONOTONIC = 0,
+	TEE_CLOCK_VERIFY_COUNTER, /* and a spinning counter thread: costs one core */
 };
 
 /* Zero means "default" for every member. */
@@ -99,6 +132,11 @@ struct tee_clock_options {
 	double rho;			       /* rate bound, 0 < rho < 0.5; default 0.01 */
 	uint64_t slack_ns;  /* fixed tolerance of every check and bound; default 1 ms */
 	uint64_t window_ns; /* the rate check's anchor moves after this much time; default 1 s */
+	enum tee_clock_verify verify; /* default monotonic */
+	/* verify = counter: the counter's calibrated rate is its fastest observed rate times
+	 * (1 + counter_margin), 0 < counter_margin < 1; default 0.05. A TSC slower than
+	 * 1 / ((1 + counter_margin) * (1 + rho)) of real time is detected. */
+	double counter_margin;
 };
 
 struct tee_clock_reading {
@@ -113,6 +151,7 @@ enum tee_clock_taint {
 	TEE_CLOCK_TAINT_HOST_BACKWARDS,
 	TEE_CLOCK_TAINT_JUMP,
 	TEE_CLOCK_TAINT_RATE,
+	TEE_CLOCK_TAINT_COUNTER,
 	TEE_CLOCK_TAINT_N_,
 };
 
@@ -122,15 +161,21 @@ struct tee_clock_stats {
 	uint64_t taints; /* == epoch */
 	uint64_t taints_by_reason[TEE_CLOCK_TAINT_N_];
 	enum tee_clock_taint last_taint;
+	enum tee_clock_verify verify;
+	uint64_t counter_hz; /* verify = counter: calibrated counts per second (with the margin) */
+	uint64_t counter;    /* verify = counter: the counter's value now */
 };
 
 /* Calibrates and starts a clock (blocks for calibration_ns of host time; the clock starts at the
- * first calibration sample). *out belongs to the caller until tee_clock_close.
- * Errors: TEEMS_EINVAL (bad option), TEEMS_ENOMEM, TEEMS_ECLOCK (no usable invariant TSC on this
- * CPU, or a source that does not advance or runs backwards during calibration). */
+ * first calibration sample). With verify = counter and the real sources, starts the counter
+ * thread first, so that calibration measures it. *out belongs to the caller until
+ * tee_clock_close.
+ * Errors: TEEMS_EINVAL (bad option), TEEMS_ENOMEM (also: the counter thread cannot be
+ * created), TEEMS_ECLOCK (no usable invariant TSC on this CPU, or a source that does not
+ * advance or runs backwards during calibration, or a counter that never advanced). */
 int tee_clock_open(const struct tee_clock_options *opts, struct tee_clock **out, char *errbuf);
 
-/* NULL is a no-op. */
+/* Stops and joins the counter thread, if any. NULL is a no-op. */
 void tee_clock_close(struct tee_clock *clock);
 
 /* Reads the clock, running the cross-checks above. Errors: none today (TEEMS_ECLOCK is reserved
@@ -139,8 +184,11 @@ int tee_clock_now(struct tee_clock *clock, struct tee_clock_reading *out);
 
 void tee_clock_stats(struct tee_clock *clock, struct tee_clock_stats *out);
 
-/* "jump", "rate", ...; never NULL. */
+/* "jump", "rate", "counter", ...; never NULL. */
 const char *tee_clock_taint_name(enum tee_clock_taint taint);
+
+/* "monotonic" or "counter" (the spelling of the teemsd setting clock_verify); never NULL. */
+const char *tee_clock_verify_name(enum tee_clock_verify verify);
 
 /* ---------------------------------------------------------------------------------------------
  * Platform handle

@@ -79,6 +79,8 @@ static void test_defaults(void **state)
 	assert_int_equal(c.t_lease_us, 2000000);
 	assert_int_equal(c.t_cfg_us, 5000000);
 	assert_true(c.rho == 0.01);
+	assert_int_equal(c.clock_verify, CONFIG_CLOCK_VERIFY_MONOTONIC);
+	assert_true(c.clock_counter_margin == 0.05);
 	assert_string_equal(c.data_dir, "teems-data");
 	assert_string_equal(c.tls_cert, "");
 	for (size_t i = 0; i < CONFIG_CLUSTER_ID_LEN; i++)
@@ -149,7 +151,13 @@ static void test_each_setting(void **state)
 	bad("t_op", "1.5s", "not a duration");
 	bad("t_op", "5 s", "not a duration");
 	bad("t_op", "10h", "not a duration");
-	bad("t_lease", "0s", "must be 1ms to 60m");
+	ok(&c, "t_lease", "0s"); /* off: lease reads take the read index */
+	assert_int_equal(c.t_lease_us, 0);
+	ok(&c, "t_lease", "0ms");
+	assert_int_equal(c.t_lease_us, 0);
+	bad("t_lease", "999us", "must be 0 (off) or 1ms to 60m");
+	bad("t_lease", "61m", "must be 0 (off) or 1ms to 60m");
+	bad("t_op", "0s", "must be 1ms to 60m");
 	bad("t_cfg", "999us", "must be 1ms to 60m");
 	bad("t_cfg", "61m", "must be 1ms to 60m");
 	bad("t_cfg", "99999999999999999999s", "not a duration");
@@ -163,6 +171,37 @@ static void test_each_setting(void **state)
 	bad("rho", "nan", "must be in (0, 0.5)");
 	bad("rho", "0.1x", "not a number");
 	bad("rho", "", "not a number");
+
+	ok(&c, "clock_verify", "counter");
+	assert_int_equal(c.clock_verify, CONFIG_CLOCK_VERIFY_COUNTER);
+	ok(&c, "clock_verify", "monotonic");
+	assert_int_equal(c.clock_verify, CONFIG_CLOCK_VERIFY_MONOTONIC);
+	ok(&c, "clock.verify", "counter"); /* issue 6's spelling */
+	assert_int_equal(c.clock_verify, CONFIG_CLOCK_VERIFY_COUNTER);
+	ok(&c, "clock-verify", "monotonic");
+	assert_int_equal(c.clock_verify, CONFIG_CLOCK_VERIFY_MONOTONIC);
+	bad("clock_verify", "tsc", "must be monotonic or counter");
+	bad("clock_verify", "Counter", "must be monotonic or counter");
+	bad("clock_verify", "", "must be monotonic or counter");
+	/* the message names the setting by its canonical name, whatever the spelling */
+	{
+		char err[TEEMS_ERRBUF_LEN] = "";
+
+		assert_int_equal(config_set(&c, "clock.verify", "spin", "--clock.verify", err),
+				 TEEMS_ECONFIG);
+		assert_string_equal(err, "config: --clock.verify: clock_verify = \"spin\": must be "
+					 "monotonic or counter");
+		assert_int_equal(c.clock_verify, CONFIG_CLOCK_VERIFY_MONOTONIC); /* unchanged */
+	}
+
+	ok(&c, "clock_counter_margin", "0.25");
+	assert_true(c.clock_counter_margin == 0.25);
+	ok(&c, "clock.counter_margin", "0.999");
+	bad("clock_counter_margin", "0", "must be in (0, 1)");
+	bad("clock_counter_margin", "1", "must be in (0, 1)");
+	bad("clock_counter_margin", "-0.5", "must be in (0, 1)");
+	bad("clock_counter_margin", "inf", "must be in (0, 1)");
+	bad("clock_counter_margin", "5%", "not a number");
 
 	ok(&c, "data_dir", "/var/lib/teems");
 	assert_string_equal(c.data_dir, "/var/lib/teems");
@@ -433,6 +472,7 @@ static void test_file(void **state)
 			    "m_r = 1\n"
 			    "data_dir = \"/var/lib/teems data\"\n"
 			    "sync = always\n"
+			    "clock.verify = counter\n"
 			    "t_op = 750ms";
 
 	(void)state;
@@ -445,6 +485,7 @@ static void test_file(void **state)
 	assert_string_equal(c.data_dir, "/var/lib/teems data");
 	assert_int_equal(c.sync, CONFIG_SYNC_ALWAYS);
 	assert_int_equal(c.t_op_us, 750000);
+	assert_int_equal(c.clock_verify, CONFIG_CLOCK_VERIFY_COUNTER);
 
 #define FILE_ERR(t, msg)                                                                 \
 	do {                                                                             \
@@ -457,6 +498,10 @@ static void test_file(void **state)
 		 "config: x.conf:2: sync = \"sometimes\": must be always, rr or none");
 	FILE_ERR("\n\nbogus = 1\n", "config: x.conf:3: unknown setting \"bogus\"");
 	FILE_ERR("f = 1\nf = 2\n", "config: x.conf:2: f is set twice in this file");
+	FILE_ERR("clock_verify = counter\nclock.verify = monotonic\n",
+		 "config: x.conf:2: clock_verify is set twice in this file");
+	FILE_ERR("clock_verify = sometimes\n",
+		 "config: x.conf:1: clock_verify = \"sometimes\": must be monotonic or counter");
 	FILE_ERR("[peer 0]\n",
 		 "config: x.conf:1: sections are not used; write key = value (peers = "
 		 "id@host:port, ...)");
@@ -487,11 +532,12 @@ static void test_load_file_and_args(void **state)
 	/* flags win over the file wherever --config appears */
 	{
 		char *argv[] = {
-			"teemsd", "--sync=always", "--replica-id", "1", "--config", path, "--t_op",
-			"3s"};
+			"teemsd", "--sync=always",  "--replica-id", "1", "--config", path, "--t_op",
+			"3s",	  "--clock_verify", "counter"};
 
 		config_defaults(&c);
-		assert_int_equal(config_parse_args(&c, 8, argv, err), TEEMS_OK);
+		assert_int_equal(config_parse_args(&c, 10, argv, err), TEEMS_OK);
+		assert_int_equal(c.clock_verify, CONFIG_CLOCK_VERIFY_COUNTER);
 		valid(&c);
 		assert_int_equal(c.sync, CONFIG_SYNC_ALWAYS);
 		assert_int_equal(c.replica_id, 1);
@@ -505,6 +551,14 @@ static void test_load_file_and_args(void **state)
 		assert_int_equal(config_parse_args(&c, 3, argv, err), TEEMS_ECONFIG);
 		assert_string_equal(
 			err, "config: --sync: sync = \"sometimes\": must be always, rr or none");
+	}
+	{
+		char *argv[] = {"teemsd", "--clock-verify", "fast"};
+
+		config_defaults(&c);
+		assert_int_equal(config_parse_args(&c, 3, argv, err), TEEMS_ECONFIG);
+		assert_string_equal(err, "config: --clock-verify: clock_verify = \"fast\": must be "
+					 "monotonic or counter");
 	}
 	{
 		char *argv[] = {"teemsd", "--f"};
@@ -549,6 +603,8 @@ static void test_usage(void **state)
 	assert_non_null(strstr(buf, "--sync"));
 	assert_non_null(strstr(buf, "--config"));
 	assert_non_null(strstr(buf, "(default: rr)"));
+	assert_non_null(strstr(buf, "--clock_verify"));
+	assert_non_null(strstr(buf, "(default: monotonic)"));
 }
 
 int main(void)
