@@ -575,6 +575,27 @@ int paxos_restart_authorize(struct paxos *p, const uint8_t *auth, size_t len);
 bool paxos_config_registration(const struct paxos *p, uint16_t replica, struct msg_regidx *idx,
 			       uint8_t key[MSG_PUBLIC_KEY_SIZE]);
 
+/* Configuration indexes for the configuration lease (DESIGN.md section 8; src/core/abd_lease.h).
+ * A configuration entry is what changes membership or incarnations: a REGISTER entry (index
+ * (epoch, its slot)) or entering an epoch (index (epoch, 0)). Indexes compare as msg_regidx
+ * does, (epoch, slot) lexicographically.
+ *
+ * paxos_config_applied_index: the index of the last configuration entry in the applied
+ * configuration (the one paxos_config_registration reports), (0, 0) at genesis. Equal to the
+ * highest registration index it holds, since every REGISTER applied in epoch E sets its
+ * replica's registration to (E, slot) and entering E sets every replica's to (E, 0); so it is
+ * kept through snapshots and restarts with the configuration itself.
+ *
+ * paxos_config_accepted_index: at least the applied index, and the highest (epoch, slot) of a
+ * REGISTER this core holds as accepted (its own accept, a proposal as leader, or adopted in
+ * recovery) or committed above its applied slot, REGISTERs that are void in this epoch left
+ * out. It counts accepted but uncommitted REGISTERs: a grantor refuses configuration leases
+ * bound to an older index from the moment it accepts (SCENARIOS.md S15). It goes down only
+ * when such an uncommitted entry is replaced by another value for its slot, which means it
+ * was never chosen. O(open slots). */
+struct msg_regidx paxos_config_applied_index(const struct paxos *p);
+struct msg_regidx paxos_config_accepted_index(const struct paxos *p);
+
 /* ---- snapshots and compaction (docs/PROTOCOL.md "RR-Paxos: snapshots") ----
  *
  * A snapshot is the state machine at an applied slot k, wrapped by the core with what the

@@ -114,6 +114,36 @@ static bool key_known(const struct paxos *p, const uint8_t key[MSG_PUBLIC_KEY_SI
 	return false;
 }
 
+struct msg_regidx paxos_config_applied_index(const struct paxos *p)
+{
+	struct msg_regidx best = {p->epoch, 0};
+
+	for (unsigned i = 0; i < p->n; i++)
+		if (p->regs[i].set && paxos_regidx_cmp(&p->regs[i].idx, &best) > 0)
+			best = p->regs[i].idx;
+	return best;
+}
+
+struct msg_regidx paxos_config_accepted_index(const struct paxos *p)
+{
+	struct msg_regidx best = paxos_config_applied_index(p);
+	uint64_t from = p->applied > p->log_base ? p->applied : p->log_base;
+
+	/* Newest first: the first REGISTER found above the applied slot is the highest. */
+	for (uint64_t s = p->last_slot; s > from; s--) {
+		const struct paxos_slot *sl = PSLOT(p, s);
+
+		if (sl->accepted && sl->is_register && sl->reg_prev_epoch >= p->epoch) {
+			struct msg_regidx idx = {p->epoch, s};
+
+			if (paxos_regidx_cmp(&idx, &best) > 0)
+				best = idx;
+			break;
+		}
+	}
+	return best;
+}
+
 /* Records the REGISTER of slot in the configuration: 0, 1 (not a REGISTER) or
  * TEEMS_ENOMEM. */
 static int config_note(struct paxos *p, uint64_t slot, struct paxos_register_entry *e)

@@ -10,6 +10,7 @@
 
 #include "common/alloc.h"
 #include "core/abd.h"
+#include "core/abd_lease.h"
 #include "core/quorum.h"
 #include "server/replica_internal.h"
 #include "teems/err.h"
@@ -65,9 +66,9 @@ struct rp_abd {
 	bool recovered_once;
 	struct msg_regidx fed[ABD_MAX_REPLICAS];
 	bool fed_have[ABD_MAX_REPLICAS];
-	/* the configuration lease stand-in (sim_abd.c lease_update()) */
-	uint64_t lease_until;
-	uint64_t ack_hi[ABD_MAX_REPLICAS];
+	/* the configuration lease (abd_lease.h; sim_abd.c lease_sync()) */
+	struct abd_lease lease;
+	uint64_t lease_until; /* hi: what ABD was given (0: none) */
 	/* clients */
 	struct areq *reqs;
 	size_t n_reqs, cap_reqs;
@@ -93,6 +94,8 @@ static int new_abd(struct replica *r, bool restarted, char *errbuf)
 {
 	struct rp_abd *x = X(r);
 	struct abd_config ac;
+	struct abd_lease_config lc;
+	int rc;
 
 	if (x->a != NULL) {
 		abd_free(x->a);
@@ -107,7 +110,20 @@ static int new_abd(struct replica *r, bool restarted, char *errbuf)
 	ac.t_op_ns = r->cfg.t_op_us * 1000;
 	x->restarted = restarted;
 	x->begun = false;
-	return abd_new(&x->a, &ac, errbuf);
+	rc = abd_new(&x->a, &ac, errbuf);
+	if (rc != TEEMS_OK)
+		return rc;
+	/* A new core is a new holder and grantor: nothing counted, a fresh nonce key. */
+	memset(&lc, 0, sizeof(lc));
+	lc.self = r->self;
+	lc.n = r->n;
+	lc.w_q = quorum_write(&r->cfg.quorum);
+	lc.t_cfg_ns = r->cfg.t_cfg_us * 1000;
+	lc.rho_ppm = (uint32_t)(r->cfg.rho * 1e6 + 0.5);
+	lc.nonce_key = r->rng ^ (r->now.lo_ns * 0x9e3779b97f4a7c15ull);
+	r->rng += 0x632be59bd9b4e019ull;
+	x->lease_until = 0;
+	return abd_lease_init(&x->lease, &lc, errbuf);
 }
 
 /* ---- carrying out a ready (abd.h: persist, send, reply, recovered, halted) ---- */
@@ -588,7 +604,7 @@ static bool fresh(const struct replica *r)
 	       !abd_recovering(x->a) && !abd_halted(x->a);
 }
 
-static void glue(struct replica *r)
+static void glue_cores(struct replica *r)
 {
 	struct rp_abd *x = X(r);
 	enum paxos_lifecycle lc;
@@ -608,7 +624,6 @@ static void glue(struct replica *r)
 			return;
 		}
 		memset(x->fed_have, 0, sizeof(x->fed_have));
-		x->lease_until = 0;
 	}
 	lc = paxos_lifecycle(r->p);
 	/* Epoch restart: the control plane installed a new epoch that names this incarnation. */
@@ -628,7 +643,6 @@ static void glue(struct replica *r)
 			       preg.epoch, preg.slot);
 			x->begun = false;
 			x->rebound = true;
-			x->lease_until = 0;
 			poke = true;
 		}
 	}
@@ -676,53 +690,102 @@ static void glue(struct replica *r)
 		apoke(r);
 }
 
-/* The configuration lease stand-in (sim_abd.c lease_update(); replica_abd.h). A new
- * incarnation becomes fresh only T_fence >= T_op + T_lease + T_cfg after its REGISTER
- * committed, so every lease granted on older configuration knowledge has lapsed by then. */
-static void lease_update(struct replica *r, const struct msg *m)
+/* ---- the configuration lease (abd_lease.h; the simulator's lease_sync() and
+ * lease_message()) ---- */
+
+static struct lease_time lease_now(struct replica *r)
+{
+	struct lease_time t;
+
+	rp_read_clock(r);
+	t.lo_ns = r->now.lo_ns;
+	t.hi_ns = r->now.hi_ns;
+	t.epoch = r->now.epoch;
+	return t;
+}
+
+/* A grantor grants nothing unless fresh in both planes, with no restart promised (an answer
+ * makes the Paxos core suspicious) and not halted: the fence of section 4. */
+static void lease_configure(struct replica *r)
 {
 	struct rp_abd *x = X(r);
-	struct msg_ballot b = paxos_promised(r->p);
-	uint64_t until = 0, t_cfg = r->cfg.t_cfg_us * 1000;
+	struct msg_incarnation regs[ABD_MAX_REPLICAS], self;
+	size_t n = 0;
 
-	if (!fresh(r))
+	for (uint16_t i = 0; i < r->n && i < ABD_MAX_REPLICAS; i++) {
+		if (!x->fed_have[i])
+			continue;
+		regs[n].replica = i;
+		regs[n].reg = x->fed[i];
+		n++;
+	}
+	self.replica = r->self;
+	self.reg = abd_registration(x->a);
+	abd_lease_configure(&x->lease, abd_lease_index(paxos_config_applied_index(r->p)),
+			    abd_lease_index(paxos_config_accepted_index(r->p)), self, regs, n,
+			    !fresh(r) || paxos_suspicious(r->p) || paxos_halted(r->p));
+}
+
+/* Every time: the core also drops its copy by itself (a taint, abd_set_registration), so no
+ * cached value is trusted. */
+static void lease_push(struct replica *r, struct lease_time now)
+{
+	struct rp_abd *x = X(r);
+
+	x->lease_until = abd_lease_valid_until(&x->lease, now);
+	abd_set_lease(x->a, x->lease_until);
+}
+
+/* After every Paxos step and tick: configure, renew when due (to every peer), hand the result
+ * to the ABD core. */
+static void lease_sync(struct replica *r)
+{
+	struct rp_abd *x = X(r);
+	struct lease_time now = lease_now(r);
+
+	lease_configure(r);
+	if (!abd_halted(x->a) && abd_lease_renew_due(&x->lease, now)) {
+		struct msg m;
+
+		abd_lease_renew(&x->lease, now, &m);
+		for (uint16_t to = 0; to < r->n && !r->halted; to++)
+			if (to != r->self)
+				send_core(r, to, &m);
+	}
+	lease_push(r, now);
+}
+
+static void lease_message(struct replica *r, const struct msg *m)
+{
+	struct rp_abd *x = X(r);
+	struct msg reply;
+
+	if (m->type == MSG_LEASE_RENEW) {
+		lease_configure(r); /* the ABD plane may have moved since the last glue */
+		if (abd_lease_on_renew(&x->lease, m, &reply))
+			send_core(r, m->from.replica, &reply);
 		return;
-	if (m->type == MSG_COMMIT && paxos_role(r->p) == PAXOS_FOLLOWER &&
-	    msg_ballot_cmp(&m->commit.ballot, &b) == 0 && m->from.replica == b.replica) {
-		until = r->now.hi_ns + t_cfg;
-	} else if (m->type == MSG_HEARTBEAT_ACK && paxos_role(r->p) == PAXOS_LEADER &&
-		   msg_ballot_cmp(&m->heartbeat_ack.ballot, &b) == 0 && m->from.replica < r->n &&
-		   m->from.replica < ABD_MAX_REPLICAS) {
-		uint64_t times[ABD_MAX_REPLICAS];
-		unsigned cnt = 0, need = quorum_write(&r->cfg.quorum) - 1;
-
-		x->ack_hi[m->from.replica] = r->now.hi_ns;
-		for (unsigned i = 0; i < r->n && i < ABD_MAX_REPLICAS; i++)
-			if (i != r->self && x->ack_hi[i] != 0)
-				times[cnt++] = x->ack_hi[i];
-		for (unsigned i = 0; i < cnt; i++) /* the need-th most recent */
-			for (unsigned j = i + 1; j < cnt; j++)
-				if (times[j] > times[i]) {
-					uint64_t t = times[i];
-
-					times[i] = times[j];
-					times[j] = t;
-				}
-		if (need == 0)
-			until = r->now.hi_ns + t_cfg;
-		else if (cnt >= need)
-			until = times[need - 1] + t_cfg;
 	}
-	if (until > x->lease_until) {
-		x->lease_until = until;
-		abd_set_lease(x->a, until);
-	}
+	(void)abd_lease_on_reply(&x->lease, m, lease_now(r));
+	lease_push(r, lease_now(r));
+}
+
+static void glue(struct replica *r)
+{
+	glue_cores(r);
+	if (!r->halted && !r->genesis.pending)
+		lease_sync(r);
 }
 
 bool rp_abd_frame(struct replica *r, const struct msg *m)
 {
 	struct abd_input in;
 
+	if (m->type == MSG_LEASE_RENEW || m->type == MSG_LEASE_REPLY) {
+		if (!r->halted)
+			lease_message(r, m);
+		return true;
+	}
 	if (m->type < MSG_ABD_QUERY || m->type > MSG_ABD_RANGE_REPLY)
 		return false;
 	memset(&in, 0, sizeof(in));
@@ -736,9 +799,8 @@ void rp_abd_after_paxos(struct replica *r, const struct msg *m)
 {
 	if (r->halted || r->genesis.pending)
 		return;
+	(void)m;
 	glue(r);
-	if (!r->halted)
-		lease_update(r, m);
 }
 
 void rp_abd_tick(struct replica *r)
@@ -856,7 +918,10 @@ const char *rp_abd_status(struct replica *r)
 		 "\r\nabd_abandoned:%" PRIu64 "\r\nabd_discarded:%" PRIu64
 		 "\r\nabd_ranges_fetched:%" PRIu64 "\r\nabd_items_adopted:%" PRIu64
 		 "\r\nabd_inflight:%zu\r\nabd_refused:%" PRIu64 "\r\nabd_retries:%" PRIu64
-		 "\r\nabd_wal_records_restored:%" PRIu64 "\r\nabd_wal_appended:%" PRIu64 "\r\n",
+		 "\r\nabd_wal_records_restored:%" PRIu64 "\r\nabd_wal_appended:%" PRIu64
+		 "\r\nabd_lease_renewals:%" PRIu64 "\r\nabd_lease_grants_given:%" PRIu64
+		 "\r\nabd_lease_refused_stale:%" PRIu64 "\r\nabd_lease_refused_fenced:%" PRIu64
+		 "\r\n",
 		 abd_halted(x->a)	? "halted"
 		 : abd_recovering(x->a) ? "recovering"
 		 : abd_suspicious(x->a) ? "suspicious"
@@ -866,7 +931,9 @@ const char *rp_abd_status(struct replica *r)
 		 x->lease_until > r->now.hi_ns ? 1 : 0, abd_keys(x->a), st->reads, st->writes,
 		 st->reads_stable, st->reads_unanimous, st->reads_write_back, st->abandoned,
 		 st->discarded, st->ranges_fetched, st->items_adopted, inflight, x->refused,
-		 x->retries, x->restored, x->written_seq);
+		 x->retries, x->restored, x->written_seq, x->lease.stats.renewals,
+		 x->lease.stats.grants_given, x->lease.stats.refused_stale,
+		 x->lease.stats.refused_fenced);
 	return x->status;
 }
 

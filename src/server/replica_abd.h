@@ -9,10 +9,11 @@
  *     restarted incarnation calls abd_begin_recovery once Paxos has it registered and fenced
  *     (lifecycle RECOVERING or FRESH); an epoch restart that names this incarnation continues
  *     the data plane under the new registration (abd_set_registration);
- *   - the configuration lease is the simulator's heartbeat-derived stand-in (a fresh follower:
- *     T_cfg after the last COMMIT heartbeat of the ballot it follows; a fresh leader: T_cfg
- *     after the (W_Q - 1)-th most recent HEARTBEAT_ACK of its ballot) until the lease module
- *     is wired in (issue 6);
+ *   - the configuration lease is src/core/abd_lease.h, as in the simulator: after every Paxos
+ *     step and tick the applied and accepted configuration indexes and the fence go to
+ *     abd_lease_configure, a renewal leaves for every peer when due (MSG_LEASE_RENEW on the
+ *     peer channel), rp_abd_frame answers peers' renewals and counts their replies, and the
+ *     result goes to abd_set_lease;
  *   - GET, SET key value and DEL key are coordinated at the replica the client talks to; no
  *     forwarding. Every other key-value command is refused with
  *     "ERR '<cmd>' is not supported with engine = abd" (rp_abd_client says why for each).
@@ -39,9 +40,10 @@ int rp_abd_open(struct replica *r, char *errbuf);
 /* r->abd may be NULL. Not while a sync job runs (replica_close's rule). */
 void rp_abd_close(struct replica *r);
 
-/* A decoded peer frame: true if it was the data plane's (MSG_ABD_*), which it consumed. */
+/* A decoded peer frame: true if it was the data plane's (MSG_ABD_*, or the configuration
+ * lease's MSG_LEASE_RENEW and MSG_LEASE_REPLY), which it consumed. */
 bool rp_abd_frame(struct replica *r, const struct msg *m);
-/* After the Paxos core stepped on message m: the lease stand-in and the glue. */
+/* After the Paxos core stepped on message m: the glue and the configuration lease. */
 void rp_abd_after_paxos(struct replica *r, const struct msg *m);
 /* Every replica_tick, after the Paxos tick: glue, the ABD tick, retries, the group fsync. */
 void rp_abd_tick(struct replica *r);

@@ -8,8 +8,10 @@
  * its log holds no-ops and REGISTERs. The shell glues them together (glue()): the applied
  * registration vector goes to abd_set_config, a restarted incarnation calls abd_begin_recovery once
  * Paxos has it registered and fenced (lifecycle RECOVERING or FRESH), and the configuration lease
- * is a stand-in (lease_update()) until the lease module exists. Clients issue GET, SET and DEL (no
- * CAS) through random replicas, each of which coordinates; the history has no versions. */
+ * is the real one (src/core/abd_lease.h, the daemon's too): MSG_LEASE_RENEW/REPLY travel the
+ * simulated network with its faults, and a checker (check_cfg_lease) holds every counted ABD
+ * quorum to S15's rule. Clients issue GET, SET and DEL (no CAS) through random replicas, each
+ * of which coordinates; the history has no versions. */
 #include "sim.h"
 
 #include <inttypes.h>
@@ -17,6 +19,7 @@
 #include <string.h>
 
 #include "core/abd.h"
+#include "core/abd_lease.h"
 #include "core/msg.h"
 #include "core/paxos.h"
 #include "core/quorum.h"
@@ -26,8 +29,8 @@
 #include "store/wal.h"
 #include "teems/err.h"
 
-/* The configuration lease stand-in (lease_update) lasts T_CFG, the Paxos core's t_cfg_ns, so
- * that T_fence = (T_op + T_lease + T_cfg)(1 + rho) covers it. Both are shorter than
+/* The configuration lease (abd_lease.h) lasts T_CFG, the Paxos core's t_cfg_ns, so that
+ * T_fence = (T_op + T_lease + T_cfg)(1 + rho) covers it. Both are shorter than
  * paxos_config_default's 2 s so that restarted incarnations become fresh (T_fence = 1.1 s)
  * while the clients still run and the faults go on. */
 #define T_CFG (300 * MS)
@@ -48,6 +51,7 @@ static unsigned paxos_unsafe_bits(unsigned abd_bits)
 		p |= PAXOS_UNSAFE_NO_RECOVERY;
 	if (abd_bits & ABD_UNSAFE_NO_INCARNATION_CHECK)
 		p |= PAXOS_UNSAFE_NO_INCARNATION_CHECK;
+	/* ABD_LEASE_UNSAFE_NO_INDEX is the lease glue's only. */
 	return p;
 }
 
@@ -70,14 +74,19 @@ struct ainst {
 	uint64_t cfg_commit;		     /* 0: the configuration must be fed to ABD again */
 	struct msg_regidx fed[MAX_REPLICAS]; /* the registration vector last fed to ABD */
 	bool fed_have[MAX_REPLICAS];
-	uint64_t lease_until;	       /* hi: the lease given to ABD (0: none) */
-	uint64_t ack_hi[MAX_REPLICAS]; /* leader: hi when each peer's HEARTBEAT_ACK arrived */
+	struct abd_lease lease; /* the configuration lease, holder and grantor */
+	uint64_t lease_until;	/* hi: the lease given to ABD (0: none) */
 	/* The ABD ordering check (check_asend): per key, the highest timestamp in a durable
 	 * record, and the register records not yet synced. */
 	bool adur_have[16];
 	struct msg_timestamp adur[16];
 	struct apending *apend;
 	size_t n_apend, cap_apend;
+};
+
+/* The first time (simulated time) any replica's applied configuration reached `index`. */
+struct cfg_seen {
+	uint64_t index, first;
 };
 
 struct astate {
@@ -87,6 +96,15 @@ struct astate {
 	int sc_phase;
 	int sc_a, sc_b, sc_d, sc_leader;
 	bool stale_bias; /* TEEMS_SIM_ABD_STALE set: the bias without --unsafe no-fence */
+	/* The configuration-lease bias (lagging_coordinator): replica lag_a's control plane is
+	 * cut off while lag_on; lag_bias: TEEMS_SIM_ABD_LAG set, the bias without --unsafe
+	 * cfg-lease-no-index. */
+	bool lag_on, lag_bias;
+	int lag_a;
+	/* check_cfg_lease: per configuration index, sorted by index */
+	struct cfg_seen *seen;
+	size_t n_seen, cap_seen;
+	bool cfg_lease_reported;
 };
 
 static struct ainst *AX(const struct instance *in)
@@ -225,6 +243,8 @@ static void check_acounted(struct sim *s, const struct instance *in, const struc
 	}
 }
 
+static void check_cfg_lease(struct sim *s, const struct instance *in, const struct abd_counted *c);
+
 static void take_aready(struct sim *s, int idx)
 {
 	struct instance *in = &s->insts[idx];
@@ -290,6 +310,7 @@ static void take_aready(struct sim *s, int idx)
 				  buf);
 		}
 		check_acounted(s, in, c);
+		check_cfg_lease(s, in, c);
 	}
 	if (r->recovered)
 		sim_trace(s, "replica %d (instance %d): ABD recovered", in->replica, idx);
@@ -339,52 +360,154 @@ static bool inst_fresh(const struct instance *in)
 	       !abd_recovering(AX(in)->a) && !abd_halted(AX(in)->a);
 }
 
-/* The configuration lease, a stand-in until the lease module exists (DESIGN.md section 8):
- * a fresh follower holds it until T_cfg (on hi) after it last received a COMMIT heartbeat of
- * the ballot it follows; a fresh leader until T_cfg after the (W_Q - 1)-th most recent
- * HEARTBEAT_ACK of its ballot. A new incarnation of any replica becomes fresh only T_fence >=
- * T_op + T_cfg (on lo) after its REGISTER committed, and a heartbeat that carries no knowledge
- * of that REGISTER was sent before it committed; so every lease granted on older
- * configuration knowledge has lapsed by then, except for heartbeats delayed in the network
- * (the simulator holds some back for up to T_op + 300 ms; T_lease in the fence covers that).
- * Not the real thing: the lease issue replaces it. */
-static void lease_update(struct sim *s, int idx, const struct msg *m)
+/* ---- the configuration lease (abd_lease.h; DESIGN.md section 8; SCENARIOS.md S15) ---- */
+
+static struct lease_time lease_now(struct sim *s, const struct instance *in)
+{
+	struct paxos_time t = sim_read_clock(s, &in->clk);
+	struct lease_time lt = {t.lo_ns, t.hi_ns, t.epoch};
+
+	return lt;
+}
+
+/* The grantor grants nothing unless fresh in both planes, with no restart promised (an answer
+ * makes the Paxos core suspicious) and not halted: the fence of section 4. */
+static bool grantor_fenced(const struct instance *in)
+{
+	return !inst_fresh(in) || paxos_suspicious(in->p) || paxos_halted(in->p);
+}
+
+/* The lease's view of the control plane: the configuration just fed to ABD, the highest
+ * configuration entry accepted here, the fence. */
+static void lease_configure(struct instance *in)
+{
+	struct ainst *x = AX(in);
+	struct msg_incarnation regs[MAX_REPLICAS], self;
+	size_t n = 0;
+
+	for (unsigned r = 0; r < MAX_REPLICAS; r++) {
+		if (!x->fed_have[r])
+			continue;
+		regs[n].replica = (uint16_t)r;
+		regs[n].reg = x->fed[r];
+		n++;
+	}
+	self.replica = (uint16_t)in->replica;
+	self.reg = abd_registration(x->a);
+	abd_lease_configure(&x->lease, abd_lease_index(paxos_config_applied_index(in->p)),
+			    abd_lease_index(paxos_config_accepted_index(in->p)), self, regs, n,
+			    grantor_fenced(in));
+}
+
+/* What the lease says goes to the ABD core (abd_set_lease), every time: the core also drops
+ * its copy by itself (a taint, abd_set_registration), so no cached value is trusted. */
+static void lease_push(struct sim *s, struct instance *in, struct lease_time now)
+{
+	AX(in)->lease_until = abd_lease_valid_until(&AX(in)->lease, now);
+	abd_set_lease(AX(in)->a, AX(in)->lease_until);
+}
+
+/* After every Paxos step (glue): configure, renew when due (to every peer, through the
+ * simulated network), hand the result to ABD. */
+static void lease_sync(struct sim *s, int idx)
 {
 	struct instance *in = &s->insts[idx];
-	struct msg_ballot b = paxos_promised(in->p);
-	uint64_t until = 0;
+	struct lease_time now = lease_now(s, in);
 
-	if (!inst_fresh(in))
-		return;
-	if (m->type == MSG_COMMIT && paxos_role(in->p) == PAXOS_FOLLOWER &&
-	    msg_ballot_cmp(&m->commit.ballot, &b) == 0 && m->from.replica == b.replica) {
-		until = sim_read_clock(s, &in->clk).hi_ns + T_CFG;
-	} else if (m->type == MSG_HEARTBEAT_ACK && paxos_role(in->p) == PAXOS_LEADER &&
-		   msg_ballot_cmp(&m->heartbeat_ack.ballot, &b) == 0 && m->from.replica < s->o.n) {
-		uint64_t times[MAX_REPLICAS];
-		unsigned n = 0, need = quorum_write(&s->q) - 1;
+	lease_configure(in);
+	if (!abd_halted(AX(in)->a) && abd_lease_renew_due(&AX(in)->lease, now)) {
+		struct msg m;
 
-		AX(in)->ack_hi[m->from.replica] = sim_read_clock(s, &in->clk).hi_ns;
-		for (unsigned r = 0; r < s->o.n; r++)
-			if ((int)r != in->replica && AX(in)->ack_hi[r] != 0)
-				times[n++] = AX(in)->ack_hi[r];
-		/* the need-th most recent */
-		for (unsigned i = 0; i < n; i++)
-			for (unsigned j = i + 1; j < n; j++)
-				if (times[j] > times[i]) {
-					uint64_t t = times[i];
-
-					times[i] = times[j];
-					times[j] = t;
-				}
-		if (need == 0)
-			until = sim_read_clock(s, &in->clk).hi_ns + T_CFG;
-		else if (n >= need)
-			until = times[need - 1] + T_CFG;
+		abd_lease_renew(&AX(in)->lease, now, &m);
+		for (unsigned to = 0; to < s->o.n && !s->done; to++)
+			if ((int)to != in->replica)
+				sim_net_send(s, in, (uint16_t)to, &m);
 	}
-	if (until > AX(in)->lease_until) {
-		AX(in)->lease_until = until;
-		abd_set_lease(AX(in)->a, until);
+	lease_push(s, in, now);
+}
+
+static void lease_message(struct sim *s, int idx, const struct msg *m)
+{
+	struct instance *in = &s->insts[idx];
+	struct msg reply;
+
+	if (m->type == MSG_LEASE_RENEW) {
+		lease_configure(in); /* the ABD plane's state may have moved since the glue */
+		if (!abd_lease_on_renew(&AX(in)->lease, m, &reply))
+			return;
+		/* Section 4: a restarted, fencing, recovering or restart-promised incarnation
+		 * grants nothing (checked on what leaves, not on the glue's own flag). */
+		if (reply.lease_reply.granted && !(inst_fresh(in) && !paxos_suspicious(in->p)))
+			sim_violation(s,
+				      "configuration lease: replica %d granted a renewal while not "
+				      "fresh (Paxos lifecycle %d)",
+				      in->replica, (int)paxos_lifecycle(in->p));
+		sim_net_send(s, in, m->from.replica, &reply);
+		return;
+	}
+	(void)abd_lease_on_reply(&AX(in)->lease, m, lease_now(s, in));
+	lease_push(s, in, lease_now(s, in));
+}
+
+/* check_cfg_lease's record: the first time any replica applied configuration index `index`
+ * (a replica that jumps over entries, by a snapshot, records only where it lands; the check
+ * is then weaker, never wrong). */
+static void cfg_seen(struct sim *s, uint64_t index)
+{
+	struct astate *as = AS(s);
+	size_t i = as->n_seen;
+
+	while (i > 0 && as->seen[i - 1].index >= index) {
+		if (as->seen[i - 1].index == index)
+			return;
+		i--;
+	}
+	if (as->n_seen == as->cap_seen) {
+		size_t ncap = as->cap_seen ? as->cap_seen * 2 : 32;
+		struct cfg_seen *nv = sim_xrealloc(s, as->seen, ncap * sizeof(*nv));
+
+		if (nv == NULL)
+			return;
+		as->seen = nv;
+		as->cap_seen = ncap;
+	}
+	memmove(&as->seen[i + 1], &as->seen[i], (as->n_seen - i) * sizeof(as->seen[0]));
+	as->seen[i].index = index;
+	as->seen[i].first = s->now;
+	as->n_seen++;
+}
+
+/* S15's rule, checked on every read or write quorum an ABD coordinator counts: a coordinator
+ * whose applied configuration is older than an entry that some replica applied T_cfg ago or
+ * more coordinates nothing. An entry is applied only after W_Q replicas accepted it; each
+ * refuses renewals bound to an older index from then on, and every counted grant set meets
+ * that accept quorum, so the holder's last counted renewal was sent before the entry was
+ * applied anywhere, and its lease lasts less than T_cfg of real time from that send
+ * (abd_lease.h). The simulator's real time is s->now. */
+static void check_cfg_lease(struct sim *s, const struct instance *in, const struct abd_counted *c)
+{
+	struct astate *as = AS(s);
+	uint64_t mine = abd_lease_index(paxos_config_applied_index(in->p));
+
+	if (c->kind == ABD_COUNTED_RECOVERY || as->cfg_lease_reported)
+		return;
+	for (size_t i = as->n_seen; i > 0 && as->seen[i - 1].index > mine; i--) {
+		const struct cfg_seen *e = &as->seen[i - 1];
+
+		if (e->first + T_CFG <= s->now) {
+			as->cfg_lease_reported = true;
+			sim_violation(s,
+				      "configuration lease: replica %d counted an ABD %s quorum at "
+				      "t=%.6fs under configuration index %" PRIu64 ".%" PRIu64
+				      ", but index %" PRIu64 ".%" PRIu64
+				      " was applied at t=%.6fs, more than T_cfg earlier",
+				      in->replica, c->kind == ABD_COUNTED_QUERY ? "query" : "write",
+				      (double)s->now / 1e9, mine >> 40,
+				      (uint64_t)(mine & ((1ull << 40) - 1)), e->index >> 40,
+				      (uint64_t)(e->index & ((1ull << 40) - 1)),
+				      (double)e->first / 1e9);
+			return;
+		}
 	}
 }
 
@@ -392,7 +515,7 @@ static void lease_update(struct sim *s, int idx, const struct msg *m)
  * to ABD (abd_set_config), and abd_begin_recovery once the restarted incarnation is
  * registered and fenced (lifecycle RECOVERING or FRESH; --unsafe no-fence: as soon as it is
  * registered). */
-static void glue(struct sim *s, int idx)
+static void glue_cores(struct sim *s, int idx)
 {
 	struct instance *in = &s->insts[idx];
 	enum paxos_lifecycle lc = paxos_lifecycle(in->p);
@@ -484,6 +607,17 @@ static void glue(struct sim *s, int idx)
 		apoke(s, idx);
 }
 
+static void glue(struct sim *s, int idx)
+{
+	struct instance *in = &s->insts[idx];
+
+	glue_cores(s, idx);
+	if (!in->alive || s->done)
+		return;
+	cfg_seen(s, abd_lease_index(paxos_config_applied_index(in->p)));
+	lease_sync(s, idx);
+}
+
 /* A bias for the no-fence negative control only (--unsafe no-fence with crash and partition
  * among the faults; never otherwise): the schedule the fence exists for (SCENARIOS.md S1).
  * Armed: a coordinator A's data plane (ABD messages) reaches only B; its Paxos messages pass.
@@ -526,8 +660,52 @@ static void stale_coordinator(struct sim *s)
 	sim_schedule(s, s->now + 400 * MS, EV_ENGINE, 1, 0, NULL, 0); /* disarm if nothing */
 }
 
+/* A bias for the configuration-lease negative control (--unsafe cfg-lease-no-index; with
+ * TEEMS_SIM_ABD_LAG=1 also without it, as its positive control; crash and partition among the
+ * faults): SCENARIOS.md S15's deposed coordinator. Replica A's control plane is cut off for
+ * LAG_NS (its Paxos messages are dropped both ways; its ABD and lease messages pass) and a
+ * replica B, neither A nor the leader, loses power and restarts, so that B's next incarnation's
+ * REGISTER commits among the others while A goes on under the old configuration. With the
+ * lease, every replica that accepted the REGISTER refuses A's renewals and A stops
+ * coordinating within T_cfg; with grantors that ignore the index, A keeps its lease and
+ * coordinates on, which check_cfg_lease reports. Needs N - 2 >= W_Q (5,2,2 and 7,2,4): the
+ * REGISTER must commit without A and B. Within the bounds: one crash, and a partition. */
+#define SIM_FAULT_CFG_LAG 0x200u
+#define LAG_NS (2 * SEC)
+static void lagging_coordinator(struct sim *s)
+{
+	int leader = sim_leader_replica(s), a, b;
+	unsigned n = s->o.n;
+
+	if (AS(s)->lag_on || AS(s)->sc_phase != 0 || leader < 0 || n < 3 ||
+	    n - 2 < quorum_write(&s->q))
+		return;
+	a = (int)(((unsigned)leader + 1 + (unsigned)rng_below(&s->rng, n - 1)) % n);
+	do
+		b = (int)rng_below(&s->rng, n);
+	while (b == a || b == leader);
+	if (!sim_available(s, a) || !sim_available(s, b) ||
+	    sim_compromised_count(s) + 1 > s->o.m_r || sim_unavailable_count(s) + 1 > s->o.f)
+		return;
+	sim_heal_network(s);
+	s->partitioned = true;
+	AS(s)->lag_on = true;
+	AS(s)->lag_a = a;
+	sim_trace(s, "adversary: lagging coordinator %d (control plane cut), crash of %d", a, b);
+	sim_restart_fault_at(s, SIM_FAULT_CRASH, b, true);
+	if (s->reps[b].restart_pending)
+		sim_schedule(s, s->now + rng_range(&s->rng, 10 * MS, 40 * MS), EV_RESTART,
+			     (uint64_t)b, 0, NULL, 0);
+	sim_schedule(s, s->now + LAG_NS, EV_ENGINE, 10, 0, NULL, 0);
+}
+
 static void scenario_event(struct sim *s, uint64_t kind)
 {
+	if (kind == 10) { /* the lagging coordinator catches up */
+		if (AS(s)->lag_on)
+			sim_heal_network(s);
+		return;
+	}
 	if (kind == 1) { /* the arming timed out */
 		if (AS(s)->sc_phase == 1) {
 			sim_heal_network(s);
@@ -583,6 +761,7 @@ static const struct {
 	{"cft-quorums", ABD_UNSAFE_CFT_QUORUMS},
 	{"no-recovery", ABD_UNSAFE_NO_RECOVERY},
 	{"no-incarnation-check", ABD_UNSAFE_NO_INCARNATION_CHECK},
+	{"cfg-lease-no-index", ABD_LEASE_UNSAFE_NO_INDEX},
 };
 
 bool sim_abd_parse_unsafe(const char *name, unsigned *out)
@@ -598,7 +777,8 @@ bool sim_abd_parse_unsafe(const char *name, unsigned *out)
 
 const char *sim_abd_unsafe_names(void)
 {
-	return "no-stabilize, no-fence, cft-quorums, no-recovery, no-incarnation-check";
+	return "no-stabilize, no-fence, cft-quorums, no-recovery, no-incarnation-check, "
+	       "cfg-lease-no-index";
 }
 
 /* ---- the engine's hooks (sim_world.h, struct sim_engine) ---- */
@@ -617,6 +797,7 @@ static int inst_open(struct sim *s, int idx, struct store_wal_opts *wo, uint64_t
 	struct instance *in = &s->insts[idx];
 	struct ainst *x = &AS(s)->x[idx];
 	struct abd_config acfg;
+	struct abd_lease_config lcfg;
 	struct store_wal_info info;
 	struct restore_ctx rc_ctx;
 	char errbuf[TEEMS_ERRBUF_LEN];
@@ -635,8 +816,22 @@ static int inst_open(struct sim *s, int idx, struct store_wal_opts *wo, uint64_t
 						   : ABD_SYNC_NONE;
 	acfg.t_op_ns = T_OP;
 	acfg.resend_ns = 100 * MS;
-	acfg.unsafe = s->o.unsafe;
+	acfg.unsafe = s->o.unsafe & ~ABD_LEASE_UNSAFE_NO_INDEX;
 	rc = abd_new(&x->a, &acfg, errbuf);
+	if (rc != TEEMS_OK) {
+		fprintf(stderr, "teems-sim: %s\n", errbuf);
+		return rc;
+	}
+	memset(&lcfg, 0, sizeof(lcfg));
+	lcfg.self = (uint16_t)in->replica;
+	lcfg.n = s->o.n;
+	lcfg.w_q = quorum_write(&s->q);
+	lcfg.t_cfg_ns = T_CFG;
+	lcfg.rho_ppm = (uint32_t)(RHO * 1e6);
+	lcfg.renew_ns = T_CFG / 3;
+	lcfg.nonce_key = rng_next(&s->rng);
+	lcfg.unsafe = s->o.unsafe & ABD_LEASE_UNSAFE_NO_INDEX;
+	rc = abd_lease_init(&x->lease, &lcfg, errbuf);
 	if (rc != TEEMS_OK) {
 		fprintf(stderr, "teems-sim: %s\n", errbuf);
 		return rc;
@@ -701,7 +896,11 @@ static void apply(struct sim *s, int idx, const struct paxos_apply *a)
 static bool net_pass(struct sim *s, int from, int to, const struct msg *msg)
 {
 	struct astate *as = AS(s);
+	bool data_or_lease = (msg->type >= MSG_ABD_QUERY && msg->type <= MSG_ABD_RANGE_REPLY) ||
+			     msg->type == MSG_LEASE_RENEW || msg->type == MSG_LEASE_REPLY;
 
+	if (as->lag_on && (from == as->lag_a || to == as->lag_a) && !data_or_lease)
+		return false; /* the lease bias: A's control plane is cut off */
 	if (as->sc_phase >= 2 && msg->type == MSG_COMMIT && (to == as->sc_a || to == as->sc_d) &&
 	    from == as->sc_leader)
 		return false; /* the no-fence bias: A and D apply no new configuration entry */
@@ -726,15 +925,15 @@ static void deliver(struct sim *s, int idx, const struct msg *m)
 {
 	struct abd_input ai;
 
-	if (m->type >= MSG_ABD_QUERY && m->type <= MSG_ABD_RANGE_REPLY) {
+	if (m->type == MSG_LEASE_RENEW || m->type == MSG_LEASE_REPLY) {
+		lease_message(s, idx, m);
+	} else if (m->type >= MSG_ABD_QUERY && m->type <= MSG_ABD_RANGE_REPLY) {
 		memset(&ai, 0, sizeof(ai));
 		ai.type = ABD_IN_MESSAGE;
 		ai.message = m;
 		astep(s, idx, &ai);
 	} else {
 		sim_deliver_paxos(s, idx, m);
-		if (s->insts[idx].alive && !s->done)
-			lease_update(s, idx, m);
 	}
 }
 
@@ -870,17 +1069,24 @@ static void adversary_choices(struct sim *s, unsigned *choices, unsigned *n)
 	if (((s->o.unsafe & ABD_UNSAFE_NO_FENCE) || AS(s)->stale_bias) &&
 	    (s->o.faults & SIM_FAULT_CRASH) && (s->o.faults & SIM_FAULT_PARTITION))
 		choices[(*n)++] = SIM_FAULT_STALE_COORDINATOR;
+	/* The configuration-lease bias; TEEMS_SIM_ABD_LAG=1 turns it on without the switch. */
+	if (((s->o.unsafe & ABD_LEASE_UNSAFE_NO_INDEX) || AS(s)->lag_bias) &&
+	    (s->o.faults & SIM_FAULT_CRASH) && (s->o.faults & SIM_FAULT_PARTITION))
+		choices[(*n)++] = SIM_FAULT_CFG_LAG;
 }
 
 static void adversary_act(struct sim *s, unsigned fault)
 {
 	if (fault == SIM_FAULT_STALE_COORDINATOR)
 		stale_coordinator(s);
+	else if (fault == SIM_FAULT_CFG_LAG)
+		lagging_coordinator(s);
 }
 
 static void on_heal_network(struct sim *s)
 {
-	AS(s)->sc_phase = 0; /* ends the no-fence bias too */
+	AS(s)->sc_phase = 0;   /* ends the no-fence bias too */
+	AS(s)->lag_on = false; /* and the lease bias */
 }
 
 static void on_event(struct sim *s, const struct event *e)
@@ -892,6 +1098,15 @@ static void init(struct sim *s)
 {
 	AS(s)->stale_bias = getenv("TEEMS_SIM_ABD_STALE") != NULL &&
 			    strcmp(getenv("TEEMS_SIM_ABD_STALE"), "1") == 0;
+	AS(s)->lag_bias = getenv("TEEMS_SIM_ABD_LAG") != NULL &&
+			  strcmp(getenv("TEEMS_SIM_ABD_LAG"), "1") == 0;
+}
+
+static void fini(struct sim *s)
+{
+	free(AS(s)->seen);
+	AS(s)->seen = NULL;
+	AS(s)->n_seen = AS(s)->cap_seen = 0;
 }
 
 static const struct sim_engine abd_engine = {
@@ -920,6 +1135,7 @@ static const struct sim_engine abd_engine = {
 	.on_heal_network = on_heal_network,
 	.on_event = on_event,
 	.init = init,
+	.fini = fini,
 	.end_checks = check_monotonic,
 	.state_size = sizeof(struct astate),
 };
