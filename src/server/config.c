@@ -17,7 +17,7 @@ enum kind {
 	K_UINT,
 	K_U64,
 	K_DURATION,
-	K_DURATION_OFF, /* a K_DURATION, or 0 (any unit) for "off" */
+	K_DURATION_OFF, /* a K_DURATION, or 0 (with or without a unit) or "off" for off */
 	K_SIZE,
 	K_FRACTION, /* a number in (0, max / 1000) */
 	K_ENUM,
@@ -431,7 +431,10 @@ int config_set(struct teems_config *c, const char *key, const char *value, const
 		break;
 	case K_DURATION:
 	case K_DURATION_OFF:
-		if (!config_parse_duration(value, &v)) {
+		if (s->kind == K_DURATION_OFF &&
+		    (strcmp(value, "0") == 0 || strcmp(value, "off") == 0)) {
+			*(uint64_t *)(base + s->off) = 0;
+		} else if (!config_parse_duration(value, &v)) {
 			why = "not a duration (a whole number with a unit: us, ms, s or m, e.g. "
 			      "500ms)";
 		} else if (s->kind == K_DURATION_OFF && v == 0) {

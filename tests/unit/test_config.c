@@ -153,8 +153,14 @@ static void test_each_setting(void **state)
 	bad("t_op", "10h", "not a duration");
 	ok(&c, "t_lease", "0s"); /* off: lease reads take the read index */
 	assert_int_equal(c.t_lease_us, 0);
-	ok(&c, "t_lease", "0ms");
+	ok(&c, "t_lease", "2s");
+	ok(&c, "t_lease", "0");
 	assert_int_equal(c.t_lease_us, 0);
+	ok(&c, "t_lease", "2s");
+	ok(&c, "t_lease", "off");
+	assert_int_equal(c.t_lease_us, 0);
+	bad("t_lease", "00", "not a duration");
+	bad("t_op", "0", "not a duration");
 	bad("t_lease", "999us", "must be 0 (off) or 1ms to 60m");
 	bad("t_lease", "61m", "must be 0 (off) or 1ms to 60m");
 	bad("t_op", "0s", "must be 1ms to 60m");
