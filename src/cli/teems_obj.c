@@ -13,8 +13,8 @@
  * 3 the service (or the store) cannot be reached.
  *
  * A get never leaves unauthenticated bytes behind: FILE is written under a temporary name and
- * renamed only when every byte authenticated; standard output receives nothing until then (the
- * plaintext is spooled to an unlinked temporary file first). */
+ * put in place only when every byte authenticated (replace_file); standard output receives
+ * nothing until then (the plaintext is spooled to an unlinked temporary file first). */
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -381,6 +381,31 @@ static int copy_out(int from)
 	return n == 0 ? 0 : -1;
 }
 
+/* Puts the finished file tmp in place of file, atomically: a reader of file sees the old
+ * bytes or all the new ones. A plain rename over an existing file makes ext4 (auto_da_alloc)
+ * allocate and submit the writeback of the whole new file inside rename(2), a heuristic for
+ * programs that replace files without fsync: over a 16 MiB file that rename took ~13 ms
+ * here, the exchange and unlink below ~5 ms. Neither cp nor this command promises a durable
+ * FILE (neither syncs it; after a crash FILE may be short, as after cp), so an
+ * existing regular file is swapped with tmp instead (renameat2 RENAME_EXCHANGE, which has no
+ * such heuristic) and the old bytes, now under tmp, are unlinked. Anything else (no FILE
+ * yet, not a regular file, a file system without RENAME_EXCHANGE): a plain rename.
+ * Returns 0 or -1 with errno set. */
+static int replace_file(const char *tmp, const char *file)
+{
+	struct stat sb;
+
+	if (lstat(file, &sb) != 0 || !S_ISREG(sb.st_mode) ||
+	    renameat2(AT_FDCWD, tmp, AT_FDCWD, file, RENAME_EXCHANGE) != 0)
+		return rename(tmp, file);
+	if (unlink(tmp) == 0)
+		return 0;
+	/* file changed under us (it became a directory, say): put it back where it was */
+	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, file, RENAME_EXCHANGE) == 0)
+		errno = EEXIST;
+	return -1;
+}
+
 static int cmd_get(struct teems_obj_client *c, const struct obj_args *a, struct progress *p)
 {
 	const char *id = a->pos[0], *file = a->npos > 1 ? a->pos[1] : "-";
@@ -418,7 +443,7 @@ static int cmd_get(struct teems_obj_client *c, const struct obj_args *a, struct 
 		return CLI_FAILED;
 	}
 	if (rc == TEEMS_OK && !to_stdout &&
-	    (fchmod(fd, 0666 & ~mask) != 0 || rename(tmp, file) != 0)) {
+	    (fchmod(fd, 0666 & ~mask) != 0 || replace_file(tmp, file) != 0)) {
 		cli_msg("get %s: %s: %s", id, file, strerror(errno));
 		unlink(tmp);
 		close(fd);

@@ -1,7 +1,7 @@
 /* The `dir` blob store: one file per blob in a local directory.
  *
  * A put writes a temporary file (".tmp-" + random, which no valid blob name can collide with
- * and listings skip), fsyncs it, renames it over the name and fsyncs the directory, so after a
+ * and listings skip), fdatasyncs it, renames it over the name and fsyncs the directory, so after a
  * crash at any point the name holds the old blob or the new one, never a torn mix, and a put
  * that returned is durable. A crash leaves at most an orphan temporary file; removing those is
  * the garbage collector's job (docs/OBJECTS.md). */
@@ -17,7 +17,12 @@
 #include "common/alloc.h"
 #include "teems/err.h"
 
-#define COPY_BUF (64 * 1024)
+/* For sinks that cannot read for themselves (the decryptor can: obj_sink.pull). */
+#define COPY_BUF (256u << 10)
+/* A put asks the kernel to start writing the blob back every WRITEBACK_STEP bytes, so that the
+ * disk works while the rest is encrypted and the fdatasync before the rename waits for the
+ * tail, not for the whole blob (a 16 MiB blob took ~14 ms to fsync here from cold). */
+#define WRITEBACK_STEP (2u << 20)
 
 struct blob_dir {
 	struct blobstore base;
@@ -59,13 +64,55 @@ static int dir_init(struct blobstore *s, char *errbuf)
 	return TEEMS_OK;
 }
 
+/* Writes src (exactly len bytes) to fd; from the source's own buffer when it can lend it. */
+static int write_all(int fd, const struct obj_src *src, uint64_t len, const char *name,
+		     char *errbuf)
+{
+	struct obj_sink out = obj_sink_fd(&fd);
+	uint8_t *buf = NULL;
+	uint64_t done = 0, kicked = 0;
+	int rc = TEEMS_OK;
+
+	if (src->borrow == NULL && (buf = teems_malloc(COPY_BUF)) == NULL)
+		return teems_errf(errbuf, TEEMS_ENOMEM, "dir put: out of memory");
+	for (;;) {
+		const uint8_t *p = buf;
+		size_t got = 0;
+
+		if (src->borrow != NULL)
+			rc = src->borrow(src->arg, &p, &got, errbuf);
+		else
+			rc = src->read(src->arg, buf, COPY_BUF, &got, errbuf);
+		if (rc != TEEMS_OK || got == 0)
+			break;
+		if (got > len - done) {
+			rc = teems_errf(errbuf, TEEMS_EIO, "put %s: source longer than %llu bytes",
+					name, (unsigned long long)len);
+			break;
+		}
+		rc = out.write(out.arg, p, got, errbuf);
+		if (rc != TEEMS_OK)
+			break;
+		done += got;
+		if (done - kicked >= WRITEBACK_STEP) {
+			/* Only a hint: durability comes from the fdatasync below. */
+			(void)sync_file_range(fd, (off_t)kicked, (off_t)(done - kicked),
+					      SYNC_FILE_RANGE_WRITE);
+			kicked = done;
+		}
+	}
+	if (rc == TEEMS_OK && done != len)
+		rc = teems_errf(errbuf, TEEMS_EIO, "put %s: source ended after %llu of %llu bytes",
+				name, (unsigned long long)done, (unsigned long long)len);
+	teems_free(buf);
+	return rc;
+}
+
 static int dir_put(struct blobstore *s, const char *name, const struct obj_src *src, uint64_t len,
 		   char *errbuf)
 {
 	struct blob_dir *d = to_dir(s);
 	char tmp[BLOB_RANDOM_NAME_LEN + 8];
-	uint8_t *buf = NULL;
-	uint64_t done = 0;
 	int dfd, fd = -1, rc;
 
 	rc = open_dir(d, &dfd, errbuf);
@@ -77,43 +124,19 @@ static int dir_put(struct blobstore *s, const char *name, const struct obj_src *
 		teems_errf(errbuf, rc, "random temporary name failed");
 		goto close_dir;
 	}
-	buf = teems_malloc(COPY_BUF);
-	if (buf == NULL) {
-		rc = teems_errf(errbuf, TEEMS_ENOMEM, "dir put: out of memory");
-		goto close_dir;
-	}
 	fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		rc = teems_errf(errbuf, TEEMS_EIO, "create %s/%s: %s", d->path, tmp,
 				strerror(errno));
-		goto free_buf;
+		goto close_dir;
 	}
-	for (;;) {
-		size_t got = 0;
-		struct obj_sink out = obj_sink_fd(&fd);
-
-		rc = src->read(src->arg, buf, COPY_BUF, &got, errbuf);
-		if (rc != TEEMS_OK)
-			goto unlink_tmp;
-		if (got == 0)
-			break;
-		if (got > len - done) {
-			rc = teems_errf(errbuf, TEEMS_EIO, "put %s: source longer than %llu bytes",
-					name, (unsigned long long)len);
-			goto unlink_tmp;
-		}
-		rc = out.write(out.arg, buf, got, errbuf);
-		if (rc != TEEMS_OK)
-			goto unlink_tmp;
-		done += got;
-	}
-	if (done != len) {
-		rc = teems_errf(errbuf, TEEMS_EIO, "put %s: source ended after %llu of %llu bytes",
-				name, (unsigned long long)done, (unsigned long long)len);
+	rc = write_all(fd, src, len, name, errbuf);
+	if (rc != TEEMS_OK)
 		goto unlink_tmp;
-	}
-	if (fsync(fd) != 0) {
-		rc = teems_errf(errbuf, TEEMS_EIO, "fsync %s: %s", tmp, strerror(errno));
+	/* The data and the file's size must be on disk before the rename can be (a crash must
+	 * leave the old blob or the whole new one under the name); fdatasync covers both. */
+	if (fdatasync(fd) != 0) {
+		rc = teems_errf(errbuf, TEEMS_EIO, "fdatasync %s: %s", tmp, strerror(errno));
 		goto unlink_tmp;
 	}
 	close(fd);
@@ -124,16 +147,14 @@ static int dir_put(struct blobstore *s, const char *name, const struct obj_src *
 	}
 	if (fsync(dfd) != 0) {
 		rc = teems_errf(errbuf, TEEMS_EIO, "fsync %s: %s", d->path, strerror(errno));
-		goto free_buf;
+		goto close_dir;
 	}
 	rc = TEEMS_OK;
-	goto free_buf;
+	goto close_dir;
 unlink_tmp:
 	if (fd >= 0)
 		close(fd);
 	unlinkat(dfd, tmp, 0);
-free_buf:
-	teems_free(buf);
 close_dir:
 	close(dfd);
 	return rc;
@@ -161,6 +182,12 @@ static int dir_get(struct blobstore *s, const char *name, const struct obj_sink 
 
 	if (rc != TEEMS_OK)
 		return rc;
+	(void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	if (sink->pull != NULL) {
+		rc = sink->pull(sink->arg, &src, errbuf);
+		close(fd);
+		return rc;
+	}
 	buf = teems_malloc(COPY_BUF);
 	if (buf == NULL)
 		rc = teems_errf(errbuf, TEEMS_ENOMEM, "dir get: out of memory");

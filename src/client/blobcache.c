@@ -7,8 +7,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
-
 #include "client/blobcache.h"
 #include "client/blobstore.h"
 #include "common/alloc.h"
@@ -26,7 +24,6 @@ struct blobcache_fill {
 	struct blobcache *cache;
 	char tmp[BLOB_RANDOM_NAME_LEN + 8];
 	int fd;
-	EVP_MD_CTX *md;
 };
 
 static void hex(const uint8_t *b, char out[HEX_LEN + 1])
@@ -71,11 +68,11 @@ void blobcache_close(struct blobcache *cache)
 	teems_free(cache);
 }
 
-int blobcache_drop(struct blobcache *cache, const uint8_t ct_sha256[TEE_SHA256_LEN], char *errbuf)
+int blobcache_drop(struct blobcache *cache, const uint8_t key[TEE_SHA256_LEN], char *errbuf)
 {
 	char name[HEX_LEN + 1], path[BLOB_URL_PATH_MAX + HEX_LEN + 2];
 
-	hex(ct_sha256, name);
+	hex(key, name);
 	if (path_of(cache, name, path, sizeof(path)) != 0)
 		return teems_errf(errbuf, TEEMS_EINVAL, "blob cache: path too long");
 	if (unlink(path) != 0 && errno != ENOENT)
@@ -84,41 +81,7 @@ int blobcache_drop(struct blobcache *cache, const uint8_t ct_sha256[TEE_SHA256_L
 	return TEEMS_OK;
 }
 
-/* Hashes the open file from its start; 0 if it hashes to want. */
-static int file_matches(int fd, uint8_t *buf, const uint8_t want[TEE_SHA256_LEN], char *errbuf)
-{
-	uint8_t got[TEE_SHA256_LEN];
-	unsigned int len = 0;
-	EVP_MD_CTX *md = EVP_MD_CTX_new();
-	int rc = TEEMS_OK;
-
-	if (md == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
-		EVP_MD_CTX_free(md);
-		return teems_errf(errbuf, TEEMS_ENOMEM, "blob cache: SHA-256 init failed");
-	}
-	for (;;) {
-		ssize_t n = read(fd, buf, CACHE_BUF);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = teems_errf(errbuf, TEEMS_EIO, "blob cache: read: %s", strerror(errno));
-			break;
-		}
-		if (n == 0)
-			break;
-		EVP_DigestUpdate(md, buf, (size_t)n);
-	}
-	if (rc == TEEMS_OK) {
-		EVP_DigestFinal_ex(md, got, &len);
-		if (tee_memcmp_ct(got, want, TEE_SHA256_LEN) != 0)
-			rc = TEEMS_EAUTH;
-	}
-	EVP_MD_CTX_free(md);
-	return rc;
-}
-
-int blobcache_get(struct blobcache *cache, const uint8_t ct_sha256[TEE_SHA256_LEN],
+int blobcache_get(struct blobcache *cache, const uint8_t key[TEE_SHA256_LEN],
 		  const struct obj_sink *sink, char *errbuf)
 {
 	char name[HEX_LEN + 1], path[BLOB_URL_PATH_MAX + HEX_LEN + 2];
@@ -126,33 +89,23 @@ int blobcache_get(struct blobcache *cache, const uint8_t ct_sha256[TEE_SHA256_LE
 	int fd, rc;
 	struct obj_src src = obj_src_fd(&fd);
 
-	hex(ct_sha256, name);
+	hex(key, name);
 	if (path_of(cache, name, path, sizeof(path)) != 0)
 		return teems_errf(errbuf, TEEMS_EINVAL, "blob cache: path too long");
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return teems_errf(errbuf, errno == ENOENT ? TEEMS_ENOTFOUND : TEEMS_EIO,
 				  "blob cache: %s: %s", name, strerror(errno));
-	buf = teems_malloc(CACHE_BUF);
-	if (buf == NULL) {
-		close(fd);
-		return teems_errf(errbuf, TEEMS_ENOMEM, "blob cache: out of memory");
+	if (sink->pull != NULL) {
+		rc = sink->pull(sink->arg, &src, errbuf);
+	} else if ((buf = teems_malloc(CACHE_BUF)) == NULL) {
+		rc = teems_errf(errbuf, TEEMS_ENOMEM, "blob cache: out of memory");
+	} else {
+		rc = obj_copy(&src, sink, buf, CACHE_BUF, errbuf);
+		teems_free(buf);
 	}
-	rc = file_matches(fd, buf, ct_sha256, errbuf);
-	if (rc == TEEMS_EAUTH) {
-		unlink(path);
-		rc = teems_errf(errbuf, TEEMS_ENOTFOUND, "blob cache: %s was damaged, dropped",
-				name);
-	} else if (rc == TEEMS_OK) {
-		if (lseek(fd, 0, SEEK_SET) != 0)
-			rc = teems_errf(errbuf, TEEMS_EIO, "blob cache: lseek: %s",
-					strerror(errno));
-		else
-			rc = obj_copy(&src, sink, buf, CACHE_BUF, errbuf);
-		if (rc == TEEMS_OK)
-			utimensat(AT_FDCWD, path, NULL, 0); /* LRU: a hit is a use */
-	}
-	teems_free(buf);
+	if (rc == TEEMS_OK)
+		utimensat(AT_FDCWD, path, NULL, 0); /* LRU: a hit is a use */
 	close(fd);
 	return rc;
 }
@@ -175,11 +128,6 @@ int blobcache_fill_begin(struct blobcache *cache, struct blobcache_fill **out, c
 		teems_errf(errbuf, rc, "blob cache: random name failed");
 		goto fail;
 	}
-	f->md = EVP_MD_CTX_new();
-	if (f->md == NULL || EVP_DigestInit_ex(f->md, EVP_sha256(), NULL) != 1) {
-		rc = teems_errf(errbuf, TEEMS_ENOMEM, "blob cache: SHA-256 init failed");
-		goto fail;
-	}
 	path_of(cache, f->tmp, path, sizeof(path));
 	f->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (f->fd < 0) {
@@ -190,7 +138,6 @@ int blobcache_fill_begin(struct blobcache *cache, struct blobcache_fill **out, c
 	*out = f;
 	return TEEMS_OK;
 fail:
-	EVP_MD_CTX_free(f->md);
 	teems_free(f);
 	return rc;
 }
@@ -200,14 +147,12 @@ static int fill_write(void *arg, const void *buf, size_t len, char *errbuf)
 	struct blobcache_fill *f = arg;
 	struct obj_sink out = obj_sink_fd(&f->fd);
 
-	if (len > 0 && EVP_DigestUpdate(f->md, buf, len) != 1)
-		return teems_errf(errbuf, TEEMS_ECRYPTO, "blob cache: SHA-256 failed");
 	return out.write(out.arg, buf, len, errbuf);
 }
 
 struct obj_sink blobcache_fill_sink(struct blobcache_fill *fill)
 {
-	return (struct obj_sink){fill_write, fill};
+	return (struct obj_sink){.write = fill_write, .arg = fill};
 }
 
 void blobcache_fill_abort(struct blobcache_fill *fill)
@@ -220,27 +165,19 @@ void blobcache_fill_abort(struct blobcache_fill *fill)
 		close(fill->fd);
 	path_of(fill->cache, fill->tmp, path, sizeof(path));
 	unlink(path);
-	EVP_MD_CTX_free(fill->md);
 	teems_free(fill);
 }
 
-int blobcache_fill_commit(struct blobcache_fill *fill, const uint8_t ct_sha256[TEE_SHA256_LEN],
+int blobcache_fill_commit(struct blobcache_fill *fill, const uint8_t key[TEE_SHA256_LEN],
 			  char *errbuf)
 {
 	char tmp[BLOB_URL_PATH_MAX + HEX_LEN + 2], path[BLOB_URL_PATH_MAX + HEX_LEN + 2];
 	char name[HEX_LEN + 1];
-	uint8_t got[TEE_SHA256_LEN];
-	unsigned int len = 0;
 	struct blobcache *cache = fill->cache;
 
-	EVP_DigestFinal_ex(fill->md, got, &len);
-	if (tee_memcmp_ct(got, ct_sha256, TEE_SHA256_LEN) != 0) {
-		blobcache_fill_abort(fill);
-		return teems_errf(errbuf, TEEMS_EAUTH, "blob cache: bytes do not hash to the key");
-	}
 	close(fill->fd);
 	fill->fd = -1;
-	hex(ct_sha256, name);
+	hex(key, name);
 	path_of(cache, fill->tmp, tmp, sizeof(tmp));
 	path_of(cache, name, path, sizeof(path));
 	if (rename(tmp, path) != 0) {
@@ -249,7 +186,6 @@ int blobcache_fill_commit(struct blobcache_fill *fill, const uint8_t ct_sha256[T
 		blobcache_fill_abort(fill);
 		return teems_errf(errbuf, TEEMS_EIO, "blob cache: rename: %s", strerror(e));
 	}
-	EVP_MD_CTX_free(fill->md);
 	teems_free(fill);
 	return blobcache_trim(cache, errbuf);
 }

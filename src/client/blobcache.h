@@ -1,11 +1,13 @@
 /* The local blob cache (RR paper section V-D, "value/blob cache: fetch metadata, compare the
  * hash to the cached blob, return on match"): ciphertext blobs kept in a local directory under
- * the hex SHA-256 of their bytes.
+ * the hex of a 32-byte key, the blob_digest of the record that names them (obj_crypto.h).
  *
  * The metadata is always read fresh from the service first; the cache is only consulted for
- * the ct_sha256 that fresh metadata names, so a cached blob can never make a read stale. The
- * cache directory is as untrusted as the store: a cached file is re-hashed before every use
- * and dropped if it does not match, and the decryptor authenticates it again while streaming.
+ * the blob_digest that fresh metadata names, so a cached blob can never make a read stale. The
+ * cache directory is as untrusted as the store, and this module checks nothing: its caller
+ * (obj_get_blob) authenticates a cached blob completely, by decrypting it under the fresh
+ * record's keys, before any of its plaintext goes out, and commits a fill only after the blob
+ * decrypted completely.
  *
  * Not safe for concurrent use of one handle by several threads; several processes may share a
  * directory (fills are written to temporary names and renamed into place). */
@@ -26,19 +28,17 @@ struct blobcache_fill;
 int blobcache_open(const char *dir, uint64_t max_bytes, struct blobcache **out, char *errbuf);
 void blobcache_close(struct blobcache *cache);
 
-/* Streams the cached blob with this SHA-256 into sink, after checking its hash.
- * Errors: TEEMS_ENOTFOUND (not cached, or cached damaged: the file is then removed),
- * TEEMS_EIO, TEEMS_ENOMEM, the sink's errors. */
-int blobcache_get(struct blobcache *cache, const uint8_t ct_sha256[TEE_SHA256_LEN],
+/* Streams the blob cached under key into sink, unchecked (see above).
+ * Errors: TEEMS_ENOTFOUND (not cached), TEEMS_EIO, TEEMS_ENOMEM, the sink's errors. */
+int blobcache_get(struct blobcache *cache, const uint8_t key[TEE_SHA256_LEN],
 		  const struct obj_sink *sink, char *errbuf);
 
 /* Fills the cache while a blob streams from the store: begin, write through the sink, then
- * commit with the hash the metadata names (the bytes are kept only if they hash to it) or
- * abort. Both commit and abort free the fill. Errors: TEEMS_EIO, TEEMS_ENOMEM; commit also
- * TEEMS_EAUTH (the bytes do not hash to ct_sha256; nothing is kept). */
+ * commit under the key the metadata names (only once the blob authenticated completely) or
+ * abort. Both commit and abort free the fill. Errors: TEEMS_EIO, TEEMS_ENOMEM. */
 int blobcache_fill_begin(struct blobcache *cache, struct blobcache_fill **out, char *errbuf);
 struct obj_sink blobcache_fill_sink(struct blobcache_fill *fill);
-int blobcache_fill_commit(struct blobcache_fill *fill, const uint8_t ct_sha256[TEE_SHA256_LEN],
+int blobcache_fill_commit(struct blobcache_fill *fill, const uint8_t key[TEE_SHA256_LEN],
 			  char *errbuf);
 void blobcache_fill_abort(struct blobcache_fill *fill);
 
@@ -47,6 +47,6 @@ void blobcache_fill_abort(struct blobcache_fill *fill);
 int blobcache_trim(struct blobcache *cache, char *errbuf);
 
 /* Removes one entry if present. Errors: TEEMS_EIO. */
-int blobcache_drop(struct blobcache *cache, const uint8_t ct_sha256[TEE_SHA256_LEN], char *errbuf);
+int blobcache_drop(struct blobcache *cache, const uint8_t key[TEE_SHA256_LEN], char *errbuf);
 
 #endif

@@ -18,8 +18,10 @@ int obj_put_blob(struct blobstore *store, struct obj_meta *meta, const void *obj
 		 size_t object_id_len, const struct obj_src *plaintext, char *errbuf);
 
 /* Streams the plaintext of the blob that meta (read fresh from the service) names into
- * plaintext, from the cache if it holds a blob with meta->ct_sha256, else from the store
- * (filling the cache). cache may be NULL. On error the sink may hold a prefix: discard it.
+ * plaintext, from the cache if it holds a blob under meta->blob_digest that authenticates
+ * completely (checked by a first decryption into nothing before any plaintext goes out; one
+ * that does not is dropped), else from the store (filling the cache). cache may be NULL. On
+ * error the sink may hold a prefix: discard it.
  * Errors: TEEMS_ENOTFOUND (the blob is missing from the store), OBJ_ETAMPERED, OBJ_ETRUNCATED,
  * OBJ_ESTALE, OBJ_EDENIED, OBJ_EUNAVAIL, TEEMS_EIO, TEEMS_ENOMEM, the sink's errors. */
 int obj_get_blob(struct blobstore *store, struct blobcache *cache, const struct obj_meta *meta,

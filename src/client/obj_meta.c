@@ -76,7 +76,8 @@ size_t obj_meta_encode(const struct obj_meta *meta, uint8_t out[OBJ_META_MAX_LEN
 	size_t name_len = strnlen(meta->store_name, sizeof(meta->store_name)), len;
 	int policy = meta->owner[0] != '\0';
 
-	if (name_len > OBJ_NAME_MAX)
+	if (name_len > OBJ_NAME_MAX || meta->format > OBJ_META_FORMAT ||
+	    (meta->format != 0 && meta->format < OBJ_META_FORMAT_MIN))
 		return 0;
 	if (!policy && (meta->readers[0] != '\0' || meta->writers[0] != '\0'))
 		return 0;
@@ -86,7 +87,7 @@ size_t obj_meta_encode(const struct obj_meta *meta, uint8_t out[OBJ_META_MAX_LEN
 		       !obj_user_valid(meta->owner) || !obj_user_list_valid(meta->readers) ||
 		       !obj_user_list_valid(meta->writers)))
 		return 0;
-	out[0] = OBJ_META_FORMAT;
+	out[0] = meta->format != 0 ? meta->format : OBJ_META_FORMAT;
 	out[1] = (uint8_t)name_len;
 	put_le16(out + 2, policy ? OBJ_META_F_POLICY : 0);
 	put_le32(out + 4, meta->chunk_size);
@@ -96,7 +97,7 @@ size_t obj_meta_encode(const struct obj_meta *meta, uint8_t out[OBJ_META_MAX_LEN
 	memcpy(out + 32, meta->data_key, TEE_KEY_LEN);
 	memcpy(out + 64, meta->object_key, TEE_KEY_LEN);
 	memcpy(out + 96, meta->pt_sha256, TEE_SHA256_LEN);
-	memcpy(out + 128, meta->ct_sha256, TEE_SHA256_LEN);
+	memcpy(out + 128, meta->blob_digest, TEE_SHA256_LEN);
 	memcpy(out + OBJ_META_FIXED_LEN, meta->store_name, name_len);
 	len = OBJ_META_FIXED_LEN + name_len;
 	if (policy) {
@@ -150,8 +151,9 @@ int obj_meta_decode(const uint8_t *buf, size_t len, struct obj_meta *meta, char 
 	if (len < OBJ_META_FIXED_LEN)
 		return teems_errf(errbuf, TEEMS_ECORRUPT, "object record: %zu bytes, too short",
 				  len);
-	if (buf[0] != OBJ_META_FORMAT)
+	if (buf[0] < OBJ_META_FORMAT_MIN || buf[0] > OBJ_META_FORMAT)
 		return teems_errf(errbuf, TEEMS_EVERSION, "object record: format %u", buf[0]);
+	meta->format = buf[0] == OBJ_META_FORMAT ? 0 : buf[0];
 	name_len = buf[1];
 	flags = get_le16(buf + 2);
 	if ((flags & ~OBJ_META_F_POLICY) != 0)
@@ -170,7 +172,7 @@ int obj_meta_decode(const uint8_t *buf, size_t len, struct obj_meta *meta, char 
 	memcpy(meta->data_key, buf + 32, TEE_KEY_LEN);
 	memcpy(meta->object_key, buf + 64, TEE_KEY_LEN);
 	memcpy(meta->pt_sha256, buf + 96, TEE_SHA256_LEN);
-	memcpy(meta->ct_sha256, buf + 128, TEE_SHA256_LEN);
+	memcpy(meta->blob_digest, buf + 128, TEE_SHA256_LEN);
 	memcpy(meta->store_name, buf + OBJ_META_FIXED_LEN, name_len);
 	meta->store_name[name_len] = '\0';
 	if (obj_blob_size(meta->size, meta->chunk_size) == 0 ||

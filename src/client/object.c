@@ -69,24 +69,33 @@ void teems_obj_free(void *buf)
  * Open and close
  * ------------------------------------------------------------------------------------------- */
 
-/* Does the service enforce per-key policies? An "unknown command" says no. */
+/* Does the service enforce per-key policies? An "unknown command" says no. Asked once, when
+ * first needed: a client without a password never depends on the answer for reads and writes
+ * (service_enforces), so its gets and puts do not pay the round trip. */
 static int probe_policies(struct teems_obj_client *c, char *errbuf)
 {
 	struct conn_reply *r = NULL;
-	int rc = obj_svc_call(&c->svc, 2,
-			      (const char *const[]){"TEEMS.POLICY.GET", OBJ_KEY_PREFIX "probe"},
-			      NULL, false, &r, NULL, errbuf);
+	int rc;
 
+	if (c->probed)
+		return TEEMS_OK;
+	rc = obj_svc_call(&c->svc, 2,
+			  (const char *const[]){"TEEMS.POLICY.GET", OBJ_KEY_PREFIX "probe"}, NULL,
+			  false, &r, NULL, errbuf);
 	conn_reply_free(r);
+	if (rc != TEEMS_EVERSION && rc != OBJ_EDENIED && rc != TEEMS_OK)
+		return rc;
 	c->service_policies = rc != TEEMS_EVERSION;
-	return rc == TEEMS_EVERSION || rc == OBJ_EDENIED ? TEEMS_OK : rc;
+	c->probed = true;
+	return TEEMS_OK;
 }
 
 /* The service decides who may do what when it has policies and knows who we are (we
- * authenticated). Otherwise this client checks the record's copy of the policy itself. */
+ * authenticated; such a client probed at open). Otherwise this client checks the record's
+ * copy of the policy itself. */
 static bool service_enforces(const struct teems_obj_client *c)
 {
-	return c->service_policies && c->svc.password != NULL;
+	return c->svc.password != NULL && c->service_policies;
 }
 
 /* TEEMS.POLICY.SET obj:ID owner readers writers ("-": an empty list). */
@@ -174,7 +183,7 @@ int teems_obj_client_open(const struct teems_obj_options *opts, struct teems_obj
 		goto fail;
 	if ((rc = obj_svc_open(&c->svc, opts, errbuf)) != TEEMS_OK)
 		goto fail;
-	if ((rc = probe_policies(c, errbuf)) != TEEMS_OK)
+	if (c->svc.password != NULL && (rc = probe_policies(c, errbuf)) != TEEMS_OK)
 		goto fail;
 	*out = c;
 	return TEEMS_OK;
@@ -356,7 +365,7 @@ static int put_input(struct teems_obj_client *c, const char *id, struct put_inpu
 		src = in->fd < 0 ? obj_src_mem(&in->mem) : obj_src_fd(&in->fd);
 		if (c->progress != NULL) {
 			ps = (struct progress_src){src, c, 0, in->size};
-			src = (struct obj_src){progress_read, &ps};
+			src = (struct obj_src){.read = progress_read, .arg = &ps};
 		}
 		rc = obj_put_blob(c->store, &meta, id, strlen(id), &src, errbuf);
 		if (rc != TEEMS_OK)
@@ -475,7 +484,7 @@ static int get_sink(struct teems_obj_client *c, const char *id, const struct obj
 
 	if (c->progress != NULL) {
 		ps = (struct progress_sink){*sink, c, 0, meta->size};
-		s = (struct obj_sink){progress_write, &ps};
+		s = (struct obj_sink){.write = progress_write, .arg = &ps};
 	}
 	rc = obj_get_blob(c->store, c->cache, meta, id, strlen(id), &s, errbuf);
 	if (rc == TEEMS_ENOTFOUND)
@@ -663,6 +672,8 @@ int teems_obj_policy_get(struct teems_obj_client *c, const char *id, struct teem
 
 	memset(p, 0, sizeof(*p));
 	/* The service's policy is the one that counts; the record keeps a copy. */
+	if (rc == TEEMS_OK)
+		rc = probe_policies(c, errbuf);
 	if (rc == TEEMS_OK && c->service_policies && obj_key(id, key, errbuf) == TEEMS_OK)
 		rc = service_policy_get(c, key, p, &found, errbuf);
 	if (rc == TEEMS_OK && !found) {

@@ -109,7 +109,7 @@ static int header_write(void *arg, const void *buf, size_t len, char *errbuf)
 static int attributable(struct teems_obj_client *c, const char *name, const struct id_set *ids)
 {
 	struct header_sink hs = {.len = 0};
-	struct obj_sink sink = {header_write, &hs};
+	struct obj_sink sink = {.write = header_write, .arg = &hs};
 	int rc = blobstore_get(c->store, name, &sink, NULL);
 
 	if ((rc != HEADER_DONE && rc != TEEMS_OK) || hs.len < OBJ_HEADER_LEN ||

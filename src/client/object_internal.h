@@ -35,8 +35,10 @@ struct obj_svc {
 
 struct teems_obj_client {
 	struct obj_svc svc;
-	/* The service speaks TEEMS.POLICY.* (per-key policies it enforces on every command). */
+	/* The service speaks TEEMS.POLICY.* (per-key policies it enforces on every command);
+	 * valid once probed (at open for a client with a password, else when first needed). */
 	bool service_policies;
+	bool probed;
 	struct blobstore *store;
 	struct blobcache *cache;
 	uint32_t chunk_size;

@@ -41,12 +41,12 @@ static int fd_write(void *arg, const void *buf, size_t len, char *errbuf)
 
 struct obj_src obj_src_fd(int *fd)
 {
-	return (struct obj_src){fd_read, fd};
+	return (struct obj_src){.read = fd_read, .arg = fd};
 }
 
 struct obj_sink obj_sink_fd(int *fd)
 {
-	return (struct obj_sink){fd_write, fd};
+	return (struct obj_sink){.write = fd_write, .arg = fd};
 }
 
 static int mem_read(void *arg, void *buf, size_t cap, size_t *got, char *errbuf)
@@ -66,7 +66,7 @@ static int mem_read(void *arg, void *buf, size_t cap, size_t *got, char *errbuf)
 
 struct obj_src obj_src_mem(struct obj_mem_src *mem)
 {
-	return (struct obj_src){mem_read, mem};
+	return (struct obj_src){.read = mem_read, .arg = mem};
 }
 
 static int mem_write(void *arg, const void *buf, size_t len, char *errbuf)
@@ -100,7 +100,7 @@ static int mem_write(void *arg, const void *buf, size_t len, char *errbuf)
 
 struct obj_sink obj_sink_mem(struct obj_mem_sink *mem)
 {
-	return (struct obj_sink){mem_write, mem};
+	return (struct obj_sink){.write = mem_write, .arg = mem};
 }
 
 int obj_read_full(const struct obj_src *src, void *buf, size_t len, size_t *got, char *errbuf)

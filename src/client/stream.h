@@ -19,14 +19,28 @@ typedef int (*obj_read_fn)(void *arg, void *buf, size_t cap, size_t *got, char *
  * for the duration of the call. */
 typedef int (*obj_write_fn)(void *arg, const void *buf, size_t len, char *errbuf);
 
+/* Optional, for sources that hold their bytes in a buffer of their own (the encryptor): lends
+ * the next bytes in place instead of copying them. *p stays valid until the next call of
+ * read or borrow; *len == 0 means end of stream. A consumer that can write from any address
+ * (the dir store) saves a copy of every byte. */
+typedef int (*obj_borrow_fn)(void *arg, const uint8_t **p, size_t *len, char *errbuf);
+
 struct obj_src {
 	obj_read_fn read;
 	void *arg;
+	obj_borrow_fn borrow; /* NULL: use read */
 };
+
+/* Optional, for sinks that would rather read than be written to (the decryptor): consumes src
+ * to its end, reading straight into buffers of the sink's own, so that a source that can
+ * read anywhere (a file) needs no buffer of its own and no byte is copied twice. Returns as
+ * write would (the sink's errors, or src's). */
+typedef int (*obj_pull_fn)(void *arg, const struct obj_src *src, char *errbuf);
 
 struct obj_sink {
 	obj_write_fn write;
 	void *arg;
+	obj_pull_fn pull; /* NULL: use write */
 };
 
 /* A source over a file descriptor (read(2), retrying EINTR) and a sink over one (write(2) until

@@ -5,7 +5,8 @@
  *      chooses a cut), which takes the fuzzer past the magic and header MAC into the chunk
  *      parser: any change must be refused with a blob error, no change accepted.
  * The bytes are written in pieces whose sizes come from the input, to exercise the
- * decryptor's reassembly. ASan checks every access. */
+ * decryptor's reassembly, and pulled by the decryptor itself (obj_sink.pull), which must reach
+ * the same verdict. ASan checks every access. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,7 +58,7 @@ static int discard(void *arg, const void *buf, size_t len, char *errbuf)
 
 static int decrypt(const uint8_t *blob, size_t len, const uint8_t *steps, size_t nsteps)
 {
-	struct obj_sink out = {discard, NULL}, in;
+	struct obj_sink out = {.write = discard, .arg = NULL}, in;
 	struct obj_dec *dec;
 	size_t pos = 0, k = 0;
 	int rc;
@@ -80,6 +81,26 @@ static int decrypt(const uint8_t *blob, size_t len, const uint8_t *steps, size_t
 	return rc;
 }
 
+/* The same bytes through the decryptor's other way in (obj_sink.pull: it reads the blob into
+ * its own buffer, as from the dir store): the verdict must be the same. */
+static int decrypt_pull(const uint8_t *blob, size_t len)
+{
+	struct obj_sink out = {.write = discard, .arg = NULL}, in;
+	struct obj_mem_src ms = {blob, len, 0};
+	struct obj_src src = obj_src_mem(&ms);
+	struct obj_dec *dec;
+	int rc;
+
+	if (obj_dec_new(&g.meta, ID, strlen(ID), &out, &dec, NULL) != TEEMS_OK)
+		abort();
+	in = obj_dec_sink(dec);
+	rc = in.pull(in.arg, &src, NULL);
+	if (rc == TEEMS_OK)
+		rc = obj_dec_finish(dec, NULL);
+	obj_dec_free(dec);
+	return rc;
+}
+
 static void expect_refused(int rc)
 {
 	if (rc != OBJ_ETAMPERED && rc != OBJ_ETRUNCATED && rc != OBJ_ESTALE)
@@ -95,6 +116,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!g.ready)
 		init();
 	rc = decrypt(data, size, data, size < 8 ? size : 8);
+	if (rc != decrypt_pull(data, size))
+		abort();
 	if (rc == TEEMS_OK && (size != g.len || memcmp(data, g.blob, size) != 0))
 		abort();
 	if (rc != TEEMS_OK)
@@ -116,6 +139,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	changed |= cut != g.len;
 	rc = decrypt(masked, cut, data, size < 8 ? size : 8);
+	if (rc != decrypt_pull(masked, cut))
+		abort();
 	if ((rc == TEEMS_OK) == changed)
 		abort();
 	if (rc != TEEMS_OK)

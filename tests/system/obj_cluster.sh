@@ -276,7 +276,17 @@ run_store() {
 	# shellcheck disable=SC2086
 	"$TEEMS" obj put "$T/f256m" $STORE/crash --dir "$D" $STORE_ARGS >/dev/null 2>&1 &
 	p=$!
-	sleep 0.5
+	# Kill it in the middle of its upload, not after a fixed time (a 256 MiB put to the dir
+	# store can finish within half a second): for dir, once its temporary file holds 32 MiB.
+	if [ "$STORE" = dir ]; then
+		i=0
+		while [ $i -lt 500 ] && [ "$(find "$D/store" -name '.tmp-*' -size +32M | wc -l)" -eq 0 ]; do
+			sleep 0.01
+			i=$((i + 1))
+		done
+	else
+		sleep 0.5
+	fi
 	kill -9 $p 2>/dev/null
 	wait $p 2>/dev/null
 	[ "$STORE" = dir ] && echo "dir: temporary files left by the killed put: $(ls -a "$D/store" | grep -c '^\.tmp-')"

@@ -56,28 +56,91 @@ static void seal(struct blob *b, const char *id, const uint8_t *object_key, uint
 	b->len = out.len;
 }
 
-/* Decrypts data with meta; returns the code and, on success, checks the plaintext. */
+/* A memory source that hands out at most 1000 bytes per read: the pulling decryptor must
+ * gather its records from short reads. */
+static int short_read(void *arg, void *buf, size_t cap, size_t *got, char *errbuf)
+{
+	struct obj_src mem = obj_src_mem(arg);
+
+	return mem.read(mem.arg, buf, cap > 1000 ? 1000 : cap, got, errbuf);
+}
+
+/* Decrypts data with meta through the decryptor's pull path (obj_sink.pull: the decryptor
+ * reads the blob itself, as from the dir store and the cache). */
+static int open_blob_pull(const struct obj_meta *meta, const char *id, const uint8_t *data,
+			  size_t len, struct obj_mem_sink *out)
+{
+	struct obj_mem_src ms = {data, len, 0};
+	struct obj_src src = {.read = short_read, .arg = &ms};
+	struct obj_sink sink = obj_sink_mem(out), in;
+	struct obj_dec *dec;
+	int rc;
+
+	rc = obj_dec_new(meta, id, strlen(id), &sink, &dec, NULL);
+	if (rc != TEEMS_OK)
+		return rc;
+	in = obj_dec_sink(dec);
+	assert_non_null(in.pull);
+	rc = in.pull(in.arg, &src, NULL);
+	if (rc == TEEMS_OK)
+		rc = obj_dec_finish(dec, NULL);
+	obj_dec_free(dec);
+	return rc;
+}
+
+/* Decrypts data with meta; returns the code and, on success, checks the plaintext. Both ways
+ * into the decryptor (written to in pieces, and pulling for itself) must give the same
+ * verdict and the same bytes. */
 static int open_blob(const struct obj_meta *meta, const char *id, const uint8_t *data, size_t len,
 		     const uint8_t *want_pt)
 {
 	struct obj_mem_src ms = {data, len, 0};
 	struct obj_src src = obj_src_mem(&ms);
-	struct obj_mem_sink out = {0};
+	struct obj_mem_sink out = {0}, pulled = {0};
 	struct obj_sink sink = obj_sink_mem(&out);
 	char err[TEEMS_ERRBUF_LEN] = "";
 	int rc = obj_decrypt(meta, id, strlen(id), &src, &sink, err);
 
+	assert_int_equal(open_blob_pull(meta, id, data, len, &pulled), rc);
 	if (rc == TEEMS_OK) {
 		assert_int_equal(out.len, meta->size);
-		if (meta->size)
+		assert_int_equal(pulled.len, meta->size);
+		if (meta->size) {
 			assert_memory_equal(out.data, want_pt, meta->size);
+			assert_memory_equal(pulled.data, want_pt, meta->size);
+		}
 	}
 	teems_free(out.data);
+	teems_free(pulled.data);
 	return rc;
 }
 
 static const uint8_t key_a[TEE_KEY_LEN] = {1, 2, 3, 4, 5};
 static const uint8_t key_b[TEE_KEY_LEN] = {9, 9, 9};
+
+/* What blob_digest must be, computed from the blob's bytes: SHA-256 of the header and of the
+ * last 16 bytes (the GCM tag) of every chunk record. */
+static void expected_blob_digest(const uint8_t *blob, size_t blob_len, uint64_t size,
+				 uint32_t chunk, uint8_t out[TEE_SHA256_LEN])
+{
+	uint64_t n = size == 0 ? 1 : (size + chunk - 1) / chunk;
+	size_t cap = OBJ_HEADER_LEN + (size_t)n * TEE_TAG_LEN, pos = OBJ_HEADER_LEN, o;
+	uint8_t *m = test_malloc(cap);
+
+	memcpy(m, blob, OBJ_HEADER_LEN);
+	o = OBJ_HEADER_LEN;
+	for (uint64_t i = 0; i < n; i++) {
+		size_t clen = i + 1 < n ? chunk : (size_t)(size - (n - 1) * chunk);
+
+		pos += clen + TEE_TAG_LEN;
+		assert_true(pos <= blob_len);
+		memcpy(m + o, blob + pos - TEE_TAG_LEN, TEE_TAG_LEN);
+		o += TEE_TAG_LEN;
+	}
+	assert_int_equal(pos, blob_len);
+	tee_sha256(m, cap, out);
+	test_free(m);
+}
 
 static void round_trip(size_t len, uint32_t chunk)
 {
@@ -90,8 +153,8 @@ static void round_trip(size_t len, uint32_t chunk)
 	assert_int_equal(b.meta.blob_size, b.len);
 	tee_sha256(pt, len, digest);
 	assert_memory_equal(digest, b.meta.pt_sha256, TEE_SHA256_LEN);
-	tee_sha256(b.data, b.len, digest);
-	assert_memory_equal(digest, b.meta.ct_sha256, TEE_SHA256_LEN);
+	expected_blob_digest(b.data, b.len, len, chunk, digest);
+	assert_memory_equal(digest, b.meta.blob_digest, TEE_SHA256_LEN);
 	assert_memory_equal(b.data, OBJ_MAGIC, 8);
 	assert_int_equal(open_blob(&b.meta, ID, b.data, b.len, pt), TEEMS_OK);
 	teems_free(b.data);
@@ -158,7 +221,7 @@ static void test_odd_io_sizes(void **state)
 	blob = obj_enc_src(enc);
 	dsink = obj_dec_sink(dec);
 	/* The decryptor checks the header against meta, which obj_enc_new has filled already
-	 * except for the digests (checked only in finish). */
+	 * except for the digests (which the decryptor does not use). */
 	do {
 		assert_int_equal(blob.read(blob.arg, buf, step, &got, NULL), TEEMS_OK);
 		assert_int_equal(dsink.write(dsink.arg, buf, got, NULL), TEEMS_OK);
@@ -337,10 +400,18 @@ static void test_other_object_or_version(void **state)
 	m = v5.meta;
 	memcpy(m.object_key, key_b, TEE_KEY_LEN);
 	assert_int_equal(open_blob(&m, ID, v5.data, v5.len, pt2), OBJ_ETAMPERED);
-	/* Right blob, metadata digest disagrees (a second line behind the AEAD). */
+	/* Right blob, wrong data key in the metadata: the AEAD is what authenticates the chunks. */
 	m = v5.meta;
-	m.ct_sha256[0] ^= 1;
+	m.data_key[31] ^= 1;
 	assert_int_equal(open_blob(&m, ID, v5.data, v5.len, pt2), OBJ_ETAMPERED);
+	/* The digests are not part of the check (obj_crypto.h): pt_sha256 is reported to users,
+	 * blob_digest names the blob for the cache. A record whose digests differ still opens the
+	 * authentic blob, and nothing else. */
+	m = v5.meta;
+	m.pt_sha256[0] ^= 1;
+	m.blob_digest[0] ^= 1;
+	assert_int_equal(open_blob(&m, ID, v5.data, v5.len, pt2), TEEMS_OK);
+	assert_int_equal(open_blob(&m, ID, v4.data, v4.len, pt), OBJ_ESTALE);
 	assert_int_equal(open_blob(&v5.meta, ID, v5.data, v5.len, pt2), TEEMS_OK);
 	teems_free(v4.data);
 	teems_free(v5.data);
@@ -396,7 +467,7 @@ static void test_sink_errors_propagate(void **state)
 	struct obj_mem_src ms;
 	struct obj_src src;
 	int calls = 0;
-	struct obj_sink bad = {failing_write, &calls};
+	struct obj_sink bad = {.write = failing_write, .arg = &calls};
 	char err[TEEMS_ERRBUF_LEN] = "";
 	(void)state;
 
@@ -466,9 +537,29 @@ static void test_meta_record(void **state)
 	/* refusals */
 	assert_int_equal(obj_meta_decode(buf, n - 1, &back, NULL), TEEMS_ECORRUPT);
 	assert_int_equal(obj_meta_decode(buf, OBJ_META_FIXED_LEN - 1, &back, NULL), TEEMS_ECORRUPT);
+	assert_int_equal(buf[0], OBJ_META_FORMAT);
 	memcpy(bad, buf, n);
-	bad[0] = 2;
+	bad[0] = OBJ_META_FORMAT + 1;
 	assert_int_equal(obj_meta_decode(bad, n, &back, NULL), TEEMS_EVERSION);
+	bad[0] = 0;
+	assert_int_equal(obj_meta_decode(bad, n, &back, NULL), TEEMS_EVERSION);
+	/* format 1 (blob_digest was the SHA-256 of the whole blob) is still read, opens its blob
+	 * (the digest is only a cache name) and is written back as format 1 */
+	{
+		uint8_t again[OBJ_META_MAX_LEN];
+		struct obj_meta old;
+
+		memcpy(bad, buf, n);
+		bad[0] = 1;
+		tee_sha256(b.data, b.len, bad + 128);
+		assert_int_equal(obj_meta_decode(bad, n, &old, NULL), TEEMS_OK);
+		assert_int_equal(old.format, 1);
+		assert_int_equal(open_blob(&old, ID, b.data, b.len, pt), TEEMS_OK);
+		assert_int_equal(obj_meta_encode(&old, again), n);
+		assert_memory_equal(again, bad, n);
+		old.format = OBJ_META_FORMAT + 1;
+		assert_int_equal(obj_meta_encode(&old, again), 0);
+	}
 	memcpy(bad, buf, n);
 	bad[2] = 1;
 	assert_int_equal(obj_meta_decode(bad, n, &back, NULL), TEEMS_ECORRUPT);

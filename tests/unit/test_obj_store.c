@@ -355,7 +355,7 @@ static void test_dir_put_is_atomic(void **state)
 	struct blobstore *st = open_dir_store("atomic");
 	struct obj_mem_sink out;
 	struct dying_src d = {100000, 0};
-	struct obj_src src = {dying_read, &d};
+	struct obj_src src = {.read = dying_read, .arg = &d};
 	pid_t pid;
 	int status;
 	(void)state;
@@ -383,7 +383,7 @@ static void test_dir_put_is_atomic(void **state)
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		struct dying_src dc = {150000, 1};
-		struct obj_src sc = {dying_read, &dc};
+		struct obj_src sc = {.read = dying_read, .arg = &dc};
 
 		blobstore_put(st, "obj", &sc, 300000, NULL);
 		_exit(1);
@@ -523,7 +523,7 @@ static void test_cache(void **state)
 	put_object(st, &v1, key, 1, 30000, 3);
 	put_object(st, &v2, key, 2, 30000, 4);
 	for (int i = 0; i < 32; i++)
-		sprintf(hexname + 2 * i, "%02x", v1.ct_sha256[i]);
+		sprintf(hexname + 2 * i, "%02x", v1.blob_digest[i]);
 	snprintf(cpath, sizeof(cpath), "%s/%s", cdir, hexname);
 
 	/* a miss fills the cache */
@@ -535,6 +535,30 @@ static void test_cache(void **state)
 	assert_int_equal(get_object(st, cache, &v1), TEEMS_OK);
 	/* fresh metadata with another hash never uses the old entry: v2 comes from the store */
 	assert_int_equal(get_object(st, cache, &v2), TEEMS_OK);
+	/* an authentic blob of another version under v2's entry (the cache directory rolled
+	 * back): refused by decryption before any plaintext goes out, dropped, and v2 is read
+	 * from the store and cached again */
+	{
+		char v2path[700], v2hex[65];
+		struct obj_mem_sink cached = {0};
+		struct hash_sink h;
+		struct obj_sink sink = hash_sink_init(&h);
+		uint8_t d[32];
+
+		for (int i = 0; i < 32; i++)
+			sprintf(v2hex + 2 * i, "%02x", v2.blob_digest[i]);
+		snprintf(v2path, sizeof(v2path), "%s/%s", cdir, v2hex);
+		assert_int_equal(stat(v2path, &sb), 0);
+		copy_file(cpath, v2path);
+		assert_int_equal(get_object(st, cache, &v2), TEEMS_OK);
+		assert_int_equal(blobcache_get(cache, v2.blob_digest, &sink, NULL), TEEMS_OK);
+		hash_sink_final(&h, d);
+		assert_int_equal(get_bytes(st, v2.store_name, &cached), TEEMS_OK);
+		assert_int_equal(h.total, cached.len);
+		tee_sha256(cached.data, cached.len, cached.data);
+		assert_memory_equal(d, cached.data, 32);
+		teems_free(cached.data);
+	}
 	/* a damaged cached copy is detected on use, dropped, and the store is asked */
 	{
 		FILE *f = fopen(cpath, "r+b");
@@ -552,11 +576,12 @@ static void test_cache(void **state)
 		char p[700];
 
 		blob_path("cached-store", v1.store_name, p, sizeof(p));
-		assert_int_equal(blobcache_drop(cache, v2.ct_sha256, NULL), TEEMS_OK);
+		assert_int_equal(blobcache_drop(cache, v2.blob_digest, NULL), TEEMS_OK);
 		bad.data_key[0] ^= 1;
 		assert_int_equal(get_object(st, cache, &bad), OBJ_ETAMPERED);
-		assert_int_equal(blobcache_get(cache, v2.ct_sha256,
-					       &(struct obj_sink){hash_write, NULL}, NULL),
+		assert_int_equal(blobcache_get(cache, v2.blob_digest,
+					       &(struct obj_sink){.write = hash_write, .arg = NULL},
+					       NULL),
 				 TEEMS_ENOTFOUND);
 	}
 	/* trim keeps the cache under its limit, oldest first */
@@ -571,10 +596,18 @@ static void test_cache(void **state)
 		struct obj_sink sink = hash_sink_init(&h);
 		uint8_t d[32];
 
-		assert_int_equal(blobcache_get(cache, v2.ct_sha256, &sink, NULL), TEEMS_ENOTFOUND);
-		assert_int_equal(blobcache_get(cache, v1.ct_sha256, &sink, NULL), TEEMS_OK);
+		struct obj_mem_sink blob = {0};
+		uint8_t want[32];
+
+		assert_int_equal(blobcache_get(cache, v2.blob_digest, &sink, NULL),
+				 TEEMS_ENOTFOUND);
+		assert_int_equal(blobcache_get(cache, v1.blob_digest, &sink, NULL), TEEMS_OK);
 		hash_sink_final(&h, d);
-		assert_memory_equal(d, v1.ct_sha256, 32);
+		/* the entry holds exactly the store's blob */
+		assert_int_equal(get_bytes(st, v1.store_name, &blob), TEEMS_OK);
+		tee_sha256(blob.data, blob.len, want);
+		assert_memory_equal(d, want, 32);
+		teems_free(blob.data);
 	}
 	blobcache_close(cache);
 	blobstore_close(st);

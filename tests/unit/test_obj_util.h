@@ -52,7 +52,7 @@ static inline struct obj_src gen_src_init(struct gen_src *g, uint64_t seed, uint
 	memset(g, 0, sizeof(*g));
 	g->state = seed * 0x9E3779B97F4A7C15ull + 1;
 	g->left = len;
-	return (struct obj_src){gen_read, g};
+	return (struct obj_src){.read = gen_read, .arg = g};
 }
 
 /* A sink that only hashes and counts, remembering its largest single write. */
@@ -79,7 +79,7 @@ static inline struct obj_sink hash_sink_init(struct hash_sink *h)
 	memset(h, 0, sizeof(*h));
 	h->md = EVP_MD_CTX_new();
 	EVP_DigestInit_ex(h->md, EVP_sha256(), NULL);
-	return (struct obj_sink){hash_write, h};
+	return (struct obj_sink){.write = hash_write, .arg = h};
 }
 
 static inline void hash_sink_final(struct hash_sink *h, uint8_t out[32])

@@ -828,7 +828,7 @@ static void test_meta_policy(void **state)
 	snprintf(m.store_name, sizeof(m.store_name), "0123456789abcdef");
 	plain = obj_meta_encode(&m, buf);
 	assert_int_equal(plain, OBJ_META_FIXED_LEN + 16);
-	assert_int_equal(buf[2], 0); /* no policy: exactly the old format 1 bytes */
+	assert_int_equal(buf[2], 0); /* no policy: no flag, no extension */
 	snprintf(m.owner, sizeof(m.owner), "alice");
 	snprintf(m.readers, sizeof(m.readers), "bob,carol");
 	snprintf(m.writers, sizeof(m.writers), "*");
