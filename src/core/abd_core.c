@@ -645,8 +645,7 @@ static bool syncs_now(const struct abd *a)
 	unsigned wq = abd_wq(a);
 
 	return a->cfg.sync == ABD_SYNC_ALWAYS ||
-	       (a->cfg.sync == ABD_SYNC_RR && wq > a->cfg.quorum.m_r &&
-		wq - a->cfg.quorum.m_r > 1);
+	       (a->cfg.sync == ABD_SYNC_RR && wq > a->cfg.quorum.m_r && wq - a->cfg.quorum.m_r > 1);
 }
 
 static int handle_write(struct abd *a, const struct msg *m, struct abd_ready *r)
