@@ -60,6 +60,24 @@ static bool blob_verdict(int rc)
 	return rc == OBJ_ETAMPERED || rc == OBJ_ETRUNCATED || rc == OBJ_ESTALE;
 }
 
+/* One pass of the cached blob named by meta->blob_digest through a decryptor into `out`. */
+static int cached_pass(struct blobcache *cache, const struct obj_meta *meta, const void *object_id,
+		       size_t object_id_len, const struct obj_sink *out, char *errbuf)
+{
+	struct obj_dec *dec;
+	struct obj_sink in;
+	int rc = obj_dec_new(meta, object_id, object_id_len, out, &dec, errbuf);
+
+	if (rc != TEEMS_OK)
+		return rc;
+	in = obj_dec_sink(dec);
+	rc = blobcache_get(cache, meta->blob_digest, &in, errbuf);
+	if (rc == TEEMS_OK)
+		rc = obj_dec_finish(dec, errbuf);
+	obj_dec_free(dec);
+	return rc;
+}
+
 /* Decrypts the cached blob named by meta->blob_digest into plaintext, or TEEMS_ENOTFOUND if
  * there is none or it does not authenticate (then it is dropped). The cache directory is
  * untrusted and a sink cannot take back what it was given, so the blob is first decrypted in
@@ -69,34 +87,18 @@ static bool blob_verdict(int rc)
 static int get_cached(struct blobcache *cache, const struct obj_meta *meta, const void *object_id,
 		      size_t object_id_len, const struct obj_sink *plaintext, char *errbuf)
 {
-	struct obj_sink discard = {.write = discard_write, .arg = NULL}, in;
-	struct obj_dec *dec;
-	int rc;
+	struct obj_sink discard = {.write = discard_write, .arg = NULL};
+	int rc = cached_pass(cache, meta, object_id, object_id_len, &discard, errbuf);
 
-	rc = obj_dec_new(meta, object_id, object_id_len, &discard, &dec, errbuf);
-	if (rc != TEEMS_OK)
-		return rc;
-	in = obj_dec_sink(dec);
-	rc = blobcache_get(cache, meta->blob_digest, &in, errbuf);
-	if (rc == TEEMS_OK)
-		rc = obj_dec_finish(dec, errbuf);
-	obj_dec_free(dec);
 	if (blob_verdict(rc)) {
 		blobcache_drop(cache, meta->blob_digest, NULL);
 		return teems_errf(errbuf, TEEMS_ENOTFOUND, "cached blob was damaged, dropped");
 	}
 	if (rc != TEEMS_OK)
 		return rc;
-	rc = obj_dec_new(meta, object_id, object_id_len, plaintext, &dec, errbuf);
-	if (rc != TEEMS_OK)
-		return rc;
-	in = obj_dec_sink(dec);
-	rc = blobcache_get(cache, meta->blob_digest, &in, errbuf);
-	if (rc == TEEMS_OK)
-		rc = obj_dec_finish(dec, errbuf);
-	else if (rc == TEEMS_ENOTFOUND) /* removed between the passes: the sink has nothing */
+	rc = cached_pass(cache, meta, object_id, object_id_len, plaintext, errbuf);
+	if (rc == TEEMS_ENOTFOUND) /* removed between the passes: the sink has nothing */
 		rc = teems_errf(errbuf, TEEMS_EIO, "cached blob vanished while being read");
-	obj_dec_free(dec);
 	/* Changed between the passes: the sink may hold a prefix, so this get fails (the caller
 	 * discards the prefix); the next one goes to the store. */
 	if (blob_verdict(rc))
