@@ -121,6 +121,8 @@ int node_try_open(struct cluster *c, int i, char *err)
 		SET("snapshot_every", c->o.snapshot_every);
 	if (c->o.wal_segment_bytes != NULL)
 		SET("wal_segment_bytes", c->o.wal_segment_bytes);
+	if (c->o.t_lease != NULL)
+		SET("t_lease", c->o.t_lease);
 #undef SET
 	nd->c = c;
 	nd->id = (uint16_t)i;

@@ -49,6 +49,7 @@ struct cluster_opts {
 	const char *engine;	    /* "abd", or NULL */
 	const char *snapshot_every; /* e.g. "20", or NULL */
 	const char *wal_segment_bytes; /* e.g. "4KiB", or NULL */
+	const char *t_lease;	       /* e.g. "200ms", or NULL */
 	unsigned pump_sleep_us;	       /* the pause at the end of pump_once */
 	/* wait_leader and wait_fresh ask the Paxos core directly every 10 ms instead of sending
 	 * TEEMS.STATUS every 20 ms (so that they add no client requests). */

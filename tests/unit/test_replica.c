@@ -776,6 +776,49 @@ static void test_client_leases(void **state)
 	cluster_free(c);
 }
 
+/* A lease read is confirmed by replica_flush with a clock reading taken after it ran: held
+ * until the flush, answered at the flush while the lease lasts, and sent to the read index if
+ * the lease ended in between (here: no heartbeats for longer than T_lease). */
+static void test_lease_read_confirmed_at_flush(void **state)
+{
+	const struct cluster_opts o = {
+		.dir_prefix = "teems-replica",
+		.pump_sleep_us = 500,
+		.t_lease = "200ms",
+	};
+	struct cluster *c = cluster_new_opts(&o);
+	struct resp_arg argv[2] = {{(const uint8_t *)"GET", 3, 0}, {(const uint8_t *)"k", 1, 0}};
+	uint64_t req, fallbacks;
+	int l;
+	(void)state;
+
+	l = wait_leader(c, 10000);
+	assert_string_equal(CMD(c, l, "SET", "k", "v"), "+OK\r\n");
+	pump_ms(c, 200);
+	assert_int_equal(status_u64(c, l, "lease_held"), 1);
+	fallbacks = status_u64(c, l, "lease_read_fallbacks");
+
+	/* held until the flush, then answered from the lease */
+	req = c->next_req++;
+	replica_client(c->nodes[l].r, 1, req, argv, 2, 2);
+	assert_null(find_reply(c, req));
+	replica_flush(c->nodes[l].r);
+	assert_non_null(find_reply(c, req));
+	assert_string_equal(wait_reply(c, req, 1000), "$1\r\nv\r\n");
+
+	/* the lease ends between the read and the flush: not answered at the flush, then
+	 * answered through the read index */
+	req = c->next_req++;
+	replica_client(c->nodes[l].r, 1, req, argv, 2, 2);
+	assert_null(find_reply(c, req));
+	usleep(300 * 1000); /* T_lease = 200 ms, and no heartbeat is delivered */
+	replica_flush(c->nodes[l].r);
+	assert_null(find_reply(c, req));
+	assert_int_equal(status_u64(c, l, "lease_read_fallbacks"), fallbacks + 1);
+	assert_string_equal(wait_reply(c, req, 5000), "$1\r\nv\r\n");
+	cluster_free(c);
+}
+
 /* A new leader honours a lease granted under the previous one: it times every held lease from
  * its taking office, so the lease stays held until at least its ttl after it was granted. */
 static void test_client_lease_leader_change(void **state)
@@ -826,6 +869,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_leader_killed),
 		cmocka_unit_test(test_no_quorum),
 		cmocka_unit_test(test_client_lease_leader_change),
+		cmocka_unit_test(test_lease_read_confirmed_at_flush),
 	};
 	const struct CMUnitTest restart[] = {
 		cmocka_unit_test(test_total_restart),
