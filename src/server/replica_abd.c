@@ -758,6 +758,7 @@ static void lease_sync(struct replica *r)
 static void lease_message(struct replica *r, const struct msg *m)
 {
 	struct rp_abd *x = X(r);
+	struct lease_time now;
 	struct msg reply;
 
 	if (m->type == MSG_LEASE_RENEW) {
@@ -766,8 +767,9 @@ static void lease_message(struct replica *r, const struct msg *m)
 			send_core(r, m->from.replica, &reply);
 		return;
 	}
-	(void)abd_lease_on_reply(&x->lease, m, lease_now(r));
-	lease_push(r, lease_now(r));
+	now = lease_now(r);
+	(void)abd_lease_on_reply(&x->lease, m, now);
+	lease_push(r, now);
 }
 
 static void glue(struct replica *r)
