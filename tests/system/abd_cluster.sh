@@ -13,21 +13,10 @@ TEEMSD=$2
 command -v redis-cli >/dev/null 2>&1 || { echo "redis-cli not installed: skipped"; exit 77; }
 export TEEMS_TEEMSD="$TEEMSD"
 
-T=$(mktemp -d /tmp/teems-abd-cluster-XXXXXX)
-D="$T/cluster"
-cleanup() {
-	for f in "$D"/r*/teemsd.pid; do
-		[ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null
-	done
-	rm -rf "$T"
-}
-trap cleanup EXIT INT TERM
+LIB_SH="$(dirname "$0")/lib.sh"
+. "$LIB_SH"
+cluster_tmp abd-cluster
 
-fails=0
-fail() {
-	echo "FAIL: $*"
-	fails=$((fails + 1))
-}
 show_logs() {
 	for l in "$D"/r*/teemsd.log; do
 		echo "--- $l"

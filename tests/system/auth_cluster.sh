@@ -14,21 +14,10 @@ command -v redis-cli >/dev/null 2>&1 || { echo "redis-cli not installed: skipped
 export TEEMS_TEEMSD="$TEEMSD"
 unset TEEMS_USER TEEMS_PASS
 
-T=$(mktemp -d /tmp/teems-auth-XXXXXX)
-D="$T/cluster"
-cleanup() {
-	for f in "$D"/r*/teemsd.pid; do
-		[ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null
-	done
-	rm -rf "$T"
-}
-trap cleanup EXIT INT TERM
+LIB_SH="$(dirname "$0")/lib.sh"
+. "$LIB_SH"
+cluster_tmp auth
 
-fails=0
-fail() {
-	echo "FAIL: $*"
-	fails=$((fails + 1))
-}
 # rc PORT [redis-cli options and command...]: redis-cli over TLS to one replica, stderr too.
 rc() {
 	port=$1

@@ -12,22 +12,10 @@ TEEMSD=$2
 [ -x "$TEEMSD" ] || { echo "teemsd not built: skipped"; exit 77; }
 export TEEMS_TEEMSD="$TEEMSD"
 
-T=$(mktemp -d /tmp/teems-cli-cluster-XXXXXX)
-D="$T/cluster"
-cleanup() {
-	# Whatever happened, no teemsd of this test survives it.
-	for f in "$D"/r*/teemsd.pid; do
-		[ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null
-	done
-	rm -rf "$T"
-}
-trap cleanup EXIT INT TERM
+LIB_SH="$(dirname "$0")/lib.sh"
+. "$LIB_SH"
+cluster_tmp cli-cluster
 
-fails=0
-fail() {
-	echo "FAIL: $*"
-	fails=$((fails + 1))
-}
 # run DESCRIPTION COMMAND...: must exit 0; stdout in $T/out, stderr in $T/err.
 run() {
 	what=$1

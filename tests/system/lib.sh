@@ -1,5 +1,9 @@
-# Shell functions shared by the object system tests and bench/objects.sh (POSIX sh; source it).
+# Shell functions shared by the system tests and bench/objects.sh (POSIX sh; source it).
 #
+#   cluster_tmp NAME                   T, a new temporary directory, and D=$T/cluster for
+#                                      `teems cluster up --dir`; at exit (trap) cluster_cleanup
+#   cluster_cleanup                    kills every teemsd of $D and removes $T
+#   fail MESSAGE                       prints FAIL: MESSAGE and counts it in $fails
 #   s3rver_find BUILD_DIR SOURCE_DIR   sets S3RVER to s3rver's bin/s3rver.js, installing
 #                                      s3rver@3 into BUILD_DIR/npm when it is missing;
 #                                      returns 77 without node/npm (outside CI), 1 on failure
@@ -71,4 +75,23 @@ s3_curl() {
 	shift 2
 	curl -sS -f --aws-sigv4 "aws:amz:us-east-1:s3" --user S3RVER:S3RVER \
 		-H "x-amz-content-sha256: UNSIGNED-PAYLOAD" -X "$_m" "$@" "$_u"
+}
+
+cluster_cleanup() {
+	for f in "$D"/r*/teemsd.pid; do
+		[ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null
+	done
+	rm -rf "$T"
+}
+
+cluster_tmp() {
+	T=$(mktemp -d "/tmp/teems-$1-XXXXXX")
+	D="$T/cluster"
+	trap cluster_cleanup EXIT INT TERM
+}
+
+fails=0
+fail() {
+	echo "FAIL: $*"
+	fails=$((fails + 1))
 }

@@ -25,15 +25,11 @@ export TEEMS_TEEMSD="$TEEMSD"
 LIB_SH="$SRC/tests/system/lib.sh"
 . "$LIB_SH"
 
-T=$(mktemp -d /tmp/teems-obj-XXXXXX)
-D="$T/cluster"
+cluster_tmp obj
 S3_PID=""
 cleanup() {
-	for f in "$D"/r*/teemsd.pid; do
-		[ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null
-	done
 	s3rver_stop
-	rm -rf "$T"
+	cluster_cleanup
 }
 trap cleanup EXIT INT TERM
 export AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER
@@ -42,11 +38,6 @@ START=$(date +%s)
 TIME="/usr/bin/time -f %M -o"
 [ -x /usr/bin/time ] || TIME="env RSS_FILE="
 
-fails=0
-fail() {
-	echo "FAIL: $*"
-	fails=$((fails + 1))
-}
 ok() {
 	echo "ok: $*"
 }
