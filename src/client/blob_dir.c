@@ -205,10 +205,11 @@ static int dir_del(struct blobstore *s, const char *name, char *errbuf)
 
 	if (rc != TEEMS_OK)
 		return rc;
+	/* No fsync of the directory: every blob deleted is one that no record names (superseded,
+	 * never committed, or an orphan gc found), so a delete that a crash undoes brings back an
+	 * orphan for the next gc, never a wrong object. */
 	if (unlinkat(dfd, name, 0) != 0 && errno != ENOENT)
 		rc = teems_errf(errbuf, TEEMS_EIO, "unlink %s: %s", name, strerror(errno));
-	else if (fsync(dfd) != 0)
-		rc = teems_errf(errbuf, TEEMS_EIO, "fsync %s: %s", d->path, strerror(errno));
 	close(dfd);
 	return rc;
 }

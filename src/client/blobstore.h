@@ -98,7 +98,9 @@ int blobstore_put(struct blobstore *store, const char *name, const struct obj_sr
 int blobstore_get(struct blobstore *store, const char *name, const struct obj_sink *sink,
 		  char *errbuf);
 
-/* Removes the blob; removing a missing blob succeeds (deletes are retried by gc).
+/* Removes the blob; removing a missing blob succeeds (deletes are retried by gc). Only blobs
+ * no record names are ever deleted, so a delete need not be durable: one a crash undoes leaves
+ * an orphan for gc.
  * Errors: TEEMS_EINVAL, TEEMS_EIO, OBJ_EDENIED, OBJ_EUNAVAIL. */
 int blobstore_delete(struct blobstore *store, const char *name, char *errbuf);
 

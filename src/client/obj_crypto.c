@@ -152,110 +152,130 @@ static int hash_final(EVP_MD_CTX *h, uint8_t out[TEE_SHA256_LEN])
 									      : TEEMS_ECRYPTO;
 }
 
-/* ------------------------------------------------------------------ plaintext hasher */
+/* ------------------------------------------------------------------ chunk worker */
 
-/* Plaintext buffers of an encryptor with a hasher thread: the hasher may run up to
- * PT_BUFS - 1 chunks behind the encryptor before the encryptor waits for it. Two: the two
- * threads do about the same work per chunk (~0.7 ms of SHA-256 against reading, sealing and
- * writing it), and four buffers measured no faster here while costing 2 MiB more memory
- * (and their first-touch page faults). */
-#define PT_BUFS 2
+/* Buffers in flight between a caller and its worker thread: the worker may run up to
+ * RING - 1 chunks behind the caller before the caller waits for it. Two: in both uses the two
+ * threads do about the same work per chunk, and four buffers measured no faster here while
+ * costing 2 MiB more memory (and their first-touch page faults). */
+#define RING 2
 
-/* SHA-256 of the plaintext (pt_sha256) on a second thread. It adds nothing to security (every
- * chunk is authenticated by GCM); it is the content digest `teems obj put` and `stat` report.
- * At ~1.4 GB/s it would cost a 16 MiB put about 12 ms on the encrypting thread, so it runs
- * beside it, over the same bytes, which the encryptor reads once into a ring of PT_BUFS
- * plaintext buffers and seals out of place (no second read of the data). Chunks are hashed in the
- * order they are handed over; the encryptor never refills a buffer before the hasher is done with
- * it. */
-struct pt_hasher {
+/* A second thread that applies fn to chunks in the order they are handed over, so that a put or
+ * a get of a multi-chunk object uses two cores:
+ * - put: SHA-256 of the plaintext (pt_sha256). It adds nothing to security (every chunk is
+ *   authenticated by GCM); it is the content digest `teems obj put` and `stat` report. At
+ *   ~1.3 GB/s it would cost a 16 MiB put about 12 ms on the encrypting thread, so it runs beside
+ *   it, over the same bytes, which the encryptor reads once into a ring of RING plaintext
+ *   buffers and seals out of place (no second read of the data).
+ * - get: AES-GCM open, in place, while the caller's thread reads the next record and writes
+ *   out the previous plaintext. The source and the sink are called from the caller's thread
+ *   only, so a library user's callbacks never run on ours.
+ * The caller never refills a buffer before the worker is done with it. After the first failure
+ * the worker skips what it is given and reports that failure for it. */
+struct chunk_worker {
 	pthread_t thread;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	EVP_MD_CTX *md; /* touched only by the thread until it has caught up */
-	const uint8_t *buf[PT_BUFS];
-	size_t len[PT_BUFS];
+	int (*fn)(void *arg, uint64_t index, uint8_t *p, size_t n);
+	void *arg;
+	uint8_t *buf[RING];
+	size_t len[RING];
+	/* What fn returned for chunk i, in status[i % RING]: written by the worker before it
+	 * counts the chunk done, read by the caller after, and not written again before the caller
+	 * hands over chunk i + RING. */
+	int status[RING];
 	uint64_t submitted; /* chunks handed over */
-	uint64_t hashed;    /* chunks done */
+	uint64_t done;	    /* chunks the worker is finished with */
 	bool quit;
-	int err; /* read by the owner only once the thread has caught up */
+	int err; /* the first failure: the worker's own; the caller reads it once all is done */
 };
 
-static void *hasher_main(void *arg)
+static void *worker_main(void *arg)
 {
-	struct pt_hasher *h = arg;
+	struct chunk_worker *w = arg;
 
-	pthread_mutex_lock(&h->mu);
+	pthread_mutex_lock(&w->mu);
 	for (;;) {
-		const uint8_t *p;
-		size_t n;
+		uint64_t i;
+		int rc;
 
-		while (h->hashed == h->submitted && !h->quit)
-			pthread_cond_wait(&h->cv, &h->mu);
-		if (h->hashed == h->submitted)
+		while (w->done == w->submitted && !w->quit)
+			pthread_cond_wait(&w->cv, &w->mu);
+		if (w->done == w->submitted)
 			break;
-		p = h->buf[h->hashed % PT_BUFS];
-		n = h->len[h->hashed % PT_BUFS];
-		pthread_mutex_unlock(&h->mu);
-		if (hash_update(h->md, p, n) != TEEMS_OK)
-			h->err = TEEMS_ECRYPTO;
-		pthread_mutex_lock(&h->mu);
-		h->hashed++;
-		pthread_cond_broadcast(&h->cv);
+		i = w->done;
+		pthread_mutex_unlock(&w->mu);
+		rc = w->err;
+		if (rc == TEEMS_OK &&
+		    (rc = w->fn(w->arg, i, w->buf[i % RING], w->len[i % RING])) != TEEMS_OK)
+			w->err = rc;
+		w->status[i % RING] = rc;
+		pthread_mutex_lock(&w->mu);
+		w->done++;
+		pthread_cond_broadcast(&w->cv);
 	}
-	pthread_mutex_unlock(&h->mu);
+	pthread_mutex_unlock(&w->mu);
 	return NULL;
 }
 
-/* Waits until at least `count` chunks are hashed. */
-static void hasher_wait(struct pt_hasher *h, uint64_t count)
+/* Waits until the worker is finished with at least `count` chunks. */
+static void worker_wait(struct chunk_worker *w, uint64_t count)
 {
-	pthread_mutex_lock(&h->mu);
-	while (h->hashed < count)
-		pthread_cond_wait(&h->cv, &h->mu);
-	pthread_mutex_unlock(&h->mu);
+	pthread_mutex_lock(&w->mu);
+	while (w->done < count)
+		pthread_cond_wait(&w->cv, &w->mu);
+	pthread_mutex_unlock(&w->mu);
 }
 
-static void hasher_submit(struct pt_hasher *h, const uint8_t *p, size_t n)
+/* Hands over the next chunk: the caller must have waited for the one RING before it. */
+static void worker_submit(struct chunk_worker *w, uint8_t *p, size_t n)
 {
-	pthread_mutex_lock(&h->mu);
-	h->buf[h->submitted % PT_BUFS] = p;
-	h->len[h->submitted % PT_BUFS] = n;
-	h->submitted++;
-	pthread_cond_broadcast(&h->cv);
-	pthread_mutex_unlock(&h->mu);
+	pthread_mutex_lock(&w->mu);
+	w->buf[w->submitted % RING] = p;
+	w->len[w->submitted % RING] = n;
+	w->submitted++;
+	pthread_cond_broadcast(&w->cv);
+	pthread_mutex_unlock(&w->mu);
 }
 
-/* Starts the thread hashing into md (borrowed). Returns false, with nothing to undo, if the
- * thread cannot be started: the caller then hashes inline. */
-static bool hasher_start(struct pt_hasher *h, EVP_MD_CTX *md)
+/* Starts the thread. Returns false, with nothing to undo, if it cannot be started: the caller
+ * then does the work inline. */
+static bool worker_start(struct chunk_worker *w,
+			 int (*fn)(void *arg, uint64_t index, uint8_t *p, size_t n), void *arg)
 {
-	memset(h, 0, sizeof(*h));
-	h->md = md;
-	if (pthread_mutex_init(&h->mu, NULL) != 0)
+	memset(w, 0, sizeof(*w));
+	w->fn = fn;
+	w->arg = arg;
+	if (pthread_mutex_init(&w->mu, NULL) != 0)
 		return false;
-	if (pthread_cond_init(&h->cv, NULL) != 0) {
-		pthread_mutex_destroy(&h->mu);
+	if (pthread_cond_init(&w->cv, NULL) != 0) {
+		pthread_mutex_destroy(&w->mu);
 		return false;
 	}
-	if (pthread_create(&h->thread, NULL, hasher_main, h) != 0) {
-		pthread_cond_destroy(&h->cv);
-		pthread_mutex_destroy(&h->mu);
+	if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+		pthread_cond_destroy(&w->cv);
+		pthread_mutex_destroy(&w->mu);
 		return false;
 	}
 	return true;
 }
 
 /* Lets the thread finish what it was given, then joins it. */
-static void hasher_stop(struct pt_hasher *h)
+static void worker_stop(struct chunk_worker *w)
 {
-	pthread_mutex_lock(&h->mu);
-	h->quit = true;
-	pthread_cond_broadcast(&h->cv);
-	pthread_mutex_unlock(&h->mu);
-	pthread_join(h->thread, NULL);
-	pthread_cond_destroy(&h->cv);
-	pthread_mutex_destroy(&h->mu);
+	pthread_mutex_lock(&w->mu);
+	w->quit = true;
+	pthread_cond_broadcast(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+	pthread_join(w->thread, NULL);
+	pthread_cond_destroy(&w->cv);
+	pthread_mutex_destroy(&w->mu);
+}
+
+static int hash_chunk(void *arg, uint64_t index, uint8_t *p, size_t n)
+{
+	(void)index;
+	return hash_update(arg, p, n);
 }
 
 /* ------------------------------------------------------------------ encryption */
@@ -266,13 +286,13 @@ struct obj_enc {
 	struct obj_src plaintext;
 	EVP_MD_CTX *pt_hash; /* pt_sha256 */
 	EVP_MD_CTX *bd_hash; /* blob_digest: the header and every tag */
-	/* With more than one chunk, pt_sha256 is computed by a second thread (struct pt_hasher)
-	 * and chunk k is read into pt[k % PT_BUFS], then sealed out of place into c.buf. With one
-	 * chunk it is read into c.buf, hashed and sealed in place; if the thread cannot be
-	 * started, the ring is used and hashed inline. */
-	struct pt_hasher hasher;
+	/* With more than one chunk, pt_sha256 is computed by a second thread (struct
+	 * chunk_worker) and chunk k is read into pt[k % RING], then sealed out of place into
+	 * c.buf. With one chunk it is read into c.buf, hashed and sealed in place; if the thread
+	 * cannot be started, the ring is used and hashed inline. */
+	struct chunk_worker hasher;
 	bool threaded;
-	uint8_t *pt[PT_BUFS];
+	uint8_t *pt[RING];
 	int header_done;
 	int eof; /* the whole blob has been handed out */
 	int err; /* sticky */
@@ -303,7 +323,7 @@ int obj_enc_new(struct obj_meta *meta, const void *object_id, size_t object_id_l
 		goto fail;
 	}
 	if (enc->c.n_chunks > 1) {
-		for (int i = 0; i < PT_BUFS; i++) {
+		for (int i = 0; i < RING; i++) {
 			enc->pt[i] = teems_malloc(enc->c.chunk_size);
 			if (enc->pt[i] == NULL) {
 				rc = teems_errf(errbuf, TEEMS_ENOMEM,
@@ -311,7 +331,7 @@ int obj_enc_new(struct obj_meta *meta, const void *object_id, size_t object_id_l
 				goto fail;
 			}
 		}
-		enc->threaded = hasher_start(&enc->hasher, enc->pt_hash);
+		enc->threaded = worker_start(&enc->hasher, hash_chunk, enc->pt_hash);
 	}
 	rc = tee_random(meta->data_key, TEE_KEY_LEN);
 	if (rc != TEEMS_OK) {
@@ -338,8 +358,8 @@ void obj_enc_free(struct obj_enc *enc)
 	if (enc == NULL)
 		return;
 	if (enc->threaded)
-		hasher_stop(&enc->hasher);
-	for (uint64_t i = 0; i < PT_BUFS; i++) {
+		worker_stop(&enc->hasher);
+	for (uint64_t i = 0; i < RING; i++) {
 		if (enc->pt[i] == NULL)
 			continue;
 		if (i < enc->c.n_chunks) /* never touched otherwise */
@@ -407,10 +427,10 @@ static int enc_next(struct obj_enc *enc, char *errbuf)
 		return TEEMS_OK;
 	}
 	want = chunk_len(c, c->next_chunk);
-	in = enc->pt[0] != NULL ? enc->pt[c->next_chunk % PT_BUFS] : c->buf;
-	/* pt[k % PT_BUFS] last held chunk k - PT_BUFS: the hasher must be past it. */
-	if (enc->threaded && c->next_chunk >= PT_BUFS)
-		hasher_wait(&enc->hasher, c->next_chunk - PT_BUFS + 1);
+	in = enc->pt[0] != NULL ? enc->pt[c->next_chunk % RING] : c->buf;
+	/* pt[k % RING] last held chunk k - RING: the hasher must be past it. */
+	if (enc->threaded && c->next_chunk >= RING)
+		worker_wait(&enc->hasher, c->next_chunk - RING + 1);
 	rc = obj_read_full(&enc->plaintext, in, (size_t)want, &got, errbuf);
 	if (rc != TEEMS_OK)
 		return rc;
@@ -420,7 +440,7 @@ static int enc_next(struct obj_enc *enc, char *errbuf)
 				  (unsigned long long)(c->next_chunk * c->chunk_size + got),
 				  (unsigned long long)c->size);
 	if (enc->threaded)
-		hasher_submit(&enc->hasher, in, got);
+		worker_submit(&enc->hasher, in, got);
 	else if (hash_update(enc->pt_hash, in, got) != TEEMS_OK)
 		return teems_errf(errbuf, TEEMS_ECRYPTO, "SHA-256 failed");
 	chunk_nonce_ad(c, c->next_chunk, nonce, ad);
@@ -511,7 +531,7 @@ int obj_enc_finish(struct obj_enc *enc, char *errbuf)
 	if (!enc->eof)
 		return teems_errf(errbuf, TEEMS_EINVAL, "the blob has not been read to its end");
 	if (enc->threaded) {
-		hasher_wait(&enc->hasher, enc->hasher.submitted);
+		worker_wait(&enc->hasher, enc->hasher.submitted);
 		if (enc->hasher.err != TEEMS_OK)
 			return enc_fail(enc, teems_errf(errbuf, TEEMS_ECRYPTO, "SHA-256 failed"),
 					errbuf);
@@ -660,34 +680,53 @@ static int dec_header(struct obj_dec *dec, char *errbuf)
 	return TEEMS_OK;
 }
 
-/* Opens the chunk record rec (len bytes: ciphertext and tag) into buf and passes the plaintext
- * on. rec is either buf itself (a record reassembled from pieces) or the caller's bytes (a
- * whole record in one write: opened out of place, no copy). */
-static int dec_chunk(struct obj_dec *dec, const uint8_t *rec, size_t rec_len, char *errbuf)
+/* Opens chunk `index` (rec_len bytes: ciphertext and tag) from rec into out, which may be rec. */
+static int open_chunk(struct chunker *c, uint64_t index, const uint8_t *rec, size_t rec_len,
+		      uint8_t *out)
 {
-	struct chunker *c = &dec->c;
 	uint8_t nonce[TEE_NONCE_LEN], ad[AD_LEN];
 	size_t len = rec_len - TEE_TAG_LEN;
-	int rc;
 
-	chunk_nonce_ad(c, c->next_chunk, nonce, ad);
-	rc = tee_aead_open(&c->aead, nonce, ad, sizeof(ad), rec, len, rec + len, c->buf);
+	chunk_nonce_ad(c, index, nonce, ad);
+	return tee_aead_open(&c->aead, nonce, ad, sizeof(ad), rec, len, rec + len, out);
+}
+
+static int open_fail(struct obj_dec *dec, int rc, uint64_t index, char *errbuf)
+{
 	if (rc == TEEMS_EAUTH)
 		return dec_fail(dec, OBJ_ETAMPERED, errbuf,
 				"chunk %llu of %llu does not authenticate",
-				(unsigned long long)c->next_chunk, (unsigned long long)c->n_chunks);
-	if (rc != TEEMS_OK)
-		return dec_fail(dec, rc, errbuf, "AES-256-GCM open failed");
-	rc = dec->plaintext.write(dec->plaintext.arg, c->buf, len, errbuf);
+				(unsigned long long)index, (unsigned long long)dec->c.n_chunks);
+	return dec_fail(dec, rc, errbuf, "AES-256-GCM open failed");
+}
+
+/* Passes on the plaintext of the next chunk (opened into p). */
+static int emit_chunk(struct obj_dec *dec, const uint8_t *p, size_t len, char *errbuf)
+{
+	int rc = dec->plaintext.write(dec->plaintext.arg, p, len, errbuf);
+
 	if (rc != TEEMS_OK) {
 		dec->err = rc;
 		snprintf(dec->errmsg, sizeof(dec->errmsg), "%s",
 			 errbuf != NULL ? errbuf : teems_strerror(rc));
 		return rc;
 	}
-	c->next_chunk++;
+	dec->c.next_chunk++;
 	dec->have = 0;
 	return TEEMS_OK;
+}
+
+/* Opens the chunk record rec (len bytes: ciphertext and tag) into buf and passes the plaintext
+ * on. rec is either buf itself (a record reassembled from pieces) or the caller's bytes (a
+ * whole record in one write: opened out of place, no copy). */
+static int dec_chunk(struct obj_dec *dec, const uint8_t *rec, size_t rec_len, char *errbuf)
+{
+	struct chunker *c = &dec->c;
+	int rc = open_chunk(c, c->next_chunk, rec, rec_len, c->buf);
+
+	if (rc != TEEMS_OK)
+		return open_fail(dec, rc, c->next_chunk, errbuf);
+	return emit_chunk(dec, c->buf, rec_len - TEE_TAG_LEN, errbuf);
 }
 
 static int dec_write(void *arg, const void *buf, size_t len, char *errbuf)
@@ -746,6 +785,81 @@ static int dec_write(void *arg, const void *buf, size_t len, char *errbuf)
 	return TEEMS_OK;
 }
 
+static int open_in_place(void *arg, uint64_t index, uint8_t *p, size_t n)
+{
+	return open_chunk(arg, index, p, n, p);
+}
+
+/* dec_pull's loop with a second thread (struct chunk_worker) that opens chunk k in place in
+ * rec[k % RING] while this thread reads chunk k + 1 and writes out chunk k - 1: a 16 MiB get
+ * costs the longer of the two instead of their sum. Same verdicts and the same output as the
+ * single-threaded loop. *threaded is false when the thread could not be started, with nothing
+ * read: the caller then runs that loop. */
+static int dec_pull_threaded(struct obj_dec *dec, const struct obj_src *src, bool *threaded,
+			     char *errbuf)
+{
+	struct chunker *c = &dec->c;
+	struct chunk_worker w;
+	uint8_t *rec[RING] = {c->buf};
+	uint64_t next_read = c->next_chunk;
+	bool short_read = false;
+	int rc = TEEMS_OK;
+
+	*threaded = false;
+	for (int i = 1; i < RING; i++)
+		if ((rec[i] = teems_malloc(c->buf_len)) == NULL)
+			goto free;
+	if (!worker_start(&w, open_in_place, c))
+		goto free;
+	*threaded = true;
+	for (;;) {
+		/* Read ahead of the chunk being written, into a buffer whose chunk
+		 * (next_read - RING) has been written. */
+		while (!short_read && next_read < c->n_chunks && next_read < c->next_chunk + RING) {
+			size_t want = (size_t)chunk_len(c, next_read) + TEE_TAG_LEN, got;
+
+			rc = obj_read_full(src, rec[next_read % RING], want, &got, errbuf);
+			if (rc != TEEMS_OK)
+				goto stop;
+			dec->total_in += got;
+			if (got < want) {
+				/* A truncation: what was read before it still goes out, and
+				 * obj_dec_finish reports the rest. */
+				dec->have = got;
+				short_read = true;
+				break;
+			}
+			worker_submit(&w, rec[next_read % RING], want);
+			next_read++;
+		}
+		if (c->next_chunk == next_read)
+			break;
+		worker_wait(&w, c->next_chunk + 1);
+		if ((rc = w.status[c->next_chunk % RING]) != TEEMS_OK) {
+			rc = open_fail(dec, rc, c->next_chunk, errbuf);
+			goto stop;
+		}
+		rc = emit_chunk(dec, rec[c->next_chunk % RING], chunk_len(c, c->next_chunk),
+				errbuf);
+		if (rc != TEEMS_OK)
+			goto stop;
+		if (short_read)
+			dec->have = 0; /* emit_chunk cleared it; the partial record stays counted */
+	}
+stop:
+	worker_stop(&w);
+free:
+	for (int i = 1; i < RING; i++) {
+		if (rec[i] == NULL)
+			continue;
+		tee_wipe(rec[i], c->buf_len);
+		teems_free(rec[i]);
+	}
+	if (!*threaded)
+		return TEEMS_OK;
+	return rc;
+}
+
 /* The decryptor reads the blob itself: the header into its header buffer, then each chunk
  * record straight into its record buffer, where it is opened in place. No staging buffer and
  * no copy between the source and AES-GCM. Same verdicts as dec_write: a short read is a
@@ -754,6 +868,7 @@ static int dec_pull(void *arg, const struct obj_src *src, char *errbuf)
 {
 	struct obj_dec *dec = arg;
 	struct chunker *c = &dec->c;
+	bool threaded = false;
 	size_t got;
 	int rc;
 
@@ -768,6 +883,11 @@ static int dec_pull(void *arg, const struct obj_src *src, char *errbuf)
 		return TEEMS_OK;
 	if ((rc = dec_header(dec, errbuf)) != TEEMS_OK)
 		return rc;
+	if (c->n_chunks > 1) {
+		rc = dec_pull_threaded(dec, src, &threaded, errbuf);
+		if (rc != TEEMS_OK || (threaded && c->next_chunk < c->n_chunks))
+			return rc;
+	}
 	while (c->next_chunk < c->n_chunks) {
 		size_t want = (size_t)chunk_len(c, c->next_chunk) + TEE_TAG_LEN;
 
