@@ -61,6 +61,9 @@ median() { sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (
 timed() {
 	_f=$1
 	shift
+	# Start every command from the same state: no dirty pages left by the one before, whose
+	# writeback the next fsync (teems put) or truncation (cp over its old copy) would pay for.
+	sync
 	# bash's $EPOCHREALTIME (microseconds), read without starting a process: `date` would add
 	# its own ~1 ms start-up to every figure, the plain ones included, and flatter the ratios.
 	_t0=${EPOCHREALTIME/./}

@@ -580,10 +580,20 @@ struct obj_dec {
 	struct obj_sink plaintext;
 	uint8_t header[OBJ_HEADER_LEN];
 	size_t header_have;
-	size_t have; /* bytes of the current chunk record in buf */
+	size_t have; /* bytes of the chunk record being gathered */
 	uint64_t total_in;
 	int err;
 	char errmsg[TEEMS_ERRBUF_LEN];
+	/* A blob of more than one chunk is opened on a second thread (struct chunk_worker):
+	 * chunk k is gathered (dec_write) or read (dec_pull) into rec[k % RING], opened there in
+	 * place by the worker, and passed on by this thread once chunk k + 1 is in, while the
+	 * worker opens that one. The source and the sink are only ever called from the caller's
+	 * thread. Chunks c.next_chunk .. worker.submitted - 1 are with the worker. Without the
+	 * thread (one chunk, or it could not be started) chunks are opened inline from c.buf. */
+	struct chunk_worker worker;
+	bool threaded;
+	bool inline_only;   /* the thread was tried once */
+	uint8_t *rec[RING]; /* rec[0] is c.buf */
 };
 
 int obj_dec_new(const struct obj_meta *meta, const void *object_id, size_t object_id_len,
@@ -607,6 +617,7 @@ int obj_dec_new(const struct obj_meta *meta, const void *object_id, size_t objec
 	dec->c.aead_ready = 1;
 	dec->meta = meta;
 	dec->plaintext = *plaintext;
+	dec->rec[0] = dec->c.buf;
 	*out = dec;
 	return TEEMS_OK;
 fail:
@@ -618,6 +629,14 @@ void obj_dec_free(struct obj_dec *dec)
 {
 	if (dec == NULL)
 		return;
+	if (dec->threaded)
+		worker_stop(&dec->worker);
+	for (int i = 1; i < RING; i++) {
+		if (dec->rec[i] == NULL)
+			continue;
+		tee_wipe(dec->rec[i], dec->c.buf_len);
+		teems_free(dec->rec[i]);
+	}
 	chunker_free(&dec->c);
 	teems_free(dec);
 }
@@ -712,7 +731,6 @@ static int emit_chunk(struct obj_dec *dec, const uint8_t *p, size_t len, char *e
 		return rc;
 	}
 	dec->c.next_chunk++;
-	dec->have = 0;
 	return TEEMS_OK;
 }
 
@@ -726,7 +744,82 @@ static int dec_chunk(struct obj_dec *dec, const uint8_t *rec, size_t rec_len, ch
 
 	if (rc != TEEMS_OK)
 		return open_fail(dec, rc, c->next_chunk, errbuf);
+	dec->have = 0;
 	return emit_chunk(dec, c->buf, rec_len - TEE_TAG_LEN, errbuf);
+}
+
+static int open_in_place(void *arg, uint64_t index, uint8_t *p, size_t n)
+{
+	return open_chunk(arg, index, p, n, p);
+}
+
+/* Starts the opener thread for a blob of more than one chunk, once; false: open inline. */
+static bool dec_thread(struct obj_dec *dec)
+{
+	if (dec->threaded)
+		return true;
+	if (dec->inline_only || dec->c.n_chunks < 2)
+		return false;
+	dec->inline_only = true;
+	for (int i = 1; i < RING; i++)
+		if ((dec->rec[i] = teems_malloc(dec->c.buf_len)) == NULL)
+			return false;
+	if (!worker_start(&dec->worker, open_in_place, &dec->c))
+		return false;
+	dec->threaded = true;
+	dec->inline_only = false;
+	return true;
+}
+
+/* Passes on every chunk before `end` that the worker has been given, in order, each once the
+ * worker has opened it. */
+static int dec_drain(struct obj_dec *dec, uint64_t end, char *errbuf)
+{
+	struct chunker *c = &dec->c;
+	int rc;
+
+	while (c->next_chunk < end) {
+		worker_wait(&dec->worker, c->next_chunk + 1);
+		if ((rc = dec->worker.status[c->next_chunk % RING]) != TEEMS_OK)
+			return open_fail(dec, rc, c->next_chunk, errbuf);
+		rc = emit_chunk(dec, dec->rec[c->next_chunk % RING], chunk_len(c, c->next_chunk),
+				errbuf);
+		if (rc != TEEMS_OK)
+			return rc;
+	}
+	return TEEMS_OK;
+}
+
+/* dec_write's gathering with the opener thread: records are copied into rec[k % RING] (the
+ * bytes given are the caller's, gone when we return) and handed to the worker. */
+static int dec_gather(struct obj_dec *dec, const uint8_t **p, size_t *len, char *errbuf)
+{
+	struct chunker *c = &dec->c;
+	uint64_t k = dec->worker.submitted;
+	size_t want, n;
+
+	if (k == c->n_chunks) {
+		/* As inline: the chunks before the extra bytes have gone out. */
+		int rc = dec_drain(dec, k, errbuf);
+
+		return rc != TEEMS_OK ? rc
+				      : dec_fail(dec, OBJ_ETAMPERED, errbuf,
+						 "blob has bytes after its last chunk");
+	}
+	want = (size_t)chunk_len(c, k) + TEE_TAG_LEN;
+	n = want - dec->have;
+	if (n > *len)
+		n = *len;
+	memcpy(dec->rec[k % RING] + dec->have, *p, n);
+	dec->have += n;
+	*p += n;
+	*len -= n;
+	if (dec->have < want)
+		return TEEMS_OK;
+	worker_submit(&dec->worker, dec->rec[k % RING], want);
+	dec->have = 0;
+	/* Chunk k - 1 goes out while the worker opens k; rec[(k + 1) % RING] is then free. */
+	return dec_drain(dec, k, errbuf);
 }
 
 static int dec_write(void *arg, const void *buf, size_t len, char *errbuf)
@@ -757,6 +850,11 @@ static int dec_write(void *arg, const void *buf, size_t len, char *errbuf)
 			}
 			continue;
 		}
+		if (dec_thread(dec)) {
+			if ((rc = dec_gather(dec, &p, &len, errbuf)) != TEEMS_OK)
+				return rc;
+			continue;
+		}
 		if (c->next_chunk == c->n_chunks)
 			return dec_fail(dec, OBJ_ETAMPERED, errbuf,
 					"blob has bytes after its last chunk");
@@ -785,79 +883,36 @@ static int dec_write(void *arg, const void *buf, size_t len, char *errbuf)
 	return TEEMS_OK;
 }
 
-static int open_in_place(void *arg, uint64_t index, uint8_t *p, size_t n)
-{
-	return open_chunk(arg, index, p, n, p);
-}
-
-/* dec_pull's loop with a second thread (struct chunk_worker) that opens chunk k in place in
- * rec[k % RING] while this thread reads chunk k + 1 and writes out chunk k - 1: a 16 MiB get
- * costs the longer of the two instead of their sum. Same verdicts and the same output as the
- * single-threaded loop. *threaded is false when the thread could not be started, with nothing
- * read: the caller then runs that loop. */
-static int dec_pull_threaded(struct obj_dec *dec, const struct obj_src *src, bool *threaded,
-			     char *errbuf)
+/* dec_pull's loop with the opener thread: chunk k is read while the worker opens k - 1 and
+ * after chunk k - 2 went out, so a 16 MiB get costs the longer of reading and writing, and
+ * opening, instead of their sum. Same verdicts and the same output as the inline loop. */
+static int dec_pull_threaded(struct obj_dec *dec, const struct obj_src *src, char *errbuf)
 {
 	struct chunker *c = &dec->c;
-	struct chunk_worker w;
-	uint8_t *rec[RING] = {c->buf};
-	uint64_t next_read = c->next_chunk;
-	bool short_read = false;
-	int rc = TEEMS_OK;
+	struct chunk_worker *w = &dec->worker;
+	int rc;
 
-	*threaded = false;
-	for (int i = 1; i < RING; i++)
-		if ((rec[i] = teems_malloc(c->buf_len)) == NULL)
-			goto free;
-	if (!worker_start(&w, open_in_place, c))
-		goto free;
-	*threaded = true;
-	for (;;) {
-		/* Read ahead of the chunk being written, into a buffer whose chunk
-		 * (next_read - RING) has been written. */
-		while (!short_read && next_read < c->n_chunks && next_read < c->next_chunk + RING) {
-			size_t want = (size_t)chunk_len(c, next_read) + TEE_TAG_LEN, got;
+	while (w->submitted < c->n_chunks) {
+		uint64_t k = w->submitted;
+		size_t want = (size_t)chunk_len(c, k) + TEE_TAG_LEN, got;
 
-			rc = obj_read_full(src, rec[next_read % RING], want, &got, errbuf);
-			if (rc != TEEMS_OK)
-				goto stop;
-			dec->total_in += got;
-			if (got < want) {
-				/* A truncation: what was read before it still goes out, and
-				 * obj_dec_finish reports the rest. */
-				dec->have = got;
-				short_read = true;
-				break;
-			}
-			worker_submit(&w, rec[next_read % RING], want);
-			next_read++;
-		}
-		if (c->next_chunk == next_read)
-			break;
-		worker_wait(&w, c->next_chunk + 1);
-		if ((rc = w.status[c->next_chunk % RING]) != TEEMS_OK) {
-			rc = open_fail(dec, rc, c->next_chunk, errbuf);
-			goto stop;
-		}
-		rc = emit_chunk(dec, rec[c->next_chunk % RING], chunk_len(c, c->next_chunk),
-				errbuf);
+		/* rec[k % RING] last held chunk k - RING. */
+		if (k >= RING && (rc = dec_drain(dec, k - RING + 1, errbuf)) != TEEMS_OK)
+			return rc;
+		rc = obj_read_full(src, dec->rec[k % RING], want, &got, errbuf);
 		if (rc != TEEMS_OK)
-			goto stop;
-		if (short_read)
-			dec->have = 0; /* emit_chunk cleared it; the partial record stays counted */
+			return rc;
+		dec->total_in += got;
+		if (got < want) {
+			/* A truncation: what came before it still goes out, and
+			 * obj_dec_finish reports the rest. */
+			rc = dec_drain(dec, k, errbuf);
+			dec->have = got;
+			return rc;
+		}
+		worker_submit(w, dec->rec[k % RING], want);
 	}
-stop:
-	worker_stop(&w);
-free:
-	for (int i = 1; i < RING; i++) {
-		if (rec[i] == NULL)
-			continue;
-		tee_wipe(rec[i], c->buf_len);
-		teems_free(rec[i]);
-	}
-	if (!*threaded)
-		return TEEMS_OK;
-	return rc;
+	return dec_drain(dec, c->n_chunks, errbuf);
 }
 
 /* The decryptor reads the blob itself: the header into its header buffer, then each chunk
@@ -868,7 +923,6 @@ static int dec_pull(void *arg, const struct obj_src *src, char *errbuf)
 {
 	struct obj_dec *dec = arg;
 	struct chunker *c = &dec->c;
-	bool threaded = false;
 	size_t got;
 	int rc;
 
@@ -883,9 +937,9 @@ static int dec_pull(void *arg, const struct obj_src *src, char *errbuf)
 		return TEEMS_OK;
 	if ((rc = dec_header(dec, errbuf)) != TEEMS_OK)
 		return rc;
-	if (c->n_chunks > 1) {
-		rc = dec_pull_threaded(dec, src, &threaded, errbuf);
-		if (rc != TEEMS_OK || (threaded && c->next_chunk < c->n_chunks))
+	if (dec_thread(dec)) {
+		rc = dec_pull_threaded(dec, src, errbuf);
+		if (rc != TEEMS_OK || c->next_chunk < c->n_chunks)
 			return rc;
 	}
 	while (c->next_chunk < c->n_chunks) {
@@ -920,6 +974,9 @@ int obj_dec_finish(struct obj_dec *dec, char *errbuf)
 
 	if (dec->err != TEEMS_OK)
 		return teems_errf(errbuf, dec->err, "%s", dec->errmsg);
+	/* Written to: the last chunk given to the worker is still to go out. */
+	if (dec->threaded && dec_drain(dec, dec->worker.submitted, errbuf) != TEEMS_OK)
+		return dec->err;
 	if (dec->header_have < OBJ_HEADER_LEN || c->next_chunk < c->n_chunks)
 		return dec_fail(dec, OBJ_ETRUNCATED, errbuf,
 				"blob ends after %llu of %llu bytes (%llu of %llu chunks intact)",
