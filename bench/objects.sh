@@ -21,6 +21,12 @@
 #   file (no old copy) is printed below the table as well.
 # - fixed cost: `teems obj stat` of the 16 MiB object (process start, OpenSSL, the TLS
 #   handshake, one VGET), which every teems row includes and no plain row does.
+# - op/lib rows: the same put and get through one libteems client that stays open
+#   (bench-obj-client, bench/obj_client.c), as an application using the library does: what the
+#   object layer costs without the per-command fixed cost. Its get writes into a truncated
+#   file, as cp does.
+# - every timed command starts after a `sync`, so that none pays for the writeback of the one
+#   before (a put's fdatasync, or cp's truncation, would otherwise wait for it).
 #
 #   bench/objects.sh [BUILD_DIR] [R]       (defaults: ./build, 5)
 set -u
@@ -28,11 +34,12 @@ BUILD=$(cd "${1:-build}" && pwd)
 R=${2:-5}
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 TEEMS="$BUILD/teems"
+LIB_CLIENT="$BUILD/bench-obj-client"
 export TEEMS_TEEMSD="$BUILD/teemsd"
 LIB_SH="$SRC/tests/system/lib.sh"
 . "$LIB_SH"
-[ -x "$TEEMS" ] && [ -x "$TEEMS_TEEMSD" ] || {
-	echo "build teems and teemsd first ($BUILD)"
+[ -x "$TEEMS" ] && [ -x "$TEEMS_TEEMSD" ] && [ -x "$LIB_CLIENT" ] || {
+	echo "build teems, teemsd and bench-obj-client first ($BUILD)"
 	exit 2
 }
 
@@ -120,20 +127,32 @@ bench_store() { # STORE STORE_ARGS...
 		done
 		row "$store" "$size" "$bytes" put "$T/$store.$size.tput" "$T/$store.$size.pput" 2
 		row "$store" "$size" "$bytes" get "$T/$store.$size.tget" "$T/$store.$size.pget" 1.3
+		# The same operations through one long-lived libteems client (bench/obj_client.c),
+		# against the same plain medians.
+		"$LIB_CLIENT" "$D" "$T/$size" "lib/$size" "$R" ${url:+"$url"} >"$T/lib" || exit 1
+		awk '$1 == "put" {print $2}' "$T/lib" >"$T/$store.$size.lput"
+		awk '$1 == "get" {print $2}' "$T/lib" >"$T/$store.$size.lget"
+		row "$store" "$size" "$bytes" put/lib "$T/$store.$size.lput" \
+			"$T/$store.$size.pput" 2
+		row "$store" "$size" "$bytes" get/lib "$T/$store.$size.lget" \
+			"$T/$store.$size.pget" 1.3
 	done
 }
 
+url=""
 bench_store dir
 rc=0
 s3rver_find "$BUILD" "$SRC" >/dev/null || rc=$?
 if [ $rc -eq 0 ] && s3rver_start "$T/s3" >/dev/null; then
 	s3_curl PUT "$S3_ENDPOINT/plain" >/dev/null 2>&1 # the bucket for the plain uploads
-	bench_store s3 --store "s3://bench/o?endpoint=$S3_ENDPOINT"
+	url="s3://bench/o?endpoint=$S3_ENDPOINT"
+	bench_store s3 --store "$url"
 else
 	echo "(s3: s3rver not available, skipped)"
 fi
 
-echo "teems obj vs plain copies: median of $R runs, wall time of the whole command"
+echo "teems obj vs plain copies: median of $R runs, wall time of the whole command; op/lib:"
+echo "the same put or get through one libteems client kept open (no per-command start-up)"
 echo "(dir: plain = GNU cp: in-kernel copy_file_range, no fsync, while teems' put syncs the"
 echo " blob and the directory; s3: plain = curl --aws-sigv4 to the same s3rver)"
 echo
@@ -141,12 +160,12 @@ awk '{
 	mib = $3 / 1048576
 	ratio = $6 > 0 ? $5 / $6 : 0
 	tgt = ($2 == "16m") ? sprintf("%s %.1fx", (ratio <= $7 ? "met" : "MISSED"), $7) : "-"
-	printf "| %-5s | %-6s | %-3s | %9.2f | %9.2f | %11.1f | %11.1f | %5.2fx | %-12s |\n",
+	printf "| %-5s | %-6s | %-7s | %9.2f | %9.2f | %11.1f | %11.1f | %5.2fx | %-12s |\n",
 		$1, ($2 == "4k" ? "4 KiB" : "16 MiB"), $4, $5, $6,
 		mib / ($5 / 1000), mib / ($6 / 1000), ratio, tgt
 }' "$ROWS" | {
-	echo "| store | size   | op  |  teems ms |  plain ms | teems MiB/s | plain MiB/s |  ratio | target       |"
-	echo "|-------|--------|-----|-----------|-----------|-------------|-------------|--------|--------------|"
+	echo "| store | size   | op      |  teems ms |  plain ms | teems MiB/s | plain MiB/s |  ratio | target       |"
+	echo "|-------|--------|---------|-----------|-----------|-------------|-------------|--------|--------------|"
 	cat
 }
 echo
