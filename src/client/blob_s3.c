@@ -7,6 +7,15 @@
  * second pass over the stream, and the object layer authenticates every byte itself
  * (obj_crypto.h), so S3's own payload check adds nothing to integrity.
  *
+ * Blobs longer than one part (64 MiB by default; the URL's part_size=) go up as a multipart
+ * upload, because S3 refuses a single PUT above 5 GiB: CreateMultipartUpload, one UploadPart
+ * per part, each pulling exactly its own length from the same source (no part is ever held in
+ * memory), then CompleteMultipartUpload with the parts' ETags. Any failure sends
+ * AbortMultipartUpload, so a process that lives to clean up leaves no incomplete upload; one
+ * killed half-way leaves an upload that no listing shows and that only the bucket's lifecycle
+ * rule (AbortIncompleteMultipartUpload) removes (docs/OBJECTS.md). The object appears whole at
+ * Complete or not at all, which keeps blobstore_put atomic.
+ *
  * HTTP status → error: 2xx ok; 404 TEEMS_ENOTFOUND; 401/403 OBJ_EDENIED; 5xx, connection
  * failures and timeouts OBJ_EUNAVAIL; anything else TEEMS_EIO with S3's <Code> and <Message>.
  * Nothing is retried here: a streamed body cannot be rewound, so the caller retries the whole
@@ -19,6 +28,7 @@
 
 #include <curl/curl.h>
 
+#include "client/blob_s3_multipart.h"
 #include "client/blobstore_internal.h"
 #include "common/alloc.h"
 #include "tee/crypto.h"
@@ -28,6 +38,7 @@
 #define S3_LIST_BODY_MAX (16u << 20)
 #define S3_ERRBODY_MAX 2048
 #define S3_XFER_BUF (1L << 20)
+#define S3_MP_BODY_MAX (64u << 10) /* answers to Create and Complete are a few hundred bytes */
 
 struct blob_s3 {
 	struct blobstore base;
@@ -36,8 +47,9 @@ struct blob_s3 {
 	char sigv4[128];
 	char *userpwd; /* "access:secret", wiped at close */
 	long timeout_ms;
-	long verbose; /* TEEMS_S3_VERBOSE=1 in the environment: curl traces to stderr */
-	CURL *curl;   /* reused so connections are kept alive */
+	long verbose;	    /* TEEMS_S3_VERBOSE=1 in the environment: curl traces to stderr */
+	uint64_t part_size; /* blobs above it go up in parts (blob_s3_multipart.h) */
+	CURL *curl;	    /* reused so connections are kept alive */
 };
 
 /* libcurl is loaded with dlopen when the first s3 store is opened, not by the dynamic linker
@@ -117,10 +129,15 @@ struct s3_req {
 	uint64_t len;
 	const struct obj_sink *sink; /* 2xx response body goes here, or nowhere */
 	int total_timeout;	     /* small requests: bound the whole transfer */
+	int part;		     /* src continues after len bytes (an UploadPart) */
+	const char *body;	     /* POST body, or NULL (then an empty POST) */
+	size_t body_len;
+	char *etag; /* S3_MP_ETAG_MAX + 1 bytes: the ETag header lands here, or NULL */
 	/* out */
 	long status;
 	uint64_t sent;
 	int end_checked; /* the source was asked for a byte past len */
+	int etag_bad;	 /* an ETag header too long or not printable */
 	int cb_rc;	 /* error from src or sink, reported instead of curl's */
 	char cb_err[TEEMS_ERRBUF_LEN];
 	char errbody[S3_ERRBODY_MAX + 1];
@@ -135,6 +152,8 @@ static size_t s3_read_cb(char *buf, size_t size, size_t nitems, void *arg)
 	size_t cap = size * nitems, got = 0;
 	int rc;
 
+	if (r->sent == r->len && r->part)
+		return 0; /* the rest of the source belongs to the next part */
 	if (r->sent == r->len) {
 		uint8_t extra;
 
@@ -194,6 +213,16 @@ static size_t s3_write_cb(char *data, size_t size, size_t nmemb, void *arg)
 	return n;
 }
 
+static size_t s3_header_cb(char *line, size_t size, size_t nitems, void *arg)
+{
+	struct s3_req *r = arg;
+	size_t n = size * nitems;
+
+	if (r->etag != NULL && blob_s3_mp_etag_header(line, n, r->etag) < 0)
+		r->etag_bad = 1;
+	return n;
+}
+
 /* Copies the text of <tag>...</tag> from an S3 error body into out. */
 static void xml_field(const char *xml, const char *tag, char *out, size_t cap)
 {
@@ -242,6 +271,11 @@ static int s3_perform(struct blob_s3 *s, struct s3_req *r, char *errbuf)
 		cu.easy_setopt(c, CURLOPT_TIMEOUT_MS, s->timeout_ms);
 	cu.easy_setopt(c, CURLOPT_WRITEFUNCTION, s3_write_cb);
 	cu.easy_setopt(c, CURLOPT_WRITEDATA, r);
+	if (r->etag != NULL) {
+		r->etag[0] = '\0';
+		cu.easy_setopt(c, CURLOPT_HEADERFUNCTION, s3_header_cb);
+		cu.easy_setopt(c, CURLOPT_HEADERDATA, r);
+	}
 	/* Larger transfer buffers than curl's 16 KiB (download) and 64 KiB (upload): fewer
 	 * callbacks and system calls, and downloads more often hand the decryptor whole chunk
 	 * records, which it opens in place. Hints: an older curl that refuses them keeps its own.
@@ -253,6 +287,10 @@ static int s3_perform(struct blob_s3 *s, struct s3_req *r, char *errbuf)
 		cu.easy_setopt(c, CURLOPT_INFILESIZE_LARGE, (curl_off_t)r->len);
 		cu.easy_setopt(c, CURLOPT_READFUNCTION, s3_read_cb);
 		cu.easy_setopt(c, CURLOPT_READDATA, r);
+	} else if (strcmp(r->method, "POST") == 0) {
+		cu.easy_setopt(c, CURLOPT_POST, 1L);
+		cu.easy_setopt(c, CURLOPT_POSTFIELDS, r->body != NULL ? r->body : "");
+		cu.easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
 	} else if (strcmp(r->method, "HEAD") == 0) {
 		cu.easy_setopt(c, CURLOPT_NOBODY, 1L);
 		cu.easy_setopt(c, CURLOPT_FILETIME, 1L); /* Last-Modified, for gc's grace */
@@ -334,15 +372,203 @@ static int s3_init(struct blobstore *base, char *errbuf)
 	return rc;
 }
 
+/* AWS's URI encoding for query values: everything but A-Za-z0-9-_.~ as %XX, uppercase. */
+static int aws_encode(const char *in, char *out, size_t cap);
+
+/* The object's URL with a query. Queries are built with their parameters in sorted order and
+ * AWS-encoded values, and a parameter without a value is written "name=": then the query is its
+ * own SigV4 canonical form, which matters because libcurl before 8.3 signs the query exactly as
+ * given. Errors: TEEMS_EINVAL. */
+static int object_query_url(struct blob_s3 *s, struct s3_req *r, const char *name,
+			    const char *query, char *errbuf)
+{
+	if (snprintf(r->url, sizeof(r->url), "%s/%s/%s%s?%s", s->url.endpoint, s->url.bucket,
+		     s->key_prefix, name, query) >= (int)sizeof(r->url))
+		return teems_errf(errbuf, TEEMS_EINVAL, "s3 put %s: URL too long", name);
+	return TEEMS_OK;
+}
+
+/* What an <Error> inside a 200 answer to CompleteMultipartUpload means, mapped like the
+ * statuses of s3_perform: S3's own trouble is retryable, a refusal is a denial, anything else
+ * (NoSuchUpload, InvalidPart, EntityTooSmall, or no recognisable answer at all) is TEEMS_EIO. */
+static int complete_error(const char *code)
+{
+	if (strcmp(code, "InternalError") == 0 || strcmp(code, "ServiceUnavailable") == 0 ||
+	    strcmp(code, "SlowDown") == 0)
+		return OBJ_EUNAVAIL;
+	if (strcmp(code, "AccessDenied") == 0)
+		return OBJ_EDENIED;
+	return TEEMS_EIO;
+}
+
+/* A sink into a buffer allocated before the first request, for the answers to Create and
+ * Complete: nothing may fail for want of memory once Complete is sent, or an object that S3
+ * made would be reported as a failed put. Blanks are dropped (S3 sends them while it assembles
+ * a large object, to keep the connection alive; the tags looked for contain none). */
+struct answer {
+	char *buf; /* S3_MP_BODY_MAX + 1 bytes */
+	size_t len;
+};
+
+static int answer_write(void *arg, const void *data, size_t len, char *errbuf)
+{
+	struct answer *a = arg;
+	const char *p = data;
+
+	for (size_t i = 0; i < len; i++) {
+		if (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\n')
+			continue;
+		if (a->len == S3_MP_BODY_MAX)
+			return teems_errf(errbuf, TEEMS_EIO, "s3: answer longer than %u bytes",
+					  S3_MP_BODY_MAX);
+		a->buf[a->len++] = p[i];
+	}
+	a->buf[a->len] = '\0';
+	return TEEMS_OK;
+}
+
+/* Sends CompleteMultipartUpload with body xml (n bytes); the answer goes into a. Allocates
+ * nothing. Errors: as s3_perform, and complete_error()'s for a 200 that is not a
+ * CompleteMultipartUploadResult. */
+static int mp_complete(struct blob_s3 *s, const char *name, const char *enc_id, const char *xml,
+		       size_t n, struct answer *a, char *errbuf)
+{
+	struct obj_sink sink = {.write = answer_write, .arg = a};
+	/* No total timeout: S3 may take minutes to assemble a large object, sending blanks to
+	 * show it is alive, which the low-speed limit accepts. */
+	struct s3_req r = {.method = "POST", .sink = &sink, .body = xml, .body_len = n};
+	char query[16 + 3 * S3_MP_UPLOAD_ID_MAX + 4], code[64];
+	int rc;
+
+	a->len = 0;
+	a->buf[0] = '\0';
+	snprintf(query, sizeof(query), "uploadId=%s", enc_id);
+	rc = object_query_url(s, &r, name, query, errbuf);
+	if (rc == TEEMS_OK)
+		rc = s3_perform(s, &r, errbuf);
+	if (rc == TEEMS_OK && blob_s3_mp_complete_ok(a->buf, a->len, code, sizeof(code)) != 0)
+		rc = teems_errf(errbuf, complete_error(code),
+				"s3 put %s: CompleteMultipartUpload failed: %s", name,
+				code[0] ? code : "no CompleteMultipartUploadResult in the answer");
+	return rc;
+}
+
+/* Uploads len bytes of src as nparts parts of part_len bytes (the last one shorter). On any
+ * failure after the upload was created, aborts it. Every allocation happens before Complete is
+ * sent. Errors: as s3_put. */
+static int s3_put_parts(struct blob_s3 *s, const char *name, const struct obj_src *src,
+			uint64_t len, uint64_t part_len, uint32_t nparts, char *errbuf)
+{
+	struct answer a = {.buf = teems_malloc(S3_MP_BODY_MAX + 1)};
+	struct obj_sink sink = {.write = answer_write, .arg = &a};
+	struct s3_req r = {.method = "POST", .sink = &sink, .total_timeout = 1};
+	char upload_id[S3_MP_UPLOAD_ID_MAX + 1], enc_id[3 * S3_MP_UPLOAD_ID_MAX + 4];
+	char query[32 + sizeof(enc_id)];
+	char(*etags)[S3_MP_ETAG_MAX + 1] = NULL;
+	char *xml = NULL;
+	uint8_t extra;
+	size_t got = 0, n;
+	int rc;
+
+	if (a.buf == NULL)
+		return teems_errf(errbuf, TEEMS_ENOMEM, "s3 put %s: out of memory", name);
+	a.buf[0] = '\0';
+	rc = object_query_url(s, &r, name, "uploads=", errbuf);
+	if (rc == TEEMS_OK)
+		rc = s3_perform(s, &r, errbuf);
+	if (rc == TEEMS_OK && blob_s3_mp_parse_upload_id(a.buf, a.len, upload_id) != 0)
+		rc = teems_errf(errbuf, TEEMS_EIO,
+				"s3 put %s: no valid UploadId in the answer to "
+				"CreateMultipartUpload",
+				name);
+	if (rc != TEEMS_OK) {
+		teems_free(a.buf);
+		return rc;
+	}
+	/* Cannot fail: the UploadId has at most S3_MP_UPLOAD_ID_MAX characters. */
+	aws_encode(upload_id, enc_id, sizeof(enc_id));
+
+	etags = teems_calloc(nparts, sizeof(*etags));
+	if (etags == NULL) {
+		rc = teems_errf(errbuf, TEEMS_ENOMEM, "s3 put %s: out of memory", name);
+		goto abort;
+	}
+	for (uint32_t i = 1; i <= nparts; i++) {
+		struct s3_req p = {
+			.method = "PUT",
+			.src = src,
+			.len = blob_s3_mp_part_bytes(len, part_len, nparts, i),
+			.part = 1,
+			.etag = etags[i - 1],
+		};
+
+		snprintf(query, sizeof(query), "partNumber=%u&uploadId=%s", i, enc_id);
+		rc = object_query_url(s, &p, name, query, errbuf);
+		if (rc == TEEMS_OK)
+			rc = s3_perform(s, &p, errbuf);
+		if (rc != TEEMS_OK)
+			goto abort;
+		if (p.etag_bad || etags[i - 1][0] == '\0') {
+			rc = teems_errf(errbuf, TEEMS_EIO,
+					"s3 put %s: part %u of %u: no valid ETag in the answer",
+					name, i, nparts);
+			goto abort;
+		}
+	}
+	/* Unlike a single PUT, nothing is visible yet: a source longer than len is caught before
+	 * the object exists. */
+	rc = src->read(src->arg, &extra, 1, &got, errbuf);
+	if (rc == TEEMS_OK && got != 0)
+		rc = teems_errf(errbuf, TEEMS_EIO, "put %s: source longer than %llu bytes", name,
+				(unsigned long long)len);
+	if (rc != TEEMS_OK)
+		goto abort;
+	n = blob_s3_mp_complete_xml((const char(*)[S3_MP_ETAG_MAX + 1]) etags, nparts, NULL, 0);
+	xml = teems_malloc(n + 1);
+	if (xml == NULL) {
+		rc = teems_errf(errbuf, TEEMS_ENOMEM, "s3 put %s: out of memory", name);
+		goto abort;
+	}
+	blob_s3_mp_complete_xml((const char(*)[S3_MP_ETAG_MAX + 1]) etags, nparts, xml, n + 1);
+	rc = mp_complete(s, name, enc_id, xml, n, &a, errbuf);
+	if (rc != TEEMS_OK)
+		goto abort;
+	teems_free(xml);
+	teems_free(etags);
+	teems_free(a.buf);
+	return TEEMS_OK;
+
+abort:
+	/* Best effort, and its own failure is not the caller's error: without it the parts stay
+	 * billed until the bucket's lifecycle rule removes them. */
+	r = (struct s3_req){.method = "DELETE", .total_timeout = 1};
+	snprintf(query, sizeof(query), "uploadId=%s", enc_id);
+	if (object_query_url(s, &r, name, query, NULL) == TEEMS_OK)
+		s3_perform(s, &r, NULL);
+	teems_free(xml);
+	teems_free(etags);
+	teems_free(a.buf);
+	return rc;
+}
+
 static int s3_put(struct blobstore *base, const char *name, const struct obj_src *src, uint64_t len,
 		  char *errbuf)
 {
 	struct blob_s3 *s = to_s3(base);
 	struct s3_req r = {.method = "PUT", .src = src, .len = len};
+	uint64_t part_len;
+	uint32_t nparts;
 	uint8_t extra;
 	size_t got = 0;
 	int rc;
 
+	if (blob_s3_mp_plan(len, s->part_size, &part_len, &nparts) != 0)
+		return teems_errf(errbuf, TEEMS_EINVAL,
+				  "s3 put %s: %llu bytes do not fit in %u parts of at most %llu",
+				  name, (unsigned long long)len, S3_MP_MAX_PARTS,
+				  (unsigned long long)S3_MP_MAX_PART);
+	if (nparts > 0)
+		return s3_put_parts(s, name, src, len, part_len, nparts, errbuf);
 	object_url(s, &r, name);
 	rc = s3_perform(s, &r, errbuf);
 	if (rc != TEEMS_OK || r.end_checked)
@@ -402,7 +628,6 @@ static int s3_stat(struct blobstore *base, const char *name, struct blob_stat *s
 	return TEEMS_OK;
 }
 
-/* AWS's URI encoding for query values: everything but A-Za-z0-9-_.~ as %XX, uppercase. */
 static int aws_encode(const char *in, char *out, size_t cap)
 {
 	static const char hex[] = "0123456789ABCDEF";
@@ -628,6 +853,7 @@ int blob_s3_open(const struct blob_url *url, const struct blobstore_opts *opts,
 						     : S3_DEFAULT_TIMEOUT_MS;
 	s->verbose =
 		getenv("TEEMS_S3_VERBOSE") != NULL && strcmp(getenv("TEEMS_S3_VERBOSE"), "1") == 0;
+	s->part_size = url->part_size > 0 ? url->part_size : S3_MP_DEFAULT_PART;
 	n = strlen(ak) + strlen(sk) + 2;
 	s->userpwd = teems_malloc(n);
 	s->curl = cu.easy_init();

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "common/bytes.h"
+#include "client/blob_s3_multipart.h"
 #include "client/blobstore_internal.h"
 #include "tee/crypto.h"
 #include "teems/err.h"
@@ -140,7 +141,7 @@ static int region_valid(const char *r)
 
 static int parse_query(const char *q, struct blob_url *u, char *errbuf)
 {
-	int seen_endpoint = 0, seen_region = 0, seen_timeout = 0;
+	int seen_endpoint = 0, seen_region = 0, seen_timeout = 0, seen_part = 0;
 
 	while (*q) {
 		const char *amp = strchr(q, '&');
@@ -193,10 +194,26 @@ static int parse_query(const char *q, struct blob_url *u, char *errbuf)
 				return teems_errf(errbuf, TEEMS_EINVAL,
 						  "s3 URL: timeout_ms must be 1..3600000");
 			u->timeout_ms = t;
+		} else if (klen == 9 && memcmp(q, "part_size", 9) == 0) {
+			char num[24], *end;
+			unsigned long long ps;
+
+			if (seen_part++)
+				return teems_errf(errbuf, TEEMS_EINVAL, "s3 URL: part_size twice");
+			rc = pct_decode(v, vlen, num, sizeof(num), "part_size", errbuf);
+			if (rc != TEEMS_OK)
+				return rc;
+			ps = strtoull(num, &end, 10);
+			if (num[0] < '0' || num[0] > '9' || *end != '\0' ||
+			    !blob_s3_mp_part_size_valid(ps))
+				return teems_errf(errbuf, TEEMS_EINVAL,
+						  "s3 URL: part_size must be %llu..%llu bytes",
+						  S3_MP_MIN_PART, S3_MP_MAX_PART);
+			u->part_size = ps;
 		} else {
 			return teems_errf(errbuf, TEEMS_EINVAL,
 					  "s3 URL: unknown parameter '%.*s' (endpoint, region, "
-					  "timeout_ms)",
+					  "timeout_ms, part_size)",
 					  (int)(klen > 40 ? 40 : klen), q);
 		}
 		q += len;

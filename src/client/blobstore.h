@@ -5,12 +5,14 @@
  *
  * URLs
  *   dir://PATH                     a directory (created by blobstore_init); PATH may be relative
- *   s3://BUCKET[/PREFIX][?endpoint=URL&region=REGION&timeout_ms=N]
+ *   s3://BUCKET[/PREFIX][?endpoint=URL&region=REGION&timeout_ms=N&part_size=BYTES]
  *                                  BUCKET follows S3's rules (3-63 of [a-z0-9.-]); PREFIX is
  *                                  [A-Za-z0-9._/-] and names are appended to it. endpoint
  *                                  defaults to https://s3.REGION.amazonaws.com (path style),
  *                                  region to us-east-1. Values may be %-encoded. Credentials
  *                                  are never in the URL: see struct blobstore_opts.
+ *                                  part_size: blobs above it go up as multipart uploads
+ *                                  (5 MiB..5 GiB; default 64 MiB).
  *
  * Names are 1..OBJ_NAME_MAX characters of [A-Za-z0-9_-] plus '.' (not first), so they are
  * safe as file names and S3 keys without escaping; blobstore_random_name() makes the random
@@ -43,6 +45,7 @@ struct blob_url {
 	char endpoint[BLOB_URL_FIELD_MAX]; /* s3: scheme://host[:port][/path], no trailing '/' */
 	char region[64];		   /* s3 */
 	long timeout_ms;		   /* s3: 0 = default */
+	unsigned long long part_size;	   /* s3: 0 = default (blob_s3_multipart.h) */
 };
 
 /* Parses a store URL. Errors: TEEMS_EINVAL (the message says what is wrong). */
@@ -87,7 +90,8 @@ int blobstore_init(struct blobstore *store, char *errbuf);
 
 /* Stores exactly len bytes from src under name, replacing any blob of that name. Atomic: a
  * reader sees the old blob or the new one, never a mix (dir: temporary file, fsync, rename,
- * fsync of the directory; s3: a single PUT). Durable when it returns TEEMS_OK.
+ * fsync of the directory; s3: a single PUT, or a multipart upload that
+ * appears at its Complete). Durable when it returns TEEMS_OK.
  * Errors: TEEMS_EINVAL (bad name), src's errors, TEEMS_EIO (src shorter or longer than len, or
  * the disk failed), OBJ_EDENIED, OBJ_EUNAVAIL, TEEMS_ENOMEM. */
 int blobstore_put(struct blobstore *store, const char *name, const struct obj_src *src,
@@ -117,7 +121,8 @@ int blobstore_list(struct blobstore *store, const char *prefix, blob_list_fn fn,
 
 /* Removes what interrupted puts left inside the store itself, last modified before older_than
  * (seconds since the epoch): the dir store's `.tmp-*` files; S3 keeps nothing of a PUT that did
- * not complete. *removed counts them. Errors: TEEMS_EIO, OBJ_EUNAVAIL. */
+ * not complete, and a failed multipart put aborts its upload. *removed counts them. Errors:
+ * TEEMS_EIO, OBJ_EUNAVAIL. */
 int blobstore_sweep(struct blobstore *store, int64_t older_than, uint64_t *removed, char *errbuf);
 
 #endif

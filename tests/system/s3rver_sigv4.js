@@ -5,7 +5,18 @@
 // wrapper recomputes every request's AWS Signature Version 4 (header form, the payload hash as
 // sent in x-amz-content-sha256) from the secret of the access key and answers 403
 // SignatureDoesNotMatch when it differs, so the test proves that libcurl's CURLOPT_AWS_SIGV4
-// signing is right, not merely present.
+// signing is right, not merely present. The canonical query string is built as AWS builds it
+// (each name and value percent-decoded, re-encoded with AWS's rules, sorted by name then value),
+// not taken from the request as sent: a client that signs its query differently from how it sends
+// it fails here as it would on AWS.
+//
+// s3rver 3.7.1 implements CreateMultipartUpload, UploadPart and CompleteMultipartUpload but not
+// AbortMultipartUpload nor ListMultipartUploads, and completes an upload without checking the
+// parts' ETags or sizes. This wrapper adds the two missing operations on s3rver's own upload
+// directories (logging "abort-multipart UPLOADID" on stdout for each abort, and
+// "complete-multipart UPLOADID N parts" for each completion) and makes Complete
+// refuse a wrong ETag (InvalidPart) and a part other than the last below 5 MiB (EntityTooSmall),
+// as S3 does.
 //
 //   node s3rver_sigv4.js S3RVER_MODULE_DIR DATA_DIR    (prints "port N" once listening)
 'use strict';
@@ -24,6 +35,30 @@ function deny(ctx, code, message) {
     `<Message>${message}</Message></Error>`;
 }
 
+// AWS's UriEncode: every byte but A-Za-z0-9-_.~ as %XX, uppercase hex.
+function awsEncode(s) {
+  return Array.from(Buffer.from(s, 'utf8'))
+    .map(b => (/[A-Za-z0-9\-_.~]/.test(String.fromCharCode(b))
+      ? String.fromCharCode(b)
+      : '%' + b.toString(16).toUpperCase().padStart(2, '0')))
+    .join('');
+}
+
+function canonicalQueryOf(query) {
+  if (query === '') return '';
+  return query.split('&')
+    .filter(p => p !== '')
+    .map(p => {
+      const eq = p.indexOf('=');
+      const name = eq < 0 ? p : p.slice(0, eq);
+      const value = eq < 0 ? '' : p.slice(eq + 1);
+      return [awsEncode(decodeURIComponent(name)), awsEncode(decodeURIComponent(value))];
+    })
+    .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0))
+    .map(([n, v]) => `${n}=${v}`)
+    .join('&');
+}
+
 async function sigv4(ctx, next) {
   const auth = ctx.get('authorization');
   const m = /^AWS4-HMAC-SHA256 Credential=([^/]+)\/(\d{8})\/([^/]+)\/s3\/aws4_request, ?SignedHeaders=([^,]+), ?Signature=([0-9a-f]{64})$/.exec(auth);
@@ -40,10 +75,12 @@ async function sigv4(ctx, next) {
   const q = raw.indexOf('?');
   const path = q < 0 ? raw : raw.slice(0, q);
   const query = q < 0 ? '' : raw.slice(q + 1);
-  const canonicalQuery = query === '' ? '' : query.split('&')
-    .map(p => (p.includes('=') ? p : p + '='))
-    .sort()
-    .join('&');
+  let canonicalQuery;
+  try {
+    canonicalQuery = canonicalQueryOf(query);
+  } catch (e) {
+    return deny(ctx, 'AuthorizationQueryParametersError', 'Malformed query string');
+  }
   const names = signedHeaders.split(';');
   if (!names.includes('host') || !names.includes('x-amz-date')) {
     return deny(ctx, 'AccessDenied', 'host and x-amz-date must be signed');
@@ -97,8 +134,73 @@ FilesystemStore.prototype.putObject = async function putObject(object) {
   return { size, md5: digest };
 };
 
+// The multipart operations s3rver lacks, on its own upload directories
+// (DATA_DIR/BUCKET/._S3rver_uploads/UPLOADID/{key,metadata,1,1.md5,...}).
+const S3Error = require(path.join(moduleDir, 'lib', 'models', 'error'));
+const xmlEscape = s => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+const uploadsDir = bucket =>
+  FilesystemStore.prototype.getResourcePath.call({ rootDirectory: dataDir }, bucket, undefined, 'uploads');
+
+async function multipartExtras(ctx, next) {
+  const m = /^\/([^/?]+)(\/[^?]*)?$/.exec(ctx.path);
+  if (!m) return next();
+  const bucket = m[1];
+  const hasKey = m[2] !== undefined && m[2] !== '/';
+  if (ctx.method === 'DELETE' && hasKey && 'uploadId' in ctx.query) {
+    const id = String(ctx.query.uploadId);
+    const dir = path.join(uploadsDir(bucket), id);
+    if (!/^[0-9a-f]+$/.test(id) || !fs.existsSync(dir)) {
+      ctx.status = 404;
+      ctx.type = 'application/xml';
+      ctx.body = '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NoSuchUpload</Code>' +
+        '<Message>The specified upload does not exist.</Message></Error>';
+      return;
+    }
+    await fs.promises.rm(dir, { recursive: true, force: true });
+    console.log(`abort-multipart ${id}`);
+    ctx.status = 204;
+    return;
+  }
+  if (ctx.method === 'GET' && !hasKey && 'uploads' in ctx.query) {
+    const dir = uploadsDir(bucket);
+    const ids = fs.existsSync(dir) ? await fs.promises.readdir(dir) : [];
+    const uploads = [];
+    for (const id of ids.sort()) {
+      const key = await fs.promises.readFile(path.join(dir, id, 'key'), 'utf8').catch(() => '');
+      uploads.push(`<Upload><Key>${xmlEscape(key)}</Key><UploadId>${xmlEscape(id)}</UploadId></Upload>`);
+    }
+    ctx.status = 200;
+    ctx.type = 'application/xml';
+    ctx.body = '<?xml version="1.0" encoding="UTF-8"?>\n<ListMultipartUploadsResult>' +
+      `<Bucket>${xmlEscape(bucket)}</Bucket><IsTruncated>false</IsTruncated>` +
+      `${uploads.join('')}</ListMultipartUploadsResult>`;
+    return;
+  }
+  return next();
+}
+
+const putObjectMultipart = FilesystemStore.prototype.putObjectMultipart;
+FilesystemStore.prototype.putObjectMultipart = async function checkedPutObjectMultipart(bucket, uploadId, parts) {
+  const dir = path.join(this.getResourcePath(bucket, undefined, 'uploads'), uploadId);
+  const sorted = [...parts].sort((a, b) => a.number - b.number);
+  for (const [i, part] of sorted.entries()) {
+    const file = path.join(dir, String(part.number));
+    const md5 = await fs.promises.readFile(`${file}.md5`, 'utf8').catch(() => null);
+    if (md5 === null || md5 !== part.etag) {
+      throw new S3Error('InvalidPart', `Part ${part.number} is missing or its ETag does not match.`);
+    }
+    const { size } = await fs.promises.stat(file);
+    if (i < sorted.length - 1 && size < 5 * 1024 * 1024) {
+      throw new S3Error('EntityTooSmall', `Part ${part.number} is ${size} bytes, below the 5 MiB minimum.`);
+    }
+  }
+  const result = await putObjectMultipart.call(this, bucket, uploadId, parts);
+  console.log(`complete-multipart ${uploadId} ${parts.length} parts`);
+  return result;
+};
+
 const server = new S3rver({ address: '127.0.0.1', port: 0, silent: true, directory: dataDir });
-server.middleware.unshift(sigv4);
+server.middleware.unshift(sigv4, multipartExtras);
 server.run().then(addr => {
   console.log(`port ${addr.port}`);
 }, err => {

@@ -1,16 +1,26 @@
 /* The s3 blob store against a real S3-compatible server on loopback (started by obj_s3.sh):
  * put/get/stat/list/delete of 0 B, 1 B, 1 MiB and 64 MiB encrypted blobs, streamed both ways,
  * the error mapping (missing, bad credentials, unreachable), and a rollback by the store seen
- * end to end as OBJ_ESTALE. Prints the peak RSS of the process after the 64 MiB round trip.
+ * end to end as OBJ_ESTALE. Prints the peak RSS of the process after the 64 MiB round trip
+ * (with the default 64 MiB parts, a two-part upload). Multipart uploads with 5 MiB parts
+ * (the URL's part_size=): a 12 MiB object in 3 parts round-trips; a source that ends early and
+ * one that runs long both fail and abort their upload, as does a put whose allocations fail
+ * one by one (obj_s3.sh then checks, through ListMultipartUploads, that none is left);
+ * out-of-range part sizes are refused at open.
  *
- *   test_obj_s3 ENDPOINT       (e.g. http://127.0.0.1:4568; credentials S3RVER/S3RVER) */
+ *   test_obj_s3 ENDPOINT       (e.g. http://127.0.0.1:4568; credentials S3RVER/S3RVER)
+ *   test_obj_s3 ENDPOINT --bench-put MIB [PART_SIZE]
+ *                              one put of MIB MiB with parts of PART_SIZE bytes (default: the
+ *                              store's): prints wall time and peak RSS, deletes the blob */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 
 #include "client/blobstore.h"
 #include "client/obj_crypto.h"
+#include "common/alloc.h"
 #include "teems/err.h"
 #include "test_obj_util.h"
 
@@ -103,6 +113,147 @@ static int on_name(void *arg, const char *name)
 	return 0;
 }
 
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int bench_put(struct blobstore *st, uint64_t mib, const char *part_size)
+{
+	struct obj_meta m;
+	uint8_t key[TEE_KEY_LEN];
+	char err[TEEMS_ERRBUF_LEN] = "";
+	double t0;
+	int rc;
+
+	obj_new_object_key(key);
+	t0 = now_s();
+	rc = put_object(st, &m, mib << 20, 7, 1, key, err);
+	if (rc != TEEMS_OK) {
+		fprintf(stderr, "bench put: %s\n", err);
+		return 1;
+	}
+	printf("put %llu MiB (part size %s): %.2f s, peak RSS %ld KiB\n", (unsigned long long)mib,
+	       part_size != NULL ? part_size : "default", now_s() - t0, peak_rss_kib());
+	blobstore_delete(st, m.store_name, NULL);
+	return 0;
+}
+
+/* Multipart uploads with 5 MiB parts, through a second handle opened with part_size=. */
+static void multipart_checks(const char *url, const struct blobstore_opts *opts,
+			     const uint8_t *object_key)
+{
+	static const char *bad_sizes[] = {"5242879", "5368709121", "64MiB", "", "-5242880"};
+	char mp_url[1024];
+	struct blobstore *mp = NULL, *bad = NULL;
+	struct obj_meta m;
+	struct blob_stat bs;
+	uint8_t digest[32];
+	uint64_t total;
+	char err[TEEMS_ERRBUF_LEN] = "";
+	long rss_before;
+	int rc;
+
+	for (size_t i = 0; i < sizeof(bad_sizes) / sizeof(bad_sizes[0]); i++) {
+		snprintf(mp_url, sizeof(mp_url), "%s&part_size=%s", url, bad_sizes[i]);
+		rc = blobstore_open(mp_url, opts, &bad, err);
+		CHECK(rc == TEEMS_EINVAL && strstr(err, "part_size") != NULL,
+		      "part size '%s' gave %d (%s)", bad_sizes[i], rc, err);
+		if (rc == TEEMS_OK)
+			blobstore_close(bad);
+	}
+	snprintf(mp_url, sizeof(mp_url), "%s&part_size=5242880", url);
+	rc = blobstore_open(mp_url, opts, &mp, err);
+	CHECK(rc == TEEMS_OK, "open with 5 MiB parts: %s", err);
+	if (rc != TEEMS_OK)
+		return;
+
+	/* 12 MiB of plaintext is a little more ciphertext: parts of 5, 5 and 2+ MiB. */
+	rss_before = peak_rss_kib();
+	rc = put_object(mp, &m, 12u << 20, 42, 1, object_key, err);
+	CHECK(rc == TEEMS_OK, "multipart put 12 MiB: %s", err);
+	rc = blobstore_stat(mp, m.store_name, &bs, err);
+	CHECK(rc == TEEMS_OK && bs.size == m.blob_size, "multipart stat: rc %d size %llu (%s)", rc,
+	      (unsigned long long)bs.size, err);
+	rc = get_object(mp, &m, digest, &total, err);
+	CHECK(rc == TEEMS_OK && total == 12u << 20 && memcmp(digest, m.pt_sha256, 32) == 0,
+	      "multipart get 12 MiB: rc %d, %llu bytes (%s)", rc, (unsigned long long)total, err);
+	printf("multipart: 12 MiB in 5 MiB parts round-tripped, peak RSS %ld -> %ld KiB\n",
+	       rss_before, peak_rss_kib());
+	blobstore_delete(mp, m.store_name, NULL);
+
+	/* A source that ends in the second part: that part fails, the upload is aborted, and
+	 * nothing appears under the name. */
+	{
+		struct gen_src g;
+		struct obj_src src = gen_src_init(&g, 5, 7u << 20);
+
+		rc = blobstore_put(mp, "mp-short-source", &src, 12u << 20, err);
+		CHECK(rc == TEEMS_EIO && strstr(err, "ended after") != NULL,
+		      "multipart short source gave %d (%s)", rc, err);
+		rc = blobstore_stat(mp, "mp-short-source", &bs, err);
+		CHECK(rc == TEEMS_ENOTFOUND, "after a failed multipart put, stat gave %d", rc);
+	}
+	/* A source longer than declared: every part goes up, then the check before Complete
+	 * fails and aborts; again nothing appears. */
+	{
+		struct gen_src g;
+		struct obj_src src = gen_src_init(&g, 6, 11u << 20);
+
+		rc = blobstore_put(mp, "mp-long-source", &src, 10u << 20, err);
+		CHECK(rc == TEEMS_EIO && strstr(err, "longer") != NULL,
+		      "multipart long source gave %d (%s)", rc, err);
+		rc = blobstore_stat(mp, "mp-long-source", &bs, err);
+		CHECK(rc == TEEMS_ENOTFOUND, "after a too-long multipart put, stat gave %d", rc);
+	}
+	/* Each allocation of a multipart put failing in turn (the answers' buffers, the ETag
+	 * table, the Complete body): every put fails with TEEMS_ENOMEM, leaves no object, and its
+	 * upload, once created, is aborted (obj_s3.sh checks that none is left). */
+	{
+		struct gen_src g;
+		struct obj_src src = gen_src_init(&g, 9, 11u << 20);
+		unsigned long before = teems_alloc_count(), per_put;
+		int nomem = 0;
+
+		rc = blobstore_put(mp, "mp-alloc", &src, 11u << 20, err);
+		per_put = teems_alloc_count() - before;
+		CHECK(rc == TEEMS_OK && per_put >= 3, "multipart put: rc %d, %lu allocations (%s)",
+		      rc, per_put, err);
+		blobstore_delete(mp, "mp-alloc", NULL);
+		for (unsigned long k = 0; k < per_put; k++) {
+			src = gen_src_init(&g, 9, 11u << 20);
+			teems_alloc_fault((long)k, 0);
+			rc = blobstore_put(mp, "mp-alloc", &src, 11u << 20, err);
+			teems_alloc_fault(-1, 0);
+			CHECK(rc == TEEMS_ENOMEM, "allocation %lu failing gave %d (%s)", k, rc,
+			      err);
+			nomem += rc == TEEMS_ENOMEM;
+			rc = blobstore_stat(mp, "mp-alloc", &bs, err);
+			CHECK(rc == TEEMS_ENOTFOUND, "after allocation %lu failed, stat gave %d", k,
+			      rc);
+			blobstore_delete(mp, "mp-alloc", NULL);
+		}
+		printf("multipart: %d of %lu allocation failures reported as out of memory\n",
+		       nomem, per_put);
+	}
+	/* Exactly one part's worth still goes as a single PUT. */
+	{
+		struct gen_src g;
+		struct obj_src src = gen_src_init(&g, 8, 5u << 20);
+
+		rc = blobstore_put(mp, "mp-one-part", &src, 5u << 20, err);
+		CHECK(rc == TEEMS_OK, "put of exactly one part: %s", err);
+		rc = blobstore_stat(mp, "mp-one-part", &bs, err);
+		CHECK(rc == TEEMS_OK && bs.size == 5u << 20, "stat of one part: rc %d (%s)", rc,
+		      err);
+		blobstore_delete(mp, "mp-one-part", NULL);
+	}
+	blobstore_close(mp);
+}
+
 int main(int argc, char **argv)
 {
 	static const uint64_t sizes[] = {0, 1, 1u << 20, 64u << 20};
@@ -117,13 +268,31 @@ int main(int argc, char **argv)
 	uint64_t total;
 	int rc;
 
-	if (argc != 2) {
-		fprintf(stderr, "usage: %s ENDPOINT\n", argv[0]);
+	if (argc != 2 && !((argc == 4 || argc == 5) && strcmp(argv[2], "--bench-put") == 0)) {
+		fprintf(stderr, "usage: %s ENDPOINT [--bench-put MIB [PART_SIZE]]\n", argv[0]);
 		return 2;
 	}
 	snprintf(url, sizeof(url),
 		 "s3://teems-test/blobs?endpoint=%s&region=us-east-1&timeout_ms=20000", argv[1]);
-	rc = blobstore_open(url, &opts, &st, err);
+	if (argc == 5) {
+		char bench_url[1024];
+
+		snprintf(bench_url, sizeof(bench_url), "%s&part_size=%s", url, argv[4]);
+		rc = blobstore_open(bench_url, &opts, &st, err);
+	} else {
+		rc = blobstore_open(url, &opts, &st, err);
+	}
+	if (argc >= 4) {
+		if (rc == TEEMS_OK)
+			rc = blobstore_init(st, err);
+		if (rc != TEEMS_OK) {
+			fprintf(stderr, "bench: %s\n", err);
+			return 1;
+		}
+		rc = bench_put(st, strtoull(argv[3], NULL, 10), argc == 5 ? argv[4] : NULL);
+		blobstore_close(st);
+		return rc;
+	}
 	CHECK(rc == TEEMS_OK, "open: %s", err);
 	if (rc != TEEMS_OK)
 		return 1;
@@ -227,6 +396,7 @@ int main(int argc, char **argv)
 	}
 	rc = blobstore_delete(st, metas[0].store_name, err);
 	CHECK(rc == TEEMS_OK, "delete twice: %s", err);
+	multipart_checks(url, &opts, object_key);
 	{
 		struct seen none = {0};
 

@@ -77,6 +77,12 @@ static void test_url_good(void **state)
 	assert_string_equal(u.endpoint, "http://127.0.0.1:9000");
 	assert_string_equal(u.region, "r1");
 	assert_int_equal(u.timeout_ms, 1500);
+	assert_int_equal(u.part_size, 0);
+
+	assert_int_equal(blob_url_parse("s3://bkt?part_size=5242880", &u, err), TEEMS_OK);
+	assert_int_equal(u.part_size, 5242880);
+	assert_int_equal(blob_url_parse("s3://bkt?part_size=5368709120", &u, err), TEEMS_OK);
+	assert_int_equal(u.part_size, 5368709120ull);
 
 	assert_int_equal(blob_url_parse("s3://bkt?endpoint=http%3A%2F%2Flocalhost%3A1%2F", &u, err),
 			 TEEMS_OK);
@@ -115,6 +121,12 @@ static void test_url_bad(void **state)
 		"s3://bucket?timeout_ms=-5",
 		"s3://bucket?timeout_ms=12x",
 		"s3://bucket?timeout_ms=99999999999",
+		"s3://bucket?part_size=5242879",
+		"s3://bucket?part_size=5368709121",
+		"s3://bucket?part_size=64MiB",
+		"s3://bucket?part_size=",
+		"s3://bucket?part_size=99999999999999999999999",
+		"s3://bucket?part_size=5242880&part_size=5242880",
 		"s3://bucket?unknown=1",
 		"s3://bucket?endpoint",
 		"s3://aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
