@@ -652,53 +652,6 @@ static int aws_encode(const char *in, char *out, size_t cap)
 	return 0;
 }
 
-static int xml_unescape(const char *in, size_t len, char *out, size_t cap)
-{
-	static const struct {
-		const char *ent;
-		char c;
-	} ents[] = {
-		{"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&quot;", '"'}, {"&apos;", '\''}};
-	size_t o = 0;
-
-	for (size_t i = 0; i < len;) {
-		char c = in[i];
-		size_t adv = 1;
-
-		if (c == '&') {
-			size_t k;
-
-			for (k = 0; k < sizeof(ents) / sizeof(ents[0]); k++) {
-				size_t el = strlen(ents[k].ent);
-
-				if (len - i >= el && memcmp(in + i, ents[k].ent, el) == 0) {
-					c = ents[k].c;
-					adv = el;
-					break;
-				}
-			}
-			if (k == sizeof(ents) / sizeof(ents[0]))
-				return -1; /* numeric references never occur in our key charset */
-		}
-		if (c == '\0' || o + 1 >= cap)
-			return -1;
-		out[o++] = c;
-		i += adv;
-	}
-	out[o] = '\0';
-	return 0;
-}
-
-static const char *find(const char *p, const char *end, const char *needle)
-{
-	size_t n = strlen(needle);
-
-	for (; p + n <= end; p++)
-		if (memcmp(p, needle, n) == 0)
-			return p;
-	return NULL;
-}
-
 int blob_s3_parse_list(const char *xml, size_t len, int (*fn)(void *arg, const char *key),
 		       void *arg, int *truncated, char *token, size_t token_cap, char *errbuf)
 {
@@ -709,30 +662,30 @@ int blob_s3_parse_list(const char *xml, size_t len, int (*fn)(void *arg, const c
 	*truncated = 0;
 	if (token_cap > 0)
 		token[0] = '\0';
-	if (find(xml, end, "<ListBucketResult") == NULL)
+	if (blob_s3_xml_find(xml, end, "<ListBucketResult") == NULL)
 		return teems_errf(errbuf, TEEMS_ECORRUPT, "s3 list: not a ListBucketResult");
-	while ((a = find(p, end, "<Key>")) != NULL) {
+	while ((a = blob_s3_xml_find(p, end, "<Key>")) != NULL) {
 		a += 5;
-		b = find(a, end, "</Key>");
+		b = blob_s3_xml_find(a, end, "</Key>");
 		if (b == NULL)
 			return teems_errf(errbuf, TEEMS_ECORRUPT, "s3 list: unterminated <Key>");
-		if (xml_unescape(a, (size_t)(b - a), key, sizeof(key)) != 0)
+		if (blob_s3_xml_unescape(a, (size_t)(b - a), key, sizeof(key)) != 0)
 			return teems_errf(errbuf, TEEMS_ECORRUPT, "s3 list: bad key");
 		rc = fn(arg, key);
 		if (rc != 0)
 			return rc;
 		p = b + 6;
 	}
-	a = find(xml, end, "<IsTruncated>");
+	a = blob_s3_xml_find(xml, end, "<IsTruncated>");
 	if (a != NULL) {
 		a += 13;
 		*truncated = (size_t)(end - a) >= 4 && memcmp(a, "true", 4) == 0;
 	}
-	a = find(xml, end, "<NextContinuationToken>");
+	a = blob_s3_xml_find(xml, end, "<NextContinuationToken>");
 	if (a != NULL) {
 		a += 23;
-		b = find(a, end, "</NextContinuationToken>");
-		if (b == NULL || xml_unescape(a, (size_t)(b - a), token, token_cap) != 0)
+		b = blob_s3_xml_find(a, end, "</NextContinuationToken>");
+		if (b == NULL || blob_s3_xml_unescape(a, (size_t)(b - a), token, token_cap) != 0)
 			return teems_errf(errbuf, TEEMS_ECORRUPT,
 					  "s3 list: bad continuation token");
 	}

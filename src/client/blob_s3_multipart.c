@@ -59,7 +59,7 @@ static int token_char(unsigned char c)
 	return c > 0x20 && c < 0x7f;
 }
 
-static const char *find(const char *p, const char *end, const char *needle)
+const char *blob_s3_xml_find(const char *p, const char *end, const char *needle)
 {
 	size_t n = strlen(needle);
 
@@ -69,54 +69,66 @@ static const char *find(const char *p, const char *end, const char *needle)
 	return NULL;
 }
 
-int blob_s3_mp_parse_upload_id(const char *xml, size_t len, char out[S3_MP_UPLOAD_ID_MAX + 1])
+int blob_s3_xml_unescape(const char *in, size_t len, char *out, size_t cap)
 {
 	static const struct {
 		const char *ent;
 		char c;
 	} ents[] = {
 		{"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&quot;", '"'}, {"&apos;", '\''}};
-	const char *end = xml + len, *a, *b;
 	size_t o = 0;
 
-	out[0] = '\0';
-	if (find(xml, end, "<InitiateMultipartUploadResult") == NULL)
-		return -1;
-	a = find(xml, end, "<UploadId>");
-	if (a == NULL)
-		return -1;
-	a += strlen("<UploadId>");
-	b = find(a, end, "</UploadId>");
-	if (b == NULL)
-		return -1;
-	while (a < b) {
-		char c = *a;
+	for (size_t i = 0; i < len;) {
+		char c = in[i];
 		size_t adv = 1;
 
 		if (c == '&') {
-			size_t k, nents = sizeof(ents) / sizeof(ents[0]);
+			size_t k;
 
-			for (k = 0; k < nents; k++) {
+			for (k = 0; k < sizeof(ents) / sizeof(ents[0]); k++) {
 				size_t el = strlen(ents[k].ent);
 
-				if ((size_t)(b - a) >= el && memcmp(a, ents[k].ent, el) == 0) {
+				if (len - i >= el && memcmp(in + i, ents[k].ent, el) == 0) {
 					c = ents[k].c;
 					adv = el;
 					break;
 				}
 			}
-			if (k == nents)
-				return -1;
+			if (k == sizeof(ents) / sizeof(ents[0]))
+				return -1; /* numeric references never occur in what we parse */
 		}
-		if (!token_char((unsigned char)c) || o == S3_MP_UPLOAD_ID_MAX) {
-			out[0] = '\0';
+		if (c == '\0' || o + 1 >= cap)
 			return -1;
-		}
 		out[o++] = c;
-		a += adv;
+		i += adv;
 	}
 	out[o] = '\0';
-	return o > 0 ? 0 : -1;
+	return 0;
+}
+
+int blob_s3_mp_parse_upload_id(const char *xml, size_t len, char out[S3_MP_UPLOAD_ID_MAX + 1])
+{
+	const char *end = xml + len, *a, *b;
+
+	out[0] = '\0';
+	if (blob_s3_xml_find(xml, end, "<InitiateMultipartUploadResult") == NULL)
+		return -1;
+	a = blob_s3_xml_find(xml, end, "<UploadId>");
+	if (a == NULL)
+		return -1;
+	a += strlen("<UploadId>");
+	b = blob_s3_xml_find(a, end, "</UploadId>");
+	if (b == NULL ||
+	    blob_s3_xml_unescape(a, (size_t)(b - a), out, S3_MP_UPLOAD_ID_MAX + 1) != 0)
+		goto bad;
+	for (const char *p = out; *p != '\0'; p++)
+		if (!token_char((unsigned char)*p))
+			goto bad;
+	if (out[0] != '\0')
+		return 0;
+bad:
+	out[0] = '\0';
+	return -1;
 }
 
 int blob_s3_mp_etag_header(const char *line, size_t len, char out[S3_MP_ETAG_MAX + 1])
@@ -207,13 +219,13 @@ int blob_s3_mp_complete_ok(const char *xml, size_t len, char *code, size_t code_
 
 	if (code_cap > 0)
 		code[0] = '\0';
-	if (find(xml, end, "<Error>") == NULL &&
-	    find(xml, end, "<CompleteMultipartUploadResult") != NULL)
+	if (blob_s3_xml_find(xml, end, "<Error>") == NULL &&
+	    blob_s3_xml_find(xml, end, "<CompleteMultipartUploadResult") != NULL)
 		return 0;
-	a = find(xml, end, "<Code>");
+	a = blob_s3_xml_find(xml, end, "<Code>");
 	if (a != NULL && code_cap > 0) {
 		a += strlen("<Code>");
-		b = find(a, end, "</Code>");
+		b = blob_s3_xml_find(a, end, "</Code>");
 		if (b != NULL) {
 			size_t n = (size_t)(b - a);
 

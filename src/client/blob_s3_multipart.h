@@ -1,7 +1,8 @@
 /* The pure half of the s3 store's multipart upload (blob_s3.c does the I/O): how a blob is cut
  * into parts, the UploadId out of a CreateMultipartUpload answer, the ETag of an UploadPart
- * answer, and the <CompleteMultipartUpload> body. Separate so that unit tests and fuzzers can
- * reach them without a server.
+ * answer, and the <CompleteMultipartUpload> body; and the two XML helpers every answer of the
+ * s3 store is read with (listings too). Separate so that unit tests and fuzzers can reach them
+ * without a server.
  *
  * Everything parsed here comes from the store, which is untrusted (DESIGN.md section 2): lengths
  * are bounded, characters are checked, and whatever goes back into a URL or an XML body is
@@ -36,6 +37,15 @@ int blob_s3_mp_plan(uint64_t len, uint64_t part_size, uint64_t *part_len, uint32
 
 /* The length of part number `part` (1-based, 1..nparts) of a plan. */
 uint64_t blob_s3_mp_part_bytes(uint64_t len, uint64_t part_len, uint32_t nparts, uint32_t part);
+
+/* The first needle in [p, end), or NULL. S3's answers are searched, not parsed: only the few
+ * tags we need are looked for, and everything between them is bounded by end. */
+const char *blob_s3_xml_find(const char *p, const char *end, const char *needle);
+
+/* Copies in (len bytes) into out (cap bytes, NUL-terminated) with the five predefined XML
+ * entities replaced. Returns -1, out undefined, if it does not fit, holds a NUL or another
+ * entity (numeric references never occur in the names and tokens we parse). */
+int blob_s3_xml_unescape(const char *in, size_t len, char *out, size_t cap);
 
 /* Copies the <UploadId> of an InitiateMultipartUploadResult (xml, len bytes, not necessarily
  * NUL-terminated), XML-unescaped, into out (S3_MP_UPLOAD_ID_MAX + 1 bytes). Accepts only 1 to
