@@ -1,4 +1,5 @@
 /* Store URLs, blob names and the dispatch to the backends (blob_dir.c, blob_s3.c). */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -139,6 +140,26 @@ static int region_valid(const char *r)
 	return 1;
 }
 
+/* A decimal query parameter (percent-encoded value v, vlen bytes) in [min, max]. */
+static int decimal_param(const char *v, size_t vlen, const char *name, unsigned long long min,
+			 unsigned long long max, const char *unit, unsigned long long *out,
+			 char *errbuf)
+{
+	char num[24], *end;
+	unsigned long long n;
+	int rc = pct_decode(v, vlen, num, sizeof(num), name, errbuf);
+
+	if (rc != TEEMS_OK)
+		return rc;
+	errno = 0;
+	n = strtoull(num, &end, 10);
+	if (num[0] < '0' || num[0] > '9' || *end != '\0' || errno != 0 || n < min || n > max)
+		return teems_errf(errbuf, TEEMS_EINVAL, "s3 URL: %s must be %llu..%llu%s", name,
+				  min, max, unit);
+	*out = n;
+	return TEEMS_OK;
+}
+
 static int parse_query(const char *q, struct blob_url *u, char *errbuf)
 {
 	int seen_endpoint = 0, seen_region = 0, seen_timeout = 0, seen_part = 0;
@@ -181,35 +202,21 @@ static int parse_query(const char *q, struct blob_url *u, char *errbuf)
 				return teems_errf(errbuf, TEEMS_EINVAL,
 						  "s3 URL: region must be [a-z0-9-]+");
 		} else if (klen == 10 && memcmp(q, "timeout_ms", 10) == 0) {
-			char num[16], *end;
-			long t;
+			unsigned long long t;
 
 			if (seen_timeout++)
 				return teems_errf(errbuf, TEEMS_EINVAL, "s3 URL: timeout_ms twice");
-			rc = pct_decode(v, vlen, num, sizeof(num), "timeout_ms", errbuf);
+			rc = decimal_param(v, vlen, "timeout_ms", 1, 3600000, "", &t, errbuf);
 			if (rc != TEEMS_OK)
 				return rc;
-			t = strtol(num, &end, 10);
-			if (num[0] < '0' || num[0] > '9' || *end != '\0' || t < 1 || t > 3600000)
-				return teems_errf(errbuf, TEEMS_EINVAL,
-						  "s3 URL: timeout_ms must be 1..3600000");
-			u->timeout_ms = t;
+			u->timeout_ms = (long)t;
 		} else if (klen == 9 && memcmp(q, "part_size", 9) == 0) {
-			char num[24], *end;
-			unsigned long long ps;
-
 			if (seen_part++)
 				return teems_errf(errbuf, TEEMS_EINVAL, "s3 URL: part_size twice");
-			rc = pct_decode(v, vlen, num, sizeof(num), "part_size", errbuf);
+			rc = decimal_param(v, vlen, "part_size", S3_MP_MIN_PART, S3_MP_MAX_PART,
+					   " bytes", &u->part_size, errbuf);
 			if (rc != TEEMS_OK)
 				return rc;
-			ps = strtoull(num, &end, 10);
-			if (num[0] < '0' || num[0] > '9' || *end != '\0' ||
-			    !blob_s3_mp_part_size_valid(ps))
-				return teems_errf(errbuf, TEEMS_EINVAL,
-						  "s3 URL: part_size must be %llu..%llu bytes",
-						  S3_MP_MIN_PART, S3_MP_MAX_PART);
-			u->part_size = ps;
 		} else {
 			return teems_errf(errbuf, TEEMS_EINVAL,
 					  "s3 URL: unknown parameter '%.*s' (endpoint, region, "
