@@ -4,9 +4,9 @@
  *	daemon_probe SCENARIO CLIENT_PORT [PEER_PORT]
  *
  * Scenarios: pipeline, hello, protoerr, oversized, conncmds, many, maxclients, garbage (fake
- * engine); kvpipe (real engine). Every
- *socket has a 10 s receive timeout, so a hang fails instead of blocking the test. Exit 0 on
- *success, 1 with a message on the first mismatch. */
+ * engine); kvpipe (real engine). The daemon listens on PROBE_HOST (environment, an IPv4
+ * address; default 127.0.0.1). Every socket has a 10 s receive timeout, so a hang fails instead
+ * of blocking the test. Exit 0 on success, 1 with a message on the first mismatch. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 static const char *scenario;
+static struct in_addr host; /* PROBE_HOST */
 
 static void fail(const char *fmt, ...)
 {
@@ -42,7 +43,7 @@ static int dial(int port)
 
 	if (fd < 0)
 		fail("socket: %s", strerror(errno));
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	a.sin_addr = host;
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -552,6 +553,11 @@ int main(int argc, char **argv)
 	}
 	scenario = argv[1];
 	port = atoi(argv[2]);
+	if (inet_pton(AF_INET, getenv("PROBE_HOST") != NULL ? getenv("PROBE_HOST") : "127.0.0.1",
+		      &host) != 1) {
+		fprintf(stderr, "daemon_probe: PROBE_HOST is not an IPv4 address\n");
+		return 2;
+	}
 	if (strcmp(scenario, "pipeline") == 0)
 		pipeline(port);
 	else if (strcmp(scenario, "hello") == 0)

@@ -16,6 +16,8 @@ MKCA=${3:-}
 PROBE=""
 [ "$MODE" = plain ] && PROBE=${3:-}
 ENGINE=${ENGINE:-paxos}
+LIB_SH="$(dirname "$0")/lib.sh"
+. "$LIB_SH"
 command -v redis-cli >/dev/null || { echo "redis-cli missing: skipped"; exit 77; }
 
 DIR=$(mktemp -d /tmp/teemsd-smoke.XXXXXX)
@@ -34,24 +36,28 @@ fail() {
 	exit 1
 }
 
+# Ports: a random base below the ephemeral range (32768+), on an address of this run's own, so
+# tests running side by side cannot take each other's ports.
+HOST=$(loopback_host)
+export PROBE_HOST=$HOST
 BASE=$((10000 + RANDOM % 20000))
 declare -a CP PP
 for i in 0 1 2; do CP[$i]=$((BASE + i)); PP[$i]=$((BASE + 10 + i)); done
-PEERS="0@127.0.0.1:${PP[0]},1@127.0.0.1:${PP[1]},2@127.0.0.1:${PP[2]}"
+PEERS="0@$HOST:${PP[0]},1@$HOST:${PP[1]},2@$HOST:${PP[2]}"
 
-RCLI=(redis-cli)
+RCLI=(redis-cli -h "$HOST")
 TLS_OPT="--client-tls off"
 if [ "$MODE" = tls ]; then
 	mkdir -p "$DIR/r0-data" "$DIR/r1-data" "$DIR/r2-data"
 	"$MKCA" "$DIR/platform" "$TEEMSD" "$DIR/ca.pem" "$DIR/r0-data/service-ca.sealed" \
 		"$DIR/r1-data/service-ca.sealed" "$DIR/r2-data/service-ca.sealed" ||
 		fail "daemon_mkca"
-	RCLI=(redis-cli --tls --cacert "$DIR/ca.pem")
+	RCLI=(redis-cli -h "$HOST" --tls --cacert "$DIR/ca.pem")
 	TLS_OPT="--client-tls on"
 fi
 start() { # id
 	"$TEEMSD" --replica-id "$1" --peers "$PEERS" --f 1 --m-r 1 --engine "$ENGINE" \
-		--listen 127.0.0.1:${CP[$1]} $TLS_OPT --data-dir "$DIR/r$1-data" \
+		--listen $HOST:${CP[$1]} $TLS_OPT --data-dir "$DIR/r$1-data" \
 		--platform-dir "$DIR/platform" --t-op 1s --t-lease 1s 2>>"$DIR/r$1.log" &
 	PIDS[$1]=$!
 }

@@ -12,6 +12,10 @@
 #   s3rver_stop                        stops it
 #   s3_curl METHOD URL [CURL ARGS...]  a SigV4-signed request as the built-in account
 #                                      (S3RVER/S3RVER), payload unsigned like teems' own
+#   loopback_host                      prints a random address in 127.0.0.0/8 other than
+#                                      127.0.0.1: a test that listens on fixed ports there
+#                                      cannot meet another test's listeners or the source
+#                                      ports of connections to 127.0.0.1
 LIB_DIR=$(cd "$(dirname "${LIB_SH:-$0}")" && pwd)
 
 s3rver_find() {
@@ -75,6 +79,11 @@ s3_curl() {
 	shift 2
 	curl -sS -f --aws-sigv4 "aws:amz:us-east-1:s3" --user S3RVER:S3RVER \
 		-H "x-amz-content-sha256: UNSIGNED-PAYLOAD" -X "$_m" "$@" "$_u"
+}
+
+loopback_host() {
+	od -An -N3 -tu1 /dev/urandom |
+		awk '{ printf "127.%d.%d.%d\n", $1 % 254 + 1, $2 % 254 + 1, $3 % 254 + 1 }'
 }
 
 cluster_cleanup() {

@@ -236,10 +236,10 @@ check_history() { # name
 	log "history $1 is linearizable"
 }
 
-free_port() { # a port nothing listens on (checked by connecting)
-	local p
+free_port() { # a port nothing listens on (checked by connecting), below the ephemeral range
+	local p   # (32768+), so no outgoing connection can hold it when the fork binds it
 	for _ in $(seq 50); do
-		p=$((20000 + RANDOM % 40000))
+		p=$((10000 + RANDOM % 20000))
 		(exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
 	done
 	fail "no free port"
