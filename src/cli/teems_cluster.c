@@ -504,35 +504,84 @@ struct up_opts {
 	bool layout_opts;	/* any of the above given explicitly */
 };
 
-/* Distinct free loopback ports: bound all at once (port 0) so the kernel cannot hand out one
- * twice, then released for teemsd. With base: base + k, checked free. */
+/* Without --base-port, replica ports are drawn at random from [PICK_LO, the first port of the
+ * kernel's ephemeral range). Ephemeral ports are what the kernel hands to outgoing connections
+ * (every client's, every replica's dial to a peer): a replica's port taken from there can be
+ * held by such a connection when the replica restarts and must bind it again. */
+#define PICK_LO 10000u
+#define PICK_MIN_ROOM 1024u /* a narrower window: port 0, the kernel's choice */
+#define PICK_TRIES 100
+
+/* The first port of net.ipv4.ip_local_port_range (Linux's default when unreadable). */
+static unsigned ephemeral_first(void)
+{
+	FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "re");
+	unsigned lo = 32768, hi;
+
+	if (f != NULL) {
+		if (fscanf(f, "%u %u", &lo, &hi) != 2 || lo > 65535)
+			lo = 32768;
+		fclose(f);
+	}
+	return lo;
+}
+
+/* A socket bound to 127.0.0.1:port (0: the kernel's choice); the port it got in *got. */
+static int bind_loopback(unsigned port, uint16_t *got)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), e;
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd < 0)
+		return -1;
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
+	    getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
+		e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	*got = ntohs(a.sin_port);
+	return fd;
+}
+
+/* Distinct free loopback ports: bound all at once so none is picked twice, then released for
+ * teemsd. With base: base + k, checked free; without, random ones as above. */
 static int pick_ports(unsigned count, unsigned base, uint16_t *ports)
 {
 	int fds[2 * CLI_MAX_REPLICAS];
-	int rv = 0;
+	unsigned first = ephemeral_first();
+	bool draw = base == 0 && first >= PICK_LO + PICK_MIN_ROOM;
 
 	for (unsigned k = 0; k < count; k++) {
-		struct sockaddr_in a = {.sin_family = AF_INET};
-		socklen_t len = sizeof(a);
+		unsigned port = base != 0 ? base + k : 0;
 
-		a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		a.sin_port = htons((uint16_t)(base != 0 ? base + k : 0));
-		fds[k] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (fds[k] < 0 || bind(fds[k], (struct sockaddr *)&a, sizeof(a)) != 0 ||
-		    getsockname(fds[k], (struct sockaddr *)&a, &len) != 0) {
-			cli_msg("cannot use port 127.0.0.1:%u: %s", base != 0 ? base + k : 0,
-				strerror(errno));
-			if (fds[k] >= 0)
-				close(fds[k]);
+		for (int t = 0; t < PICK_TRIES; t++) {
+			uint32_t r;
+
+			if (draw) {
+				if (tee_random(&r, sizeof(r)) != 0) {
+					errno = EIO;
+					break;
+				}
+				port = PICK_LO + r % (first - PICK_LO);
+			}
+			fds[k] = bind_loopback(port, &ports[k]);
+			if (fds[k] >= 0 || !draw || errno != EADDRINUSE)
+				break;
+		}
+		if (fds[k] < 0) {
+			cli_msg("cannot use port 127.0.0.1:%u: %s", port, strerror(errno));
 			for (unsigned j = 0; j < k; j++)
 				close(fds[j]);
 			return -1;
 		}
-		ports[k] = ntohs(a.sin_port);
 	}
 	for (unsigned k = 0; k < count; k++)
 		close(fds[k]);
-	return rv;
+	return 0;
 }
 
 static bool dir_is_empty(const char *path)
@@ -953,7 +1002,8 @@ static void cluster_usage(FILE *out)
 		"          in the background and waits up to %d s for them to answer and elect a\n"
 		"          leader. On a DIR whose cluster is stopped, restarts it with its data.\n"
 		"          --replicas 3 tolerates F=1 crashes and M_R=1 restart-rollbacks,\n"
-		"          --replicas 5 F=2, M_R=2. Ports are free ones picked at random, or\n"
+		"          --replicas 5 F=2, M_R=2. Ports are free ones picked at random below\n"
+		"          the kernel's ephemeral range (ip_local_port_range), or\n"
 		"          --base-port P: clients on P..P+N-1, replicas on P+N..P+2N-1.\n"
 		"          teemsd is looked for next to teems, or in $TEEMS_TEEMSD.\n"
 		"          The sealed keys are bound to the teemsd binary (the sim platform\n"

@@ -46,6 +46,15 @@ for f in ca.pem cluster.conf r0/teemsd.conf r1/data r2/teemsd.pid platform store
 	[ -e "$D/$f" ] || fail "layout: $D/$f missing"
 done
 [ "$(wc -l <"$D/cluster.conf")" -eq 3 ] || fail "cluster.conf does not list 3 replicas"
+# Every port below the ephemeral range, where no outgoing connection can hold it when a replica
+# restarts and binds it again.
+eph=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+while read -r id _pid client peer; do
+	for port in "${client##*:}" "${peer##*:}"; do
+		[ "$eph" -lt 11024 ] || [ "$port" -lt "$eph" ] ||
+			fail "r$id: port $port is in the ephemeral range ($eph and up)"
+	done
+done <"$D/cluster.conf"
 
 run "a second cluster up is refused" sh -c "! '$TEEMS' --dir '$D' cluster up"
 
