@@ -122,11 +122,16 @@ unsigned cli_target_count(const struct cli_target *t)
 /* --user / --pass (or TEEMS_USER / TEEMS_PASS): sent with AUTH on every connection. */
 static const char *cli_user, *cli_pass;
 
+void cli_credentials(struct conn_options *o)
+{
+	o->user = cli_user;
+	o->pass = cli_pass;
+}
+
 void cli_target_options(const struct cli_target *t, unsigned i, struct conn_options *o)
 {
 	memset(o, 0, sizeof(*o));
-	o->user = cli_user;
-	o->pass = cli_pass;
+	cli_credentials(o);
 	o->connect_timeout_ms =
 		t->timeout_ms < CONNECT_TIMEOUT_MS ? t->timeout_ms : CONNECT_TIMEOUT_MS;
 	o->io_timeout_ms = t->timeout_ms;

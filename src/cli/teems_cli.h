@@ -66,6 +66,8 @@ struct cli_target {
 	unsigned timeout_ms;
 };
 
+/* The credentials of --user/--pass (or TEEMS_USER/TEEMS_PASS) into o; NULL when not given. */
+void cli_credentials(struct conn_options *o);
 /* Connection options for replica i of the target (one replica when !from_dir). */
 void cli_target_options(const struct cli_target *t, unsigned i, struct conn_options *o);
 unsigned cli_target_count(const struct cli_target *t);

@@ -211,7 +211,8 @@ pid_t cli_replica_pid(const char *dir, unsigned id)
  * ------------------------------------------------------------------------------------------- */
 
 struct probe {
-	bool answered; /* PING answered */
+	bool answered;	   /* PING answered */
+	bool auth_refused; /* it runs, but refused us: NOAUTH, bad credentials, not an admin */
 	bool has_status;
 	char role[32], engine[16], commit_index[32], lifecycle[32];
 	char abd_state[16], abd_lease[4]; /* engine = abd: serving once fresh with a lease */
@@ -231,11 +232,15 @@ static void probe_replica(const struct cli_cluster *cl, unsigned i, unsigned tim
 	struct conn *c;
 
 	memset(p, 0, sizeof(*p));
-	if ((p->code = conn_open(&o, &c, p->err)) != 0)
+	cli_credentials(&o);
+	if ((p->code = conn_open(&o, &c, p->err)) != 0) {
+		p->auth_refused = p->code == CONN_EAUTH;
 		return;
+	}
 	if ((p->code = conn_commandv(c, &r, p->err, "PING", NULL)) != 0)
 		goto out;
 	if (r->type == CONN_REPLY_ERROR) {
+		p->auth_refused = strncmp(r->str, "NOAUTH", 6) == 0;
 		snprintf(p->err, sizeof(p->err), "PING: %s", r->str);
 		goto out;
 	}
@@ -253,6 +258,7 @@ static void probe_replica(const struct cli_cluster *cl, unsigned i, unsigned tim
 		conn_info_field(r->str, r->len, "abd_state", p->abd_state, sizeof(p->abd_state));
 		conn_info_field(r->str, r->len, "abd_lease", p->abd_lease, sizeof(p->abd_lease));
 	} else if (r->type == CONN_REPLY_ERROR) {
+		p->auth_refused = strncmp(r->str, "NOPERM", 6) == 0; /* not an admin */
 		snprintf(p->err, sizeof(p->err), "TEEMS.STATUS: %s", r->str);
 	}
 out:
@@ -750,6 +756,24 @@ static int create_layout(struct cli_cluster *cl, const struct up_opts *u, const 
 	return write_cluster_conf(cl);
 }
 
+/* Every replica refused our credentials (or their absence): waiting will not change that, so
+ * say what to do. An operator who set a password on "default" passes it on every command. */
+static bool refused(const struct cli_cluster *cl, const struct probe *p)
+{
+	struct conn_options o = {0};
+
+	for (unsigned i = 0; i < cl->n; i++)
+		if (!p[i].auth_refused)
+			return false;
+	cli_credentials(&o);
+	cli_msg("the replicas run but refuse %s: %s",
+		o.pass != NULL ? "these credentials" : "commands without credentials", p[0].err);
+	if (o.pass == NULL)
+		cli_msg("give an admin's credentials: --user U --pass P, or TEEMS_USER and "
+			"TEEMS_PASS");
+	return true;
+}
+
 /* Waits until every replica answers PING and one reports role:leader (or, on the ABD engine,
  * which has no leader, until every replica is fresh and holds its configuration lease).
  * Returns an exit code. */
@@ -785,6 +809,8 @@ static int wait_ready(struct cli_cluster *cl, const pid_t *pids)
 		}
 		if (all && (leader || abd))
 			return CLI_OK;
+		if (refused(cl, p))
+			return CLI_FAILED;
 		if (now_ms() >= deadline)
 			break;
 		sleep_ms(100);
@@ -922,6 +948,7 @@ static int cluster_status(const char *dir)
 {
 	char err[TEEMS_ERRBUF_LEN];
 	struct cli_cluster cl;
+	struct probe p[CLI_MAX_REPLICAS];
 	unsigned reachable = 0;
 
 	if (cli_cluster_load(dir, &cl, err) != 0) {
@@ -931,10 +958,9 @@ static int cluster_status(const char *dir)
 	for (unsigned i = 0; i < cl.n; i++) {
 		pid_t pid = cli_replica_pid(dir, i);
 		char pidtext[40], addr[CLI_HOST_LEN + 8];
-		struct probe p;
 
-		probe_replica(&cl, i, 1000, &p);
-		if (p.answered)
+		probe_replica(&cl, i, 1000, &p[i]);
+		if (p[i].answered)
 			reachable++;
 		if (pid > 0)
 			snprintf(pidtext, sizeof(pidtext), "%ld (alive)", (long)pid);
@@ -944,10 +970,12 @@ static int cluster_status(const char *dir)
 			snprintf(pidtext, sizeof(pidtext), "- (stopped)");
 		snprintf(addr, sizeof(addr), "%s:%u", cl.r[i].client_host, cl.r[i].client_port);
 		printf("r%-2u pid %-16s %-9s %-21s commit %s%s%s\n", i, pidtext,
-		       p.answered ? (p.role[0] ? p.role : "?") : "-", addr,
-		       p.commit_index[0] ? p.commit_index : "-", p.answered ? "" : "  ",
-		       p.answered ? "" : p.err);
+		       p[i].answered ? (p[i].role[0] ? p[i].role : "?") : "-", addr,
+		       p[i].commit_index[0] ? p[i].commit_index : "-", p[i].answered ? "" : "  ",
+		       p[i].answered ? "" : p[i].err);
 	}
+	if (reachable == 0 && refused(&cl, p))
+		return CLI_FAILED;
 	return reachable > 0 ? CLI_OK : CLI_UNREACHABLE;
 }
 
@@ -1011,6 +1039,9 @@ static void cluster_usage(FILE *out)
 		"          restart: make a new one.\n"
 		"  status  one line per replica: id, pid, role, client address, commit index.\n"
 		"  down    stops every replica (SIGTERM, SIGKILL after %d s); the data is kept.\n"
+		"\n"
+		"Once \"default\" has a password, up and status need an admin's credentials\n"
+		"(TEEMS.STATUS is @admin): teems --user U --pass P, or TEEMS_USER and TEEMS_PASS.\n"
 		"\n"
 		"Exit status: 0 ok, 1 failed, 2 usage, 3 no replica reachable.\n",
 		CLI_DEFAULT_DIR, UP_WAIT_MS / 1000, DOWN_WAIT_MS / 1000);

@@ -3,7 +3,8 @@
 # with redis-cli --tls and the teems CLI against every replica, show NOAUTH once "default" has
 # a password, WRONGPASS for bad credentials, NOPERM for a command outside a user's categories,
 # for a key outside its patterns and for a key whose policy excludes the user, and success for
-# the rest; a user created through one replica authenticates at once on another.
+# the rest; a user created through one replica authenticates at once on another; `cluster
+# status` and `cluster up` with and without credentials.
 #
 # usage: auth_cluster.sh TEEMS TEEMSD    exit 77 (skipped) without redis-cli or teemsd.
 set -u
@@ -119,6 +120,39 @@ case "$st:$out" in
 1:*NOAUTH*) echo "ok: teems without credentials: NOAUTH" ;;
 *) fail "teems without credentials: exit $st: $out" ;;
 esac
+
+# cluster status and cluster up log in as the other commands do
+out=$("$TEEMS" --dir "$D" cluster status 2>&1)
+st=$?
+case "$st:$out" in
+1:*"refuse commands without credentials"*NOAUTH*--user*) echo "ok: cluster status without credentials says why" ;;
+*) fail "cluster status without credentials: exit $st: $out" ;;
+esac
+out=$("$TEEMS" --dir "$D" --user default --pass adminpw cluster status 2>&1)
+st=$?
+case "$st:$out" in
+0:*leader*) echo "ok: cluster status with credentials" ;;
+*) fail "cluster status --user default: exit $st: $out" ;;
+esac
+"$TEEMS" --dir "$D" cluster down >/dev/null 2>&1 || fail "cluster down"
+out=$(timeout 20 "$TEEMS" --dir "$D" --user alice --pass apw cluster up 2>&1)
+st=$?
+case "$st:$out" in
+1:*"refuse these credentials"*NOPERM*) echo "ok: cluster up as a user who is no admin fails at once" ;;
+*) fail "cluster up --user alice: exit $st: $out" ;;
+esac
+out=$(timeout 20 "$TEEMS" --dir "$D" cluster up 2>&1)
+st=$?
+case "$st:$out" in
+1:*"refuse commands without credentials"*) echo "ok: cluster up without credentials fails at once" ;;
+*) fail "cluster up without credentials: exit $st: $out" ;;
+esac
+if out=$(TEEMS_USER=default TEEMS_PASS=adminpw "$TEEMS" --dir "$D" cluster up 2>&1) &&
+	out=$("$TEEMS" --dir "$D" --user alice --pass apw get app:1 2>&1) && [ "$out" = hello ]; then
+	echo "ok: cluster up with credentials restarts it, data kept"
+else
+	fail "cluster up with credentials: $out"
+fi
 
 "$TEEMS" --dir "$D" cluster down >/dev/null 2>&1 || fail "cluster down"
 if [ $fails -ne 0 ]; then
