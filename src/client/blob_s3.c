@@ -95,14 +95,18 @@ static void curl_global(void)
 {
 	void *lib = dlopen("libcurl.so.4", RTLD_NOW | RTLD_LOCAL);
 
-	if (lib == NULL)
-		lib = dlopen("libcurl.so", RTLD_NOW | RTLD_LOCAL);
 	if (lib == NULL) {
-		snprintf(curl_load_err, sizeof(curl_load_err), "cannot load libcurl: %s",
-			 dlerror());
+		/* The reason for the soname, which is what a machine without the development
+		 * package has (and what the message must name), not for the fallback. */
+		snprintf(curl_load_err, sizeof(curl_load_err),
+			 "cannot load libcurl (install libcurl4): %s", dlerror());
+		lib = dlopen("libcurl.so", RTLD_NOW | RTLD_LOCAL);
+	}
+	if (lib == NULL) {
 		curl_init_rc = CURLE_FAILED_INIT;
 		return;
 	}
+	curl_load_err[0] = '\0';
 	if (curl_sym(lib, "curl_global_init", &cu.global_init) != 0 ||
 	    curl_sym(lib, "curl_easy_init", &cu.easy_init) != 0 ||
 	    curl_sym(lib, "curl_easy_cleanup", &cu.easy_cleanup) != 0 ||

@@ -309,6 +309,23 @@ else
 	fail "s3rver did not start"
 fi
 
+# ---- an s3 store on a machine without libcurl (loaded on demand): a clear error -----------
+# A private mount namespace puts /dev/null over the library for one command (root only).
+CURL_SO=$(ldconfig -p 2>/dev/null | sed -n 's/^[[:space:]]*libcurl\.so\.4 .* => //p' | head -n 1)
+if [ "$(id -u)" = 0 ] && [ -n "$CURL_SO" ] && unshare -m true 2>/dev/null; then
+	unshare -m sh -c 'mount --bind /dev/null "$1" && shift && exec "$@"' sh \
+		"$(readlink -f "$CURL_SO")" "$TEEMS" obj put "$T/f1" nocurl --dir "$D" \
+		--store "s3://teems-obj/t?endpoint=http://127.0.0.1:9" >"$T/out" 2>"$T/err"
+	rc=$?
+	if [ $rc -eq 1 ] && grep -q "cannot load libcurl (install libcurl4)" "$T/err"; then
+		ok "s3 without libcurl: $(cat "$T/err")"
+	else
+		fail "s3 without libcurl: exit $rc: $(cat "$T/err")"
+	fi
+else
+	echo "s3 without libcurl: skipped (needs root, ldconfig and unshare)"
+fi
+
 # ---- policies (checked by the client until the service enforces them) -------------------
 STORE=dir
 STORE_ARGS=""
