@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <curl/curl.h>
 
@@ -755,6 +756,99 @@ static int s3_list(struct blobstore *base, const char *prefix, blob_list_fn fn, 
 	return TEEMS_OK;
 }
 
+/* The s3 store's leftovers of interrupted puts are incomplete multipart uploads: a put that
+ * fails aborts its own, but a killed one cannot, and S3 keeps (and bills) their parts until they
+ * are aborted. S3 dates an upload by its start only, which stays put while a large blob's parts
+ * go up for hours, so an upload is aborted only once it started more than S3_SWEEP_MIN_AGE_S
+ * ago (a day, the shortest AbortIncompleteMultipartUpload lifecycle rule AWS offers) as well as
+ * before older_than. Only uploads of our names under our prefix are touched. */
+#define S3_SWEEP_MIN_AGE_S (24 * 3600)
+
+struct sweep_ctx {
+	struct blob_s3 *s;
+	int64_t before;
+	uint64_t removed;
+	int rc; /* why sweep_upload stopped the parse */
+	char *errbuf;
+};
+
+static int sweep_upload(void *arg, const struct s3_mp_upload *u)
+{
+	struct sweep_ctx *w = arg;
+	struct blob_s3 *s = w->s;
+	size_t plen = strlen(s->key_prefix);
+	char query[32 + 3 * S3_MP_UPLOAD_ID_MAX + 1];
+	struct s3_req r = {.method = "DELETE", .total_timeout = 1};
+	int rc;
+
+	if (strncmp(u->key, s->key_prefix, plen) != 0 || !blob_name_valid(u->key + plen) ||
+	    u->initiated < 0 || u->initiated >= w->before)
+		return 0;
+	memcpy(query, "uploadId=", 9);
+	if (aws_encode(u->upload_id, query + 9, sizeof(query) - 9) != 0 ||
+	    object_query_url(s, &r, u->key + plen, query, w->errbuf) != TEEMS_OK) {
+		w->rc = teems_errf(w->errbuf, TEEMS_EINVAL, "s3 sweep: upload id too long");
+		return 1;
+	}
+	rc = s3_perform(s, &r, w->errbuf);
+	if (rc == TEEMS_OK)
+		w->removed++;
+	else if (rc != TEEMS_ENOTFOUND) { /* not found: completed or aborted meanwhile */
+		w->rc = rc;
+		return 1;
+	}
+	return 0;
+}
+
+static int s3_sweep(struct blobstore *base, int64_t older_than, uint64_t *removed, char *errbuf)
+{
+	struct blob_s3 *s = to_s3(base);
+	struct sweep_ctx w = {s, (int64_t)time(NULL) - S3_SWEEP_MIN_AGE_S, 0, TEEMS_OK, errbuf};
+	char enc_prefix[3 * BLOB_URL_FIELD_MAX + 1];
+	char key[S3_MP_KEY_MAX + 1], id[S3_MP_UPLOAD_ID_MAX + 1];
+	char enc_key[3 * S3_MP_KEY_MAX + 1], enc_id[3 * S3_MP_UPLOAD_ID_MAX + 1];
+	int truncated, rc;
+
+	if (older_than < w.before)
+		w.before = older_than;
+	*removed = 0;
+	if (aws_encode(s->key_prefix, enc_prefix, sizeof(enc_prefix)) != 0)
+		return teems_errf(errbuf, TEEMS_EINVAL, "s3 sweep: prefix too long");
+	key[0] = id[0] = '\0';
+	do {
+		struct obj_mem_sink body = {.limit = S3_LIST_BODY_MAX};
+		struct obj_sink sink = obj_sink_mem(&body);
+		struct s3_req r = {.method = "GET", .sink = &sink, .total_timeout = 1};
+
+		/* ListMultipartUploads, parameters in sorted order (see s3_list). */
+		if (aws_encode(key, enc_key, sizeof(enc_key)) != 0 ||
+		    aws_encode(id, enc_id, sizeof(enc_id)) != 0)
+			return teems_errf(errbuf, TEEMS_ECORRUPT, "s3 sweep: marker too long");
+		if (snprintf(r.url, sizeof(r.url), "%s/%s?%s%s%sprefix=%s&%s%s%suploads=",
+			     s->url.endpoint, s->url.bucket, key[0] ? "key-marker=" : "", enc_key,
+			     key[0] ? "&" : "", enc_prefix, id[0] ? "upload-id-marker=" : "",
+			     enc_id, id[0] ? "&" : "") >= (int)sizeof(r.url))
+			return teems_errf(errbuf, TEEMS_EINVAL, "s3 sweep: URL too long");
+		rc = s3_perform(s, &r, errbuf);
+		if (rc == TEEMS_OK) {
+			rc = blob_s3_mp_parse_uploads(body.data ? (const char *)body.data : "",
+						      body.len, sweep_upload, &w, &truncated, key,
+						      id);
+			if (rc != 0)
+				rc = w.rc != TEEMS_OK ? w.rc
+						      : teems_errf(errbuf, TEEMS_ECORRUPT,
+								   "s3 sweep: not a "
+								   "ListMultipartUploadsResult, "
+								   "or a malformed one");
+		}
+		teems_free(body.data);
+		*removed = w.removed;
+		if (rc != TEEMS_OK)
+			return rc;
+	} while (truncated);
+	return TEEMS_OK;
+}
+
 static void s3_close(struct blobstore *base)
 {
 	struct blob_s3 *s = to_s3(base);
@@ -776,6 +870,7 @@ static const struct blobstore_ops s3_ops = {
 	.stat = s3_stat,
 	.list = s3_list,
 	.close = s3_close,
+	.sweep = s3_sweep,
 };
 
 int blob_s3_open(const struct blob_url *url, const struct blobstore_opts *opts,

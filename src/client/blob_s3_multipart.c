@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "client/blob_s3_multipart.h"
 
@@ -106,6 +107,17 @@ int blob_s3_xml_unescape(const char *in, size_t len, char *out, size_t cap)
 	return 0;
 }
 
+/* 1 to S3_MP_UPLOAD_ID_MAX printable ASCII characters other than space. */
+static int upload_id_ok(const char *id)
+{
+	if (id[0] == '\0')
+		return 0;
+	for (const char *p = id; *p != '\0'; p++)
+		if (!token_char((unsigned char)*p))
+			return 0;
+	return 1;
+}
+
 int blob_s3_mp_parse_upload_id(const char *xml, size_t len, char out[S3_MP_UPLOAD_ID_MAX + 1])
 {
 	const char *end = xml + len, *a, *b;
@@ -118,15 +130,10 @@ int blob_s3_mp_parse_upload_id(const char *xml, size_t len, char out[S3_MP_UPLOA
 		return -1;
 	a += strlen("<UploadId>");
 	b = blob_s3_xml_find(a, end, "</UploadId>");
-	if (b == NULL ||
-	    blob_s3_xml_unescape(a, (size_t)(b - a), out, S3_MP_UPLOAD_ID_MAX + 1) != 0)
-		goto bad;
-	for (const char *p = out; *p != '\0'; p++)
-		if (!token_char((unsigned char)*p))
-			goto bad;
-	if (out[0] != '\0')
+	if (b != NULL &&
+	    blob_s3_xml_unescape(a, (size_t)(b - a), out, S3_MP_UPLOAD_ID_MAX + 1) == 0 &&
+	    upload_id_ok(out))
 		return 0;
-bad:
 	out[0] = '\0';
 	return -1;
 }
@@ -236,5 +243,119 @@ int blob_s3_mp_complete_ok(const char *xml, size_t len, char *code, size_t code_
 			code[n] = '\0';
 		}
 	}
+	return -1;
+}
+
+/* n decimal digits at p, or -1. */
+static int digits(const char *p, int n)
+{
+	int v = 0;
+
+	for (int i = 0; i < n; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			return -1;
+		v = 10 * v + (p[i] - '0');
+	}
+	return v;
+}
+
+int64_t blob_s3_time(const char *s, size_t len)
+{
+	struct tm tm = {0}, want;
+	size_t i = 19;
+	time_t t;
+
+	if (len < 20 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':')
+		return -1;
+	tm.tm_year = digits(s, 4) - 1900;
+	tm.tm_mon = digits(s + 5, 2) - 1;
+	tm.tm_mday = digits(s + 8, 2);
+	tm.tm_hour = digits(s + 11, 2);
+	tm.tm_min = digits(s + 14, 2);
+	tm.tm_sec = digits(s + 17, 2);
+	if (tm.tm_year < 70 || tm.tm_mon < 0 || tm.tm_mon > 11 || tm.tm_mday < 1 ||
+	    tm.tm_mday > 31 || tm.tm_hour < 0 || tm.tm_hour > 23 || tm.tm_min < 0 ||
+	    tm.tm_min > 59 || tm.tm_sec < 0 || tm.tm_sec > 59)
+		return -1;
+	if (s[i] == '.') {
+		while (++i < len && s[i] >= '0' && s[i] <= '9')
+			;
+		if (i == 20) /* a '.' without digits */
+			return -1;
+	}
+	if (i + 1 != len || s[i] != 'Z')
+		return -1;
+	want = tm;
+	t = timegm(&tm);
+	/* timegm normalises (Feb 31 is Mar 3, second 60 the next minute): not a date S3 writes */
+	if (t < 0 || gmtime_r(&t, &tm) == NULL || tm.tm_year != want.tm_year ||
+	    tm.tm_mon != want.tm_mon || tm.tm_mday != want.tm_mday || tm.tm_hour != want.tm_hour ||
+	    tm.tm_min != want.tm_min || tm.tm_sec != want.tm_sec)
+		return -1;
+	return (int64_t)t;
+}
+
+/* The text of the first <tag>...</tag> in [p, end), XML-unescaped into out (cap bytes).
+ * Returns 0, 1 if there is none, -1 if it is unterminated or does not fit. */
+static int element(const char *p, const char *end, const char *tag, char *out, size_t cap)
+{
+	char open[40], close[41];
+	const char *a, *b;
+
+	snprintf(open, sizeof(open), "<%s>", tag);
+	snprintf(close, sizeof(close), "</%s>", tag);
+	a = blob_s3_xml_find(p, end, open);
+	if (a == NULL)
+		return 1;
+	a += strlen(open);
+	b = blob_s3_xml_find(a, end, close);
+	if (b == NULL || blob_s3_xml_unescape(a, (size_t)(b - a), out, cap) != 0)
+		return -1;
+	return 0;
+}
+
+int blob_s3_mp_parse_uploads(const char *xml, size_t len,
+			     int (*fn)(void *arg, const struct s3_mp_upload *u), void *arg,
+			     int *truncated, char next_key[S3_MP_KEY_MAX + 1],
+			     char next_id[S3_MP_UPLOAD_ID_MAX + 1])
+{
+	const char *p, *end = xml + len, *a, *b;
+	struct s3_mp_upload u;
+	char when[64];
+	int rc;
+
+	*truncated = 0;
+	next_key[0] = next_id[0] = '\0';
+	p = blob_s3_xml_find(xml, end, "<ListMultipartUploadsResult");
+	if (p == NULL)
+		return -1;
+	while ((a = blob_s3_xml_find(p, end, "<Upload>")) != NULL) {
+		b = blob_s3_xml_find(a, end, "</Upload>");
+		if (b == NULL || element(a, b, "Key", u.key, sizeof(u.key)) != 0 ||
+		    element(a, b, "UploadId", u.upload_id, sizeof(u.upload_id)) != 0 ||
+		    !upload_id_ok(u.upload_id))
+			return -1;
+		u.initiated = element(a, b, "Initiated", when, sizeof(when)) == 0
+				      ? blob_s3_time(when, strlen(when))
+				      : -1;
+		if ((rc = fn(arg, &u)) != 0)
+			return rc;
+		p = b + strlen("</Upload>");
+	}
+	/* The markers come after the uploads in S3's answers but are looked for anywhere. */
+	a = blob_s3_xml_find(xml, end, "<IsTruncated>");
+	if (a != NULL) {
+		a += strlen("<IsTruncated>");
+		*truncated = (size_t)(end - a) >= 4 && memcmp(a, "true", 4) == 0;
+	}
+	if (element(xml, end, "NextKeyMarker", next_key, S3_MP_KEY_MAX + 1) < 0 ||
+	    element(xml, end, "NextUploadIdMarker", next_id, S3_MP_UPLOAD_ID_MAX + 1) < 0 ||
+	    (next_id[0] != '\0' && !upload_id_ok(next_id)))
+		goto bad;
+	if (*truncated && next_key[0] == '\0')
+		goto bad;
+	return 0;
+bad:
+	next_key[0] = next_id[0] = '\0';
 	return -1;
 }

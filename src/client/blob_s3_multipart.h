@@ -71,4 +71,28 @@ size_t blob_s3_mp_complete_xml(const char (*etags)[S3_MP_ETAG_MAX + 1], uint32_t
  * whitespace that kept the connection alive. */
 int blob_s3_mp_complete_ok(const char *xml, size_t len, char *code, size_t code_cap);
 
+/* An S3 timestamp, "YYYY-MM-DDTHH:MM:SS[.fraction]Z" (ISO 8601 in UTC, as ListMultipartUploads
+ * and ListObjectsV2 write it), in seconds since the epoch; -1 if s (len bytes) is anything else,
+ * a date before 1970 or one that does not exist (Feb 30, a leap second). The fraction is
+ * dropped. */
+int64_t blob_s3_time(const char *s, size_t len);
+
+/* One <Upload> of a ListMultipartUploadsResult: an incomplete multipart upload. */
+#define S3_MP_KEY_MAX 1024 /* S3's limit on key length, in bytes */
+struct s3_mp_upload {
+	char key[S3_MP_KEY_MAX + 1];		 /* XML-unescaped */
+	char upload_id[S3_MP_UPLOAD_ID_MAX + 1]; /* as blob_s3_mp_parse_upload_id accepts */
+	int64_t initiated; /* <Initiated> in seconds since the epoch; -1: absent or unreadable */
+};
+
+/* Calls fn with each <Upload> of a ListMultipartUploadsResult (xml, len bytes), sets *truncated
+ * and copies <NextKeyMarker> and <NextUploadIdMarker> into next_key and next_id ("" when
+ * absent). Returns 0; -1 if it is not such a result, an <Upload> lacks its key or id or holds a
+ * bad one, or it is truncated without a key marker (asking again would loop); or fn's non-zero
+ * return, which stops it. */
+int blob_s3_mp_parse_uploads(const char *xml, size_t len,
+			     int (*fn)(void *arg, const struct s3_mp_upload *u), void *arg,
+			     int *truncated, char next_key[S3_MP_KEY_MAX + 1],
+			     char next_id[S3_MP_UPLOAD_ID_MAX + 1]);
+
 #endif

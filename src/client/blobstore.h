@@ -120,9 +120,10 @@ int blobstore_list(struct blobstore *store, const char *prefix, blob_list_fn fn,
 		   char *errbuf);
 
 /* Removes what interrupted puts left inside the store itself, last modified before older_than
- * (seconds since the epoch): the dir store's `.tmp-*` files; S3 keeps nothing of a PUT that did
- * not complete, and a failed multipart put aborts its upload. *removed counts them. Errors:
- * TEEMS_EIO, OBJ_EUNAVAIL. */
+ * (seconds since the epoch): the dir store's `.tmp-*` files; the s3 store's incomplete multipart
+ * uploads of blob names under its prefix, started before older_than and more than a day ago
+ * (S3 keeps nothing of a single PUT that did not complete). *removed counts them. Errors:
+ * TEEMS_EIO, TEEMS_ECORRUPT (a listing that does not parse), OBJ_EUNAVAIL, OBJ_EDENIED. */
 int blobstore_sweep(struct blobstore *store, int64_t older_than, uint64_t *removed, char *errbuf);
 
 #endif

@@ -11,7 +11,8 @@
  * more than grace_s after its upload ended could lose its blob. The age comes from the store
  * (file mtime, S3 Last-Modified): a store that lies about it can only make gc remove blobs
  * early, which it could do anyway by deleting them. Last, the store's own leftovers of
- * interrupted puts (the dir store's .tmp-* files) older than the grace period go too.
+ * interrupted puts (the dir store's .tmp-* files, the s3 store's incomplete multipart uploads)
+ * older than the grace period go too.
  *
  * Visibility. gc can only compare the store with the records it can read. A service with users
  * and per-key policies shows each user only some keys (SCAN filters them), and a blob of an

@@ -1,12 +1,14 @@
 /* libFuzzer target for the S3 multipart answers a server sends back
  * (src/client/blob_s3_multipart.c): the UploadId of InitiateMultipartUpload, an ETag response
- * header, and the body of a 200 answer to CompleteMultipartUpload. The first byte picks the
- * parser; the rest is the server's bytes, not NUL-terminated. Any input must give a verdict
- * within the documented bounds, never a crash or an over-read. An accepted ETag must also
- * round-trip through the Complete body builder. */
+ * header, the body of a 200 answer to CompleteMultipartUpload, a ListMultipartUploads page and
+ * an S3 timestamp. The first byte picks the parser; the rest is the server's bytes, not
+ * NUL-terminated. Any input must give a verdict within the documented bounds, never a crash or
+ * an over-read. An accepted ETag must also round-trip through the Complete body builder, and an
+ * accepted timestamp through gmtime. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "client/blob_s3_multipart.h"
 
@@ -24,6 +26,46 @@ static void check_token(const char *s, size_t max)
 			abort();
 }
 
+static int check_upload(void *arg, const struct s3_mp_upload *u)
+{
+	(void)arg;
+	check_token(u->upload_id, S3_MP_UPLOAD_ID_MAX);
+	if (strlen(u->key) > S3_MP_KEY_MAX || u->initiated < -1)
+		abort();
+	return 0;
+}
+
+static void check_uploads(const char *xml, size_t len)
+{
+	char key[S3_MP_KEY_MAX + 1], id[S3_MP_UPLOAD_ID_MAX + 1];
+	int truncated, rc;
+
+	rc = blob_s3_mp_parse_uploads(xml, len, check_upload, NULL, &truncated, key, id);
+	if (rc == 0) {
+		if ((truncated && key[0] == '\0') || strlen(key) > S3_MP_KEY_MAX)
+			abort();
+		if (id[0] != '\0')
+			check_token(id, S3_MP_UPLOAD_ID_MAX);
+	} else if (rc != -1 || key[0] != '\0' || id[0] != '\0') {
+		abort();
+	}
+}
+
+static void check_time(const char *s, size_t len)
+{
+	int64_t t = blob_s3_time(s, len);
+	char back[32];
+	struct tm tm;
+	time_t tt = (time_t)t;
+
+	if (t < -1)
+		abort();
+	if (t >= 0 && (gmtime_r(&tt, &tm) == NULL ||
+		       strftime(back, sizeof(back), "%Y-%m-%dT%H:%M:%S", &tm) != 19 || len < 20 ||
+		       memcmp(back, s, 19) != 0))
+		abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char upload_id[S3_MP_UPLOAD_ID_MAX + 1], etag[1][S3_MP_ETAG_MAX + 1], code[64];
@@ -37,7 +79,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if ((copy = malloc(size - 1 ? size - 1 : 1)) == NULL)
 		return 0;
 	memcpy(copy, data + 1, size - 1);
-	switch (data[0] % 3) {
+	switch (data[0] % 5) {
 	case 0:
 		if (blob_s3_mp_parse_upload_id(copy, size - 1, upload_id) == 0)
 			check_token(upload_id, S3_MP_UPLOAD_ID_MAX);
@@ -56,6 +98,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		} else if (rc != 0 && rc != -1) {
 			abort();
 		}
+		break;
+	case 3:
+		check_uploads(copy, size - 1);
+		break;
+	case 4:
+		check_time(copy, size - 1);
 		break;
 	default:
 		code[0] = '\0';

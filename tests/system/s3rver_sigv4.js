@@ -162,18 +162,39 @@ async function multipartExtras(ctx, next) {
     return;
   }
   if (ctx.method === 'GET' && !hasKey && 'uploads' in ctx.query) {
+    // ListMultipartUploads as AWS answers it: sorted by key, then upload id; prefix,
+    // key-marker and upload-id-marker honoured; <Initiated> is the mtime of the upload's key
+    // file (tests backdate it). Pages hold LIST_UPLOADS_PAGE uploads, far fewer than AWS's
+    // 1000, so that every listing of a few uploads is paginated.
+    const LIST_UPLOADS_PAGE = 2;
     const dir = uploadsDir(bucket);
+    const prefix = String(ctx.query.prefix || '');
+    const keyMarker = String(ctx.query['key-marker'] || '');
+    const idMarker = String(ctx.query['upload-id-marker'] || '');
     const ids = fs.existsSync(dir) ? await fs.promises.readdir(dir) : [];
-    const uploads = [];
-    for (const id of ids.sort()) {
-      const key = await fs.promises.readFile(path.join(dir, id, 'key'), 'utf8').catch(() => '');
-      uploads.push(`<Upload><Key>${xmlEscape(key)}</Key><UploadId>${xmlEscape(id)}</UploadId></Upload>`);
+    let all = [];
+    for (const id of ids) {
+      const file = path.join(dir, id, 'key');
+      const key = await fs.promises.readFile(file, 'utf8').catch(() => null);
+      if (key === null || !key.startsWith(prefix)) continue;
+      const { mtime } = await fs.promises.stat(file);
+      all.push({ key, id, initiated: mtime.toISOString() });
     }
+    all.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    if (keyMarker) all = all.filter(u => u.key > keyMarker || (u.key === keyMarker && idMarker && u.id > idMarker));
+    const page = all.slice(0, LIST_UPLOADS_PAGE);
+    const truncated = all.length > page.length;
+    const last = page[page.length - 1];
     ctx.status = 200;
     ctx.type = 'application/xml';
     ctx.body = '<?xml version="1.0" encoding="UTF-8"?>\n<ListMultipartUploadsResult>' +
-      `<Bucket>${xmlEscape(bucket)}</Bucket><IsTruncated>false</IsTruncated>` +
-      `${uploads.join('')}</ListMultipartUploadsResult>`;
+      `<Bucket>${xmlEscape(bucket)}</Bucket><Prefix>${xmlEscape(prefix)}</Prefix>` +
+      page.map(u => `<Upload><Key>${xmlEscape(u.key)}</Key><UploadId>${xmlEscape(u.id)}</UploadId>` +
+        `<Initiated>${u.initiated}</Initiated></Upload>`).join('') +
+      (truncated ? `<NextKeyMarker>${xmlEscape(last.key)}</NextKeyMarker>` +
+        `<NextUploadIdMarker>${xmlEscape(last.id)}</NextUploadIdMarker>` : '') +
+      `<IsTruncated>${truncated}</IsTruncated></ListMultipartUploadsResult>`;
+    console.log(`list-multipart prefix=${prefix} key-marker=${keyMarker} -> ${page.length}${truncated ? '+' : ''}`);
     return;
   }
   return next();

@@ -1,8 +1,9 @@
 /* src/client/blob_s3_multipart.c: the part-size arithmetic around its boundaries (one part or
  * two, the 10,000-part raise, objects no part size can hold), the UploadId parser and the ETag
  * header parser on hostile input (too long, control characters, entities, missing tags), the
- * <CompleteMultipartUpload> builder (escaping, exact sizing, truncation), and the verdict on a
- * 200 answer to Complete that carries an <Error>. */
+ * <CompleteMultipartUpload> builder (escaping, exact sizing, truncation), the verdict on a
+ * 200 answer to Complete that carries an <Error>, S3 timestamps, and ListMultipartUploads pages
+ * (what gc's sweep of stale uploads reads). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -274,6 +275,130 @@ static void test_complete_verdict(void **state)
 	assert_string_equal(code, "a?b");
 }
 
+static int64_t s3_time(const char *s)
+{
+	return blob_s3_time(s, strlen(s));
+}
+
+static void test_time(void **state)
+{
+	(void)state;
+	assert_int_equal(s3_time("1970-01-01T00:00:00Z"), 0);
+	assert_int_equal(s3_time("2026-11-22T05:00:00.000Z"), 1795323600);
+	assert_int_equal(s3_time("2024-02-29T23:59:59.5Z"), 1709251199);
+	assert_int_equal(s3_time("2026-11-22T05:00:00"), -1);	    /* no zone */
+	assert_int_equal(s3_time("2026-11-22T05:00:00+01:00"), -1); /* not UTC */
+	assert_int_equal(s3_time("2026-11-22T05:00:00.Z"), -1);
+	assert_int_equal(s3_time("2026-11-22T05:00:00.000Zx"), -1);
+	assert_int_equal(s3_time("2026-02-30T05:00:00Z"), -1); /* no such day */
+	assert_int_equal(s3_time("2025-02-29T05:00:00Z"), -1);
+	assert_int_equal(s3_time("2026-11-22T24:00:00Z"), -1);
+	assert_int_equal(s3_time("2026-11-22T23:59:60Z"), -1);
+	assert_int_equal(s3_time("1969-12-31T23:59:59Z"), -1);
+	assert_int_equal(s3_time("2026-1-22T05:00:00.000Z"), -1);
+	assert_int_equal(s3_time("+026-11-22T05:00:00Z"), -1);
+	assert_int_equal(s3_time(""), -1);
+	/* Not NUL-terminated: only len bytes count. */
+	assert_int_equal(blob_s3_time("1970-01-01T00:00:01Zjunk", 20), 1);
+}
+
+struct seen {
+	int n;
+	char keys[4][S3_MP_KEY_MAX + 1];
+	int64_t initiated[4];
+	int stop_at; /* return 7 at this upload (1-based), 0: never */
+};
+
+static int see(void *arg, const struct s3_mp_upload *u)
+{
+	struct seen *s = arg;
+
+	if (s->n < 4) {
+		snprintf(s->keys[s->n], sizeof(s->keys[0]), "%s", u->key);
+		s->initiated[s->n] = u->initiated;
+	}
+	s->n++;
+	return s->n == s->stop_at ? 7 : 0;
+}
+
+static int uploads(const char *xml, struct seen *s, int *truncated, char *key, char *id)
+{
+	memset(s->keys, 0, sizeof(s->keys));
+	s->n = 0;
+	return blob_s3_mp_parse_uploads(xml, strlen(xml), see, s, truncated, key, id);
+}
+
+#define LIST_HEAD "<?xml version=\"1.0\"?>\n<ListMultipartUploadsResult><Bucket>b</Bucket>"
+
+static void test_uploads(void **state)
+{
+	char key[S3_MP_KEY_MAX + 1], id[S3_MP_UPLOAD_ID_MAX + 1];
+	struct seen s = {0};
+	int truncated;
+
+	(void)state;
+	/* Two uploads, one with an escaped key, the second without <Initiated>; a next page. */
+	assert_int_equal(uploads(LIST_HEAD
+				 "<Upload><Key>t/a&amp;b</Key><UploadId>id1</UploadId>"
+				 "<Initiator><ID>x</ID></Initiator>"
+				 "<Initiated>2026-11-22T05:00:00.000Z</Initiated></Upload>"
+				 "<Upload><Key>t/c</Key><UploadId>id2</UploadId></Upload>"
+				 "<NextKeyMarker>t/c</NextKeyMarker><NextUploadIdMarker>id2"
+				 "</NextUploadIdMarker><IsTruncated>true</IsTruncated>"
+				 "</ListMultipartUploadsResult>",
+				 &s, &truncated, key, id),
+			 0);
+	assert_int_equal(s.n, 2);
+	assert_string_equal(s.keys[0], "t/a&b");
+	assert_int_equal(s.initiated[0], 1795323600);
+	assert_string_equal(s.keys[1], "t/c");
+	assert_int_equal(s.initiated[1], -1);
+	assert_int_equal(truncated, 1);
+	assert_string_equal(key, "t/c");
+	assert_string_equal(id, "id2");
+	/* The last page, and an empty one. */
+	assert_int_equal(uploads(LIST_HEAD "<IsTruncated>false</IsTruncated>"
+					   "</ListMultipartUploadsResult>",
+				 &s, &truncated, key, id),
+			 0);
+	assert_int_equal(s.n, 0);
+	assert_int_equal(truncated, 0);
+	assert_string_equal(key, "");
+	/* A bad date is no date: never aborted for its age. */
+	assert_int_equal(uploads(LIST_HEAD
+				 "<Upload><Key>k</Key><UploadId>i</UploadId><Initiated>"
+				 "yesterday</Initiated></Upload></ListMultipartUploadsResult>",
+				 &s, &truncated, key, id),
+			 0);
+	assert_int_equal(s.initiated[0], -1);
+	/* Truncated without a marker would ask for the same page forever. */
+	assert_int_equal(uploads(LIST_HEAD "<IsTruncated>true</IsTruncated>"
+					   "</ListMultipartUploadsResult>",
+				 &s, &truncated, key, id),
+			 -1);
+	/* Not a listing; an upload without its id, with a control byte in it, unterminated. */
+	assert_int_equal(uploads("<ListBucketResult></ListBucketResult>", &s, &truncated, key, id),
+			 -1);
+	assert_int_equal(
+		uploads(LIST_HEAD "<Upload><Key>k</Key></Upload>", &s, &truncated, key, id), -1);
+	assert_int_equal(uploads(LIST_HEAD "<Upload><Key>k</Key><UploadId>a\tb</UploadId>"
+					   "</Upload>",
+				 &s, &truncated, key, id),
+			 -1);
+	assert_int_equal(uploads(LIST_HEAD "<Upload><Key>k</Key><UploadId>i</UploadId>", &s,
+				 &truncated, key, id),
+			 -1);
+	assert_int_equal(s.n, 0);
+	/* The callback's verdict stops the walk and is returned. */
+	s.stop_at = 1;
+	assert_int_equal(uploads(LIST_HEAD "<Upload><Key>k</Key><UploadId>i</UploadId></Upload>"
+					   "<Upload><Key>l</Key><UploadId>j</UploadId></Upload>"
+					   "</ListMultipartUploadsResult>",
+				 &s, &truncated, key, id),
+			 7);
+	assert_int_equal(s.n, 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -284,6 +409,8 @@ int main(void)
 		cmocka_unit_test(test_etag_header),
 		cmocka_unit_test(test_complete_xml),
 		cmocka_unit_test(test_complete_verdict),
+		cmocka_unit_test(test_time),
+		cmocka_unit_test(test_uploads),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
