@@ -722,7 +722,7 @@ static int s3_list(struct blobstore *base, const char *prefix, blob_list_fn fn, 
 	struct blob_s3 *s = to_s3(base);
 	struct list_ctx l = {s, fn, arg};
 	char full[2 * BLOB_URL_FIELD_MAX], enc_prefix[6 * BLOB_URL_FIELD_MAX];
-	char token[1024], enc_token[3 * 1024 + 1];
+	char token[1024], prev[1024], enc_token[3 * 1024 + 1];
 	int truncated, rc;
 
 	snprintf(full, sizeof(full), "%s%s", s->key_prefix, prefix);
@@ -734,6 +734,7 @@ static int s3_list(struct blobstore *base, const char *prefix, blob_list_fn fn, 
 		struct obj_sink sink = obj_sink_mem(&body);
 		struct s3_req r = {.method = "GET", .sink = &sink, .total_timeout = 1};
 
+		memcpy(prev, token, sizeof(token));
 		/* Parameters in sorted order, values AWS-encoded: the canonical query string of
 		 * SigV4 is then the query string itself. */
 		if (token[0] && aws_encode(token, enc_token, sizeof(enc_token)) != 0)
@@ -752,6 +753,9 @@ static int s3_list(struct blobstore *base, const char *prefix, blob_list_fn fn, 
 		teems_free(body.data);
 		if (rc != TEEMS_OK)
 			return rc;
+		if (truncated && strcmp(token, prev) == 0) /* the same page again, forever */
+			return teems_errf(errbuf, TEEMS_ECORRUPT,
+					  "s3 list: the continuation token does not change");
 	} while (truncated);
 	return TEEMS_OK;
 }
@@ -806,8 +810,9 @@ static int s3_sweep(struct blobstore *base, int64_t older_than, uint64_t *remove
 	struct sweep_ctx w = {s, (int64_t)time(NULL) - S3_SWEEP_MIN_AGE_S, 0, TEEMS_OK, errbuf};
 	char enc_prefix[3 * BLOB_URL_FIELD_MAX + 1];
 	char key[S3_MP_KEY_MAX + 1], id[S3_MP_UPLOAD_ID_MAX + 1];
+	char prev_key[S3_MP_KEY_MAX + 1], prev_id[S3_MP_UPLOAD_ID_MAX + 1];
 	char enc_key[3 * S3_MP_KEY_MAX + 1], enc_id[3 * S3_MP_UPLOAD_ID_MAX + 1];
-	int truncated, rc;
+	int truncated, rc, order;
 
 	if (older_than < w.before)
 		w.before = older_than;
@@ -820,6 +825,8 @@ static int s3_sweep(struct blobstore *base, int64_t older_than, uint64_t *remove
 		struct obj_sink sink = obj_sink_mem(&body);
 		struct s3_req r = {.method = "GET", .sink = &sink, .total_timeout = 1};
 
+		memcpy(prev_key, key, sizeof(key));
+		memcpy(prev_id, id, sizeof(id));
 		/* ListMultipartUploads, parameters in sorted order (see s3_list). */
 		if (aws_encode(key, enc_key, sizeof(enc_key)) != 0 ||
 		    aws_encode(id, enc_id, sizeof(enc_id)) != 0)
@@ -845,6 +852,12 @@ static int s3_sweep(struct blobstore *base, int64_t older_than, uint64_t *remove
 		*removed = w.removed;
 		if (rc != TEEMS_OK)
 			return rc;
+		/* Pages come in key order (uploads of one key by age): markers that do not move
+		 * on would ask for the same page forever. */
+		order = strcmp(key, prev_key);
+		if (truncated && (order < 0 || (order == 0 && strcmp(id, prev_id) == 0)))
+			return teems_errf(errbuf, TEEMS_ECORRUPT,
+					  "s3 sweep: the listing does not advance");
 	} while (truncated);
 	return TEEMS_OK;
 }
