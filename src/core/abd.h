@@ -291,6 +291,35 @@ void abd_free(struct abd *a);
  * first step), TEEMS_ENOMEM (discard the core). */
 int abd_restore(struct abd *a, const uint8_t *rec, size_t len);
 
+/* Decodes one record (the inverse of abd_persist_encode) without touching any core: what
+ * abd_restore would accept, so that a shell can check a whole batch (a snapshot) before it
+ * restores any of it. out->key and out->value point into rec; out->sync is false.
+ * Errors: TEEMS_ECORRUPT, TEEMS_EVERSION. */
+int abd_persist_decode(const uint8_t *rec, size_t len, struct abd_persist *out);
+
+/* Compaction (docs/ABD.md "WAL compaction"): the records that stand for every record the core
+ * has produced or restored so far. Calls fn once per register, an ABD_REC_REGISTER record with
+ * its current timestamp and value or tombstone and the seq of the record that stored it; then,
+ * when the highest seq used so far is not one of those (the last records are RECOVERED
+ * markers), one ABD_REC_RECOVERED record with that seq, so that the seq continues above it ("after
+ * a restore: highest restored
+ * + 1"). Feeding these records, in any order, to abd_restore of a new core, then the WAL
+ * records that follow them, gives the core that abd_restore of the whole WAL gives: the same
+ * registers (timestamps, values, tombstones, record seqs), the same next seq, restarted and
+ * suspicious. One thing is not carried: the operation counter a restore derives from this
+ * replica's own records of the restoring core's configured registration (abd_config.reg) may
+ * come out lower, because an own record overwritten since is not in the snapshot. It never
+ * matters: a restored core writes only under the registration abd_begin_recovery gives it,
+ * newer than every registration its records carry, so its timestamps differ from all of
+ * them in `reg` whatever their op.
+ *
+ * Call it between two steps, once the shell appended every persist record of the steps so
+ * far: the records then describe exactly the WAL up to its last appended record. Pointers in
+ * the record passed to fn are the core's, valid during the call only. Returns 0, or the first
+ * non-zero value fn returns (which stops the walk). Registers come in no particular order. */
+int abd_snapshot_records(const struct abd *a, int (*fn)(void *arg, const struct abd_persist *rec),
+			 void *arg);
+
 void abd_ready_init(struct abd_ready *r);
 void abd_ready_free(struct abd_ready *r);
 

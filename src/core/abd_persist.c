@@ -65,72 +65,82 @@ int abd_persist_encode(const struct abd_persist *rec, uint8_t *buf, size_t cap, 
 	return 0;
 }
 
-int abd_restore(struct abd *a, const uint8_t *rec, size_t len)
+int abd_persist_decode(const uint8_t *rec, size_t len, struct abd_persist *out)
 {
-	struct abd_ready scratch;
-	struct msg_timestamp ts;
-	const uint8_t *p = rec, *key, *value;
-	uint32_t key_len, vlen;
-	uint64_t seq, saved;
-	unsigned flags;
-	bool tomb, stored;
-	int rc;
+	const uint8_t *p = rec;
 
-	if (a->stepped)
-		return TEEMS_EINVAL;
+	memset(out, 0, sizeof(*out));
 	if (len < REC_FIXED)
 		return TEEMS_ECORRUPT;
 	if (p[0] != ABD_PERSIST_VERSION)
 		return p[0] > ABD_PERSIST_VERSION ? TEEMS_EVERSION : TEEMS_ECORRUPT;
-	flags = p[1];
-	seq = get(p + 2, 8);
+	out->flags = p[1];
+	out->seq = get(p + 2, 8);
 	p += REC_FIXED;
-	if ((flags != ABD_REC_REGISTER && flags != ABD_REC_RECOVERED) || seq == 0)
+	if ((out->flags != ABD_REC_REGISTER && out->flags != ABD_REC_RECOVERED) || out->seq == 0)
 		return TEEMS_ECORRUPT;
-	if (flags == ABD_REC_RECOVERED) {
-		if (len != REC_FIXED)
-			return TEEMS_ECORRUPT;
-		goto done;
-	}
+	if (out->flags == ABD_REC_RECOVERED)
+		return len == REC_FIXED ? 0 : TEEMS_ECORRUPT;
 	if (len - REC_FIXED < REG_FIXED)
 		return TEEMS_ECORRUPT;
-	key_len = (uint32_t)get(p, 4);
+	out->key_len = (uint32_t)get(p, 4);
 	p += 4;
-	if (key_len > MSG_MAX_KEY || (size_t)(rec + len - p) < (size_t)key_len + REG_FIXED - 4)
+	if (out->key_len > MSG_MAX_KEY ||
+	    (size_t)(rec + len - p) < (size_t)out->key_len + REG_FIXED - 4)
 		return TEEMS_ECORRUPT;
-	key = p;
-	p += key_len;
-	ts.seq = get(p, 8);
-	ts.replica = (uint16_t)get(p + 8, 2);
-	ts.reg.epoch = get(p + 10, 8);
-	ts.reg.slot = get(p + 18, 8);
-	ts.op = get(p + 26, 8);
+	out->key = p;
+	p += out->key_len;
+	out->ts.seq = get(p, 8);
+	out->ts.replica = (uint16_t)get(p + 8, 2);
+	out->ts.reg.epoch = get(p + 10, 8);
+	out->ts.reg.slot = get(p + 18, 8);
+	out->ts.op = get(p + 26, 8);
 	if (p[34] > 1)
 		return TEEMS_ECORRUPT;
-	tomb = p[34];
-	vlen = (uint32_t)get(p + 35, 4);
+	out->tombstone = p[34];
+	out->len = (uint32_t)get(p + 35, 4);
 	p += 39;
-	if (vlen > MSG_MAX_VALUE || (size_t)(rec + len - p) != vlen || (tomb && vlen))
+	if (out->len > MSG_MAX_VALUE || (size_t)(rec + len - p) != out->len ||
+	    (out->tombstone && out->len))
 		return TEEMS_ECORRUPT;
-	value = p;
+	out->value = p;
+	return 0;
+}
+
+int abd_restore(struct abd *a, const uint8_t *rec, size_t len)
+{
+	struct abd_ready scratch;
+	struct abd_persist d;
+	uint64_t saved;
+	bool stored;
+	int rc;
+
+	if (a->stepped)
+		return TEEMS_EINVAL;
+	rc = abd_persist_decode(rec, len, &d);
+	if (rc)
+		return rc;
+	if (d.flags == ABD_REC_RECOVERED)
+		goto done;
 	abd_ready_init(&scratch);
 	saved = a->next_seq;
-	rc = abd_store(a, &scratch, key, key_len, abd_hash(key, key_len), &ts, tomb, value, vlen,
-		       false, &stored);
+	rc = abd_store(a, &scratch, d.key, d.key_len, abd_hash(d.key, d.key_len), &d.ts,
+		       d.tombstone, d.value, d.len, false, &stored);
 	abd_ready_free(&scratch);
 	a->next_seq = saved;
 	if (rc)
 		return rc;
 	if (stored) {
-		struct abd_reg *g = abd_reg_find(a, key, key_len, abd_hash(key, key_len));
+		struct abd_reg *g = abd_reg_find(a, d.key, d.key_len, abd_hash(d.key, d.key_len));
 
-		g->seq = seq;
+		g->seq = d.seq;
 	}
-	if (ts.replica == a->cfg.self && !msg_regidx_cmp(&ts.reg, &a->cfg.reg) && ts.op > a->op_ctr)
-		a->op_ctr = ts.op;
+	if (d.ts.replica == a->cfg.self && !msg_regidx_cmp(&d.ts.reg, &a->cfg.reg) &&
+	    d.ts.op > a->op_ctr)
+		a->op_ctr = d.ts.op;
 done:
-	if (seq >= a->next_seq)
-		a->next_seq = seq + 1;
+	if (d.seq >= a->next_seq)
+		a->next_seq = d.seq + 1;
 	/* every restored record is durable: it was read back from the WAL */
 	a->synced_seq = a->next_seq - 1;
 	a->restored = true;
@@ -138,5 +148,40 @@ done:
 	a->suspicious = !(a->cfg.unsafe & ABD_UNSAFE_NO_RECOVERY);
 	if (a->suspicious)
 		memset(&a->reg, 0, sizeof(a->reg)); /* unregistered until abd_begin_recovery */
+	return 0;
+}
+
+int abd_snapshot_records(const struct abd *a, int (*fn)(void *arg, const struct abd_persist *rec),
+			 void *arg)
+{
+	struct abd_persist p;
+	uint64_t top = 0;
+	int rc;
+
+	for (size_t b = 0; b < a->n_buckets; b++) {
+		for (const struct abd_reg *g = a->buckets[b]; g; g = g->next) {
+			memset(&p, 0, sizeof(p));
+			p.seq = g->seq;
+			p.flags = ABD_REC_REGISTER;
+			p.key = g->key;
+			p.key_len = g->key_len;
+			p.ts = g->ts;
+			p.tombstone = g->tombstone;
+			p.value = g->value;
+			p.len = g->len;
+			rc = fn(arg, &p);
+			if (rc)
+				return rc;
+			if (g->seq > top)
+				top = g->seq;
+		}
+	}
+	/* The seq must not go back: the WAL records after the snapshot continue above it. */
+	if (a->next_seq - 1 > top) {
+		memset(&p, 0, sizeof(p));
+		p.seq = a->next_seq - 1;
+		p.flags = ABD_REC_RECOVERED;
+		return fn(arg, &p);
+	}
 	return 0;
 }

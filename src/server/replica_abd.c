@@ -13,10 +13,13 @@
 #include "core/abd_lease.h"
 #include "core/quorum.h"
 #include "server/replica_internal.h"
+#include "store/snapshot.h"
 #include "teems/err.h"
 
 #define ABD_RETRY_NS (10 * RP_MS) /* a refused request (not fresh, no lease, busy) again */
 #define ABD_MAX_REPLICAS QUORUM_MAX_REPLICAS
+#define ABD_SNAP_RETRY_NS (1000 * RP_MS) /* after a snapshot that could not be built */
+#define ABD_SNAP_VERSION 1
 
 #define ERR_UNKNOWN                                                                            \
 	"ERR teems: outcome unknown (the write was not confirmed within T_op): it may or may " \
@@ -75,7 +78,23 @@ struct rp_abd {
 	uint64_t next_id;
 	bool stepping;
 	uint64_t refused, unknown, retries;
-	char status[1024];
+	/* WAL compaction (docs/ABD.md "WAL compaction"; replica_snap.c's order). pend: built on
+	 * the loop, waiting for a sync job; job: carried by the running one (worker side). */
+	char dir[CONFIG_MAX_PATH + 16];
+	uint8_t snap_key[TEE_KEY_LEN];
+	uint64_t since_records, since_bytes; /* appended since the last snapshot was taken */
+	uint8_t *snap_pend, *snap_job;
+	size_t snap_pend_len, snap_job_len;
+	uint64_t snap_pend_records, snap_job_records;
+	struct store_wal_pos snap_pend_covers, snap_job_covers;
+	int snap_job_rc;
+	bool snap_job_written;
+	char snap_job_err[TEEMS_ERRBUF_LEN];
+	uint64_t snap_next_try_ns;
+	uint64_t snaps_taken, snaps_persisted, snaps_failed;
+	uint64_t snap_index, snap_records, snap_bytes; /* the last one persisted */
+	uint64_t snap_restored;			       /* records restored from one at open */
+	char status[2048];
 };
 
 static struct rp_abd *X(const struct replica *r)
@@ -130,6 +149,7 @@ static int new_abd(struct replica *r, bool restarted, char *errbuf)
 
 static void queue_submit(struct replica *r, struct areq *q);
 static void drain_queue(struct replica *r);
+static void snap_maybe_take(struct replica *r);
 
 static int grow(struct rp_abd *x, size_t need)
 {
@@ -174,6 +194,8 @@ static void persist(struct replica *r, const struct abd_persist *p)
 	}
 	x->appended_index = index;
 	x->written_seq = p->seq;
+	x->since_records++;
+	x->since_bytes += len + STORE_WAL_RECORD_OVERHEAD;
 	if (p->sync)
 		x->urgent = true;
 }
@@ -825,6 +847,358 @@ void rp_abd_tick(struct replica *r)
 		if (rp_abd_sync_wanted(r))
 			r->io.want_sync(r->io.ctx);
 	}
+	snap_maybe_take(r);
+}
+
+/* ---- WAL compaction (docs/ABD.md "WAL compaction") ----
+ *
+ * The snapshot payload, sealed by store_snapshot_write (so authenticated, and bound to the WAL
+ * position it covers), little-endian:
+ *   u8 ABD_SNAP_VERSION, u64 record count n,
+ *   n times: u32 length, one record in abd_persist_encode's encoding (abd_snapshot_records).
+ * The order is replica_snap.c's: built on the loop between two steps and bound to the position
+ * after the last appended record; the sync job that carries it first makes the WAL durable at
+ * least to that position (a prepare closes every group appended before it), then seals it,
+ * then compacts. A crash before the seal restarts on the old snapshot and the whole WAL after
+ * it; after it, on the new one and the WAL that continues it. */
+
+#define SNAP_HEAD (1 + 8)
+
+struct snap_build {
+	uint8_t *buf; /* NULL: the sizing pass */
+	size_t cap, len;
+	uint64_t n;
+};
+
+static void put_le(uint8_t *p, uint64_t v, int bytes)
+{
+	for (int i = 0; i < bytes; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get_le(const uint8_t *p, int bytes)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < bytes; i++)
+		v |= (uint64_t)p[i] << (8 * i);
+	return v;
+}
+
+static int snap_add(void *arg, const struct abd_persist *rec)
+{
+	struct snap_build *b = arg;
+	size_t len = 0;
+	int rc = abd_persist_encode(rec, NULL, 0, &len);
+
+	if (rc != TEEMS_EFULL && rc != TEEMS_OK)
+		return rc;
+	if (b->buf != NULL) {
+		if (b->cap - b->len < 4 + len)
+			return TEEMS_EINVAL; /* the table changed between the two passes: a bug */
+		put_le(b->buf + b->len, len, 4);
+		rc = abd_persist_encode(rec, b->buf + b->len + 4, len, &len);
+		if (rc != TEEMS_OK)
+			return rc;
+	}
+	b->len += 4 + len;
+	b->n++;
+	return 0;
+}
+
+int rp_abd_snap_build(const struct abd *a, uint8_t **payload, size_t *len, uint64_t *records)
+{
+	struct snap_build b;
+	int rc;
+
+	*payload = NULL;
+	*len = 0;
+	*records = 0;
+	memset(&b, 0, sizeof(b));
+	b.len = SNAP_HEAD;
+	rc = abd_snapshot_records(a, snap_add, &b);
+	if (rc != TEEMS_OK)
+		return rc;
+	b.cap = b.len;
+	b.buf = teems_malloc(b.cap);
+	if (b.buf == NULL)
+		return TEEMS_ENOMEM;
+	b.len = SNAP_HEAD;
+	b.n = 0;
+	rc = abd_snapshot_records(a, snap_add, &b);
+	if (rc != TEEMS_OK || b.len != b.cap) {
+		tee_wipe(b.buf, b.cap);
+		teems_free(b.buf);
+		return rc != TEEMS_OK ? rc : TEEMS_EINVAL;
+	}
+	b.buf[0] = ABD_SNAP_VERSION;
+	put_le(b.buf + 1, b.n, 8);
+	*payload = b.buf;
+	*len = b.len;
+	*records = b.n;
+	return TEEMS_OK;
+}
+
+/* Every record of payload, decoded (apply == NULL: only checked) or fed to abd_restore. */
+static int snap_walk(const uint8_t *p, size_t len, struct abd *apply, uint64_t *records)
+{
+	uint64_t n, k;
+	size_t off = SNAP_HEAD;
+	int rc;
+
+	*records = 0;
+	if (len < SNAP_HEAD)
+		return TEEMS_ECORRUPT;
+	if (p[0] != ABD_SNAP_VERSION)
+		return p[0] > ABD_SNAP_VERSION ? TEEMS_EVERSION : TEEMS_ECORRUPT;
+	n = get_le(p + 1, 8);
+	for (k = 0; k < n; k++) {
+		struct abd_persist d;
+		size_t rl;
+
+		if (len - off < 4)
+			return TEEMS_ECORRUPT;
+		rl = (size_t)get_le(p + off, 4);
+		off += 4;
+		if (len - off < rl)
+			return TEEMS_ECORRUPT;
+		rc = apply != NULL ? abd_restore(apply, p + off, rl)
+				   : abd_persist_decode(p + off, rl, &d);
+		if (rc != TEEMS_OK)
+			return rc;
+		off += rl;
+	}
+	if (off != len)
+		return TEEMS_ECORRUPT;
+	*records = n;
+	return TEEMS_OK;
+}
+
+int rp_abd_snap_persist(const struct rp_abd_disk *d, struct store_wal *wal,
+			const struct store_wal_pos *synced, const struct store_wal_pos *covers,
+			const void *payload, size_t len, bool *written, char *errbuf)
+{
+	int rc;
+
+	*written = false;
+	/* Step 3: the WAL durable up to the position the snapshot is bound to. */
+	if (synced->index < covers->index)
+		return teems_errf(errbuf, TEEMS_EIO,
+				  "the ABD WAL is durable to record %" PRIu64
+				  " only, the snapshot needs %" PRIu64,
+				  synced->index, covers->index);
+	rc = store_snapshot_write(d->vfs, d->dir, d->replica_id, d->snap_key, covers, payload, len,
+				  errbuf);
+	if (rc != TEEMS_OK)
+		return rc;
+	*written = true;
+	/* Step 4, only now: the records up to `covers` are in a durable snapshot. */
+	return store_wal_compact(wal, covers->index, errbuf);
+}
+
+struct restore_ctx {
+	struct abd *a;
+	uint64_t n;
+	char *errbuf;
+};
+
+static int on_record(void *arg, uint64_t index, const void *data, size_t len)
+{
+	struct restore_ctx *c = arg;
+	int rc = abd_restore(c->a, data, len);
+
+	if (rc != TEEMS_OK)
+		return teems_errf(c->errbuf, rc == TEEMS_ENOMEM ? TEEMS_ENOMEM : TEEMS_ECORRUPT,
+				  "engine: ABD WAL record %" PRIu64 " does not restore: %s", index,
+				  teems_strerror(rc));
+	c->n++;
+	return 0;
+}
+
+static int on_first_record(void *arg, uint64_t index, const void *data, size_t len)
+{
+	(void)data;
+	(void)len;
+	*(uint64_t *)arg = index;
+	return 1;
+}
+
+/* The snapshot into a, checked in full first (never half-restored). out->why filled: there is
+ * one and it cannot be used. */
+static int snap_load(const struct rp_abd_disk *d, struct abd *a, struct rp_abd_opened *out,
+		     char *errbuf)
+{
+	char lerr[TEEMS_ERRBUF_LEN] = "";
+	void *payload = NULL;
+	size_t len = 0;
+	uint64_t n = 0;
+	bool applied = false;
+	int rc;
+
+	rc = store_snapshot_load(d->vfs, d->dir, d->replica_id, d->snap_key, &payload, &len,
+				 &out->anchor, lerr);
+	switch (rc) {
+	case TEEMS_OK:
+		break;
+	case TEEMS_ENOTFOUND:
+		return TEEMS_OK;
+	case TEEMS_EAUTH:
+	case TEEMS_ECORRUPT:
+	case TEEMS_EVERSION:
+		/* The host altered, truncated or swapped the file (or it is another replica's,
+		 * or sealed under another key). */
+		snprintf(out->why, sizeof(out->why), "does not authenticate (%.200s)",
+			 lerr[0] ? lerr : teems_strerror(rc));
+		return TEEMS_OK;
+	default:
+		return teems_errf(errbuf, rc, "engine: ABD snapshot: %s",
+				  lerr[0] ? lerr : teems_strerror(rc));
+	}
+	rc = snap_walk(payload, len, NULL, &n);
+	if (rc == TEEMS_OK) {
+		applied = true;
+		rc = snap_walk(payload, len, a, &n);
+	}
+	tee_wipe(payload, len);
+	teems_free(payload);
+	if (rc == TEEMS_ENOMEM)
+		return teems_errf(errbuf, rc, "engine: out of memory loading the ABD snapshot");
+	if (rc != TEEMS_OK && applied)
+		/* Every record was checked first: a core refusing one afterwards is a bug, and
+		 * the core is no longer the one the files describe. */
+		return teems_errf(errbuf, TEEMS_ECORRUPT,
+				  "engine: the ABD core refused a checked snapshot record: %s",
+				  teems_strerror(rc));
+	if (rc != TEEMS_OK) {
+		snprintf(out->why, sizeof(out->why), "does not decode (%s)", teems_strerror(rc));
+		return TEEMS_OK;
+	}
+	out->snapshot = true;
+	out->snapshot_records = n;
+	return TEEMS_OK;
+}
+
+int rp_abd_disk_open(const struct rp_abd_disk *d, struct abd *a, struct store_wal **wal,
+		     struct rp_abd_opened *out, char *errbuf)
+{
+	struct store_wal_opts wo;
+	struct restore_ctx ctx;
+	int rc;
+
+	*wal = NULL;
+	memset(out, 0, sizeof(*out));
+	rc = snap_load(d, a, out, errbuf);
+	if (rc != TEEMS_OK)
+		return rc;
+	memset(&wo, 0, sizeof(wo));
+	wo.replica_id = d->replica_id;
+	wo.root_key = d->wal_key;
+	wo.segment_size = d->segment_size;
+	if (out->why[0] != '\0') {
+		/* The WAL alone is a state this replica really had only if it still starts at
+		 * its first record (replica.c wal_alone_or_refuse: the same rule as the Paxos
+		 * snapshot's). Nothing on disk changes here. */
+		uint64_t first = 0;
+
+		wo.on_record = on_first_record;
+		wo.arg = &first;
+		rc = store_wal_open(d->vfs, d->dir, &wo, NULL, NULL, errbuf);
+		if (rc < 0)
+			return rc;
+		if (first != 1)
+			return teems_errf(errbuf, TEEMS_ECORRUPT,
+					  "engine: the sealed ABD snapshot %.80s and the ABD WAL "
+					  "no longer starts at its first record: put the right "
+					  "snapshot back, or move %.60s aside (the data plane then "
+					  "restarts empty and recovers from its peers)",
+					  out->why, d->dir);
+	}
+	ctx.a = a;
+	ctx.n = 0;
+	ctx.errbuf = errbuf;
+	wo.on_record = on_record;
+	wo.arg = &ctx;
+	wo.anchor = out->snapshot ? &out->anchor : NULL;
+	rc = store_wal_open(d->vfs, d->dir, &wo, wal, &out->info, errbuf);
+	out->wal_records = ctx.n;
+	return rc;
+}
+
+/* Between two steps (the end of a tick), every persist record of the core appended: builds a
+ * snapshot when one is due and queues it for the next sync job. */
+static void snap_maybe_take(struct replica *r)
+{
+	struct rp_abd *x = X(r);
+	struct store_wal_pos covers;
+	uint8_t *payload = NULL;
+	size_t len = 0;
+	uint64_t n = 0;
+	int rc;
+
+	if (r->halted || r->genesis.pending || x->wal == NULL || x->stepping ||
+	    x->snap_pend != NULL || x->snap_job != NULL || r->now.hi_ns < x->snap_next_try_ns)
+		return;
+	if (!(r->cfg.snapshot_every && x->since_records >= r->cfg.snapshot_every) &&
+	    !(r->cfg.snapshot_bytes && x->since_bytes >= r->cfg.snapshot_bytes))
+		return;
+	store_wal_position(x->wal, &covers, NULL);
+	if (covers.index != x->appended_index || covers.index <= x->snap_index)
+		return;
+	rc = rp_abd_snap_build(x->a, &payload, &len, &n);
+	if (rc != TEEMS_OK) {
+		/* Nothing changed: the previous snapshot and the whole WAL stay a pair. */
+		x->snaps_failed++;
+		x->snap_next_try_ns = r->now.hi_ns + ABD_SNAP_RETRY_NS;
+		rp_log(r, "abd: snapshot at WAL record %" PRIu64 " not taken: %s", covers.index,
+		       teems_strerror(rc));
+		return;
+	}
+	x->snap_pend = payload;
+	x->snap_pend_len = len;
+	x->snap_pend_records = n;
+	x->snap_pend_covers = covers;
+	x->since_records = x->since_bytes = 0;
+	x->snaps_taken++;
+	r->io.want_sync(r->io.ctx);
+}
+
+static void snap_job_free(struct rp_abd *x)
+{
+	if (x->snap_job != NULL) {
+		tee_wipe(x->snap_job, x->snap_job_len);
+		teems_free(x->snap_job);
+	}
+	x->snap_job = NULL;
+	x->snap_job_len = 0;
+}
+
+/* The sync job's end, for the snapshot it carried (loop thread). */
+static void snap_job_done(struct replica *r)
+{
+	struct rp_abd *x = X(r);
+
+	if (x->snap_job == NULL)
+		return;
+	if (x->snap_job_written) {
+		x->snaps_persisted++;
+		x->snap_index = x->snap_job_covers.index;
+		x->snap_records = x->snap_job_records;
+		x->snap_bytes = x->snap_job_len;
+		rp_log(r,
+		       "abd: snapshot sealed (%" PRIu64 " records, %zu bytes), WAL compacted up to "
+		       "record %" PRIu64,
+		       x->snap_job_records, x->snap_job_len, x->snap_job_covers.index);
+		if (x->snap_job_rc != TEEMS_OK)
+			rp_log(r, "abd: WAL compaction failed (the WAL stays usable): %s",
+			       x->snap_job_err);
+	} else if (x->snap_job_rc != TEEMS_OK) {
+		x->snaps_failed++;
+		rp_log(r,
+		       "abd: snapshot at WAL record %" PRIu64 " not persisted (the previous "
+		       "snapshot and the whole WAL remain): %s",
+		       x->snap_job_covers.index, x->snap_job_err);
+	}
+	snap_job_free(x);
 }
 
 /* ---- the fsync job ---- */
@@ -833,7 +1207,8 @@ bool rp_abd_sync_wanted(const struct replica *r)
 {
 	const struct rp_abd *x = X(r);
 
-	return x != NULL && x->wal != NULL && x->appended_index > x->prepared_index;
+	return x != NULL && x->wal != NULL &&
+	       (x->appended_index > x->prepared_index || x->snap_pend != NULL);
 }
 
 void rp_abd_sync_prepare(struct replica *r)
@@ -845,27 +1220,58 @@ void rp_abd_sync_prepare(struct replica *r)
 	x->in_job = false;
 	x->job_rc = TEEMS_OK;
 	x->job_err[0] = '\0';
-	if (x->wal == NULL || x->appended_index == x->prepared_index)
+	x->job_seq = 0;
+	if (x->wal == NULL)
 		return;
-	rc = store_wal_sync_prepare(x->wal, &upto);
-	if (rc != TEEMS_OK) {
-		if (rc != TEEMS_ENOMEM)
-			rp_halt(r, "engine: ABD WAL: %s", teems_strerror(rc));
-		return;
+	if (x->appended_index != x->prepared_index) {
+		rc = store_wal_sync_prepare(x->wal, &upto);
+		if (rc != TEEMS_OK) {
+			if (rc != TEEMS_ENOMEM)
+				rp_halt(r, "engine: ABD WAL: %s", teems_strerror(rc));
+			return;
+		}
+		x->prepared_index = x->appended_index;
+		x->job_seq = x->written_seq;
+		x->urgent = false;
+		x->in_job = true;
 	}
-	x->prepared_index = x->appended_index;
-	x->job_seq = x->written_seq;
-	x->urgent = false;
-	x->in_job = true;
+	/* Only once every record it covers is in a closed group: this job's WAL sync (or an
+	 * earlier one, jobs run one at a time) makes them durable before the seal. */
+	if (x->snap_pend != NULL && x->snap_job == NULL &&
+	    x->prepared_index >= x->snap_pend_covers.index) {
+		x->snap_job = x->snap_pend;
+		x->snap_job_len = x->snap_pend_len;
+		x->snap_job_records = x->snap_pend_records;
+		x->snap_job_covers = x->snap_pend_covers;
+		x->snap_pend = NULL;
+		x->snap_job_rc = TEEMS_OK;
+		x->snap_job_written = false;
+		x->snap_job_err[0] = '\0';
+		x->in_job = true;
+	}
 }
 
 void rp_abd_sync_run(struct replica *r)
 {
 	struct rp_abd *x = X(r);
+	struct store_wal_pos synced;
+	struct rp_abd_disk d;
 
 	if (x == NULL || !x->in_job)
 		return;
-	x->job_rc = store_wal_sync_run(x->wal, NULL, x->job_err);
+	/* With no group closed (a job for the snapshot alone) this does no I/O and tells the
+	 * durable position. */
+	x->job_rc = store_wal_sync_run(x->wal, &synced, x->job_err);
+	if (x->job_rc != TEEMS_OK || x->snap_job == NULL)
+		return;
+	memset(&d, 0, sizeof(d));
+	d.vfs = r->vfs;
+	d.dir = x->dir;
+	d.replica_id = r->self;
+	d.snap_key = x->snap_key;
+	x->snap_job_rc =
+		rp_abd_snap_persist(&d, x->wal, &synced, &x->snap_job_covers, x->snap_job,
+				    x->snap_job_len, &x->snap_job_written, x->snap_job_err);
 }
 
 void rp_abd_sync_done(struct replica *r)
@@ -876,6 +1282,10 @@ void rp_abd_sync_done(struct replica *r)
 	if (x == NULL || !x->in_job)
 		return;
 	x->in_job = false;
+	if (x->job_rc == TEEMS_OK)
+		snap_job_done(r);
+	else
+		snap_job_free(x); /* never written: the WAL failed first */
 	if (r->halted)
 		return;
 	if (x->job_rc != TEEMS_OK) {
@@ -893,7 +1303,8 @@ void rp_abd_sync_done(struct replica *r)
 		in.synced.seq = x->job_seq;
 		astep(r, &in);
 	}
-	if (!r->halted && rp_abd_sync_wanted(r) && (x->urgent || r->cfg.sync == CONFIG_SYNC_ALWAYS))
+	if (!r->halted && rp_abd_sync_wanted(r) &&
+	    (x->urgent || r->cfg.sync == CONFIG_SYNC_ALWAYS || x->snap_pend != NULL))
 		r->io.want_sync(r->io.ctx);
 }
 
@@ -923,7 +1334,10 @@ const char *rp_abd_status(struct replica *r)
 		 "\r\nabd_wal_records_restored:%" PRIu64 "\r\nabd_wal_appended:%" PRIu64
 		 "\r\nabd_lease_renewals:%" PRIu64 "\r\nabd_lease_grants_given:%" PRIu64
 		 "\r\nabd_lease_refused_stale:%" PRIu64 "\r\nabd_lease_refused_fenced:%" PRIu64
-		 "\r\n",
+		 "\r\nabd_wal_since_snapshot:%" PRIu64 "\r\nabd_snapshots_taken:%" PRIu64
+		 "\r\nabd_snapshots_persisted:%" PRIu64 "\r\nabd_snapshots_failed:%" PRIu64
+		 "\r\nabd_snapshot_index:%" PRIu64 "\r\nabd_snapshot_records:%" PRIu64
+		 "\r\nabd_snapshot_bytes:%" PRIu64 "\r\nabd_snapshot_restored:%" PRIu64 "\r\n",
 		 abd_halted(x->a)	? "halted"
 		 : abd_recovering(x->a) ? "recovering"
 		 : abd_suspicious(x->a) ? "suspicious"
@@ -935,37 +1349,19 @@ const char *rp_abd_status(struct replica *r)
 		 st->discarded, st->ranges_fetched, st->items_adopted, inflight, x->refused,
 		 x->retries, x->restored, x->written_seq, x->lease.stats.renewals,
 		 x->lease.stats.grants_given, x->lease.stats.refused_stale,
-		 x->lease.stats.refused_fenced);
+		 x->lease.stats.refused_fenced, x->since_records, x->snaps_taken,
+		 x->snaps_persisted, x->snaps_failed, x->snap_index, x->snap_records, x->snap_bytes,
+		 x->snap_restored);
 	return x->status;
 }
 
 /* ---- boot ---- */
 
-struct restore_ctx {
-	struct rp_abd *x;
-	char *errbuf;
-};
-
-static int on_record(void *arg, uint64_t index, const void *data, size_t len)
-{
-	struct restore_ctx *c = arg;
-	int rc = abd_restore(c->x->a, data, len);
-
-	if (rc != TEEMS_OK)
-		return teems_errf(c->errbuf, rc == TEEMS_ENOMEM ? TEEMS_ENOMEM : TEEMS_ECORRUPT,
-				  "engine: ABD WAL record %" PRIu64 " does not restore: %s", index,
-				  teems_strerror(rc));
-	c->x->restored++;
-	return 0;
-}
-
 int rp_abd_open(struct replica *r, char *errbuf)
 {
-	char dir[CONFIG_MAX_PATH + 16];
 	uint8_t key[TEE_KEY_LEN];
-	struct store_wal_opts wo;
-	struct store_wal_info info;
-	struct restore_ctx ctx;
+	struct rp_abd_disk d;
+	struct rp_abd_opened o;
 	struct rp_abd *x;
 	int rc;
 
@@ -980,37 +1376,64 @@ int rp_abd_open(struct replica *r, char *errbuf)
 	rc = new_abd(r, !r->first_boot, errbuf);
 	if (rc != TEEMS_OK)
 		return rc;
-	if (snprintf(dir, sizeof(dir), "%s/abd", r->cfg.data_dir) >= (int)sizeof(dir))
+	if (snprintf(x->dir, sizeof(x->dir), "%s/abd", r->cfg.data_dir) >= (int)sizeof(x->dir))
 		return teems_errf(errbuf, TEEMS_ECONFIG, "engine: data_dir too long");
-	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-		return teems_errf(errbuf, TEEMS_EIO, "engine: mkdir %s: %s", dir, strerror(errno));
-	/* Its own sealing key: a record of one WAL never authenticates in the other. */
+	if (mkdir(x->dir, 0700) != 0 && errno != EEXIST)
+		return teems_errf(errbuf, TEEMS_EIO, "engine: mkdir %s: %s", x->dir,
+				  strerror(errno));
+	/* Keys of their own: a record of one WAL never authenticates in the other, nor a
+	 * snapshot of one plane in the other's place. */
 	rc = tee_seal_key(r->tee, "abd-wal", key);
-	if (rc != TEEMS_OK)
-		return teems_errf(errbuf, rc, "engine: ABD WAL key: %s", teems_strerror(rc));
-	memset(&wo, 0, sizeof(wo));
-	wo.replica_id = r->self;
-	wo.root_key = key;
-	wo.segment_size = r->cfg.wal_segment_bytes;
-	ctx.x = x;
-	ctx.errbuf = errbuf;
-	wo.on_record = on_record;
-	wo.arg = &ctx;
-	rc = store_wal_open(r->vfs, dir, &wo, &x->wal, &info, errbuf);
+	if (rc == TEEMS_OK)
+		rc = tee_seal_key(r->tee, "abd-snap", x->snap_key);
+	if (rc != TEEMS_OK) {
+		tee_wipe(key, sizeof(key));
+		return teems_errf(errbuf, rc, "engine: ABD sealing keys: %s", teems_strerror(rc));
+	}
+	memset(&d, 0, sizeof(d));
+	d.vfs = r->vfs;
+	d.dir = x->dir;
+	d.replica_id = r->self;
+	d.wal_key = key;
+	d.snap_key = x->snap_key;
+	d.segment_size = r->cfg.wal_segment_bytes;
+	rc = rp_abd_disk_open(&d, x->a, &x->wal, &o, errbuf);
 	tee_wipe(key, sizeof(key));
-	if (rc != TEEMS_OK)
+	if (rc != TEEMS_OK) {
+		if (rc == TEEMS_ECORRUPT)
+			rp_log(r, "abd: %s", errbuf);
 		return rc;
-	x->appended_index = x->prepared_index = info.end.index;
-	if (x->restored > 0 && r->first_boot)
+	}
+	x->restored = o.wal_records;
+	x->snap_restored = o.snapshot_records;
+	x->since_records = o.wal_records; /* a long tail is compacted soon */
+	x->appended_index = x->prepared_index = o.info.end.index;
+	if (o.snapshot)
+		x->snap_index = o.anchor.index;
+	if ((x->restored > 0 || o.snapshot) && r->first_boot)
 		return teems_errf(errbuf, TEEMS_ECORRUPT,
 				  "engine: %s holds ABD records but the Paxos WAL and the boot "
 				  "marker are gone: move %s aside to restart this replica empty",
-				  dir, dir);
+				  x->dir, x->dir);
+	if (o.why[0] != '\0')
+		rp_log(r,
+		       "abd: the sealed snapshot in %s %s: restoring from the ABD WAL alone, which "
+		       "still starts at its first record",
+		       x->dir, o.why);
+	if (o.snapshot && o.info.stop == STORE_WAL_STOP_ANCHOR)
+		/* The WAL's segments belong to another history than the snapshot (a rollback of
+		 * one of the two): the snapshot is a state this replica really had, and the new
+		 * segment continues its history. */
+		rp_log(r, "abd: the ABD WAL does not continue the snapshot (a rollback of one of "
+			  "them): starting from the snapshot alone");
 	x->restarted = abd_suspicious(x->a);
 	rp_read_clock(r);
 	x->last_group_sync_hi = r->now.hi_ns;
 	if (!r->first_boot)
-		rp_log(r, "abd: %" PRIu64 " ABD WAL records restored", x->restored);
+		rp_log(r,
+		       "abd: %s%" PRIu64 " snapshot records and %" PRIu64
+		       " ABD WAL records restored",
+		       o.snapshot ? "" : "no snapshot, ", x->snap_restored, x->restored);
 	return TEEMS_OK;
 }
 
@@ -1024,6 +1447,12 @@ void rp_abd_close(struct replica *r)
 		req_free(&x->reqs[i]);
 	teems_free(x->reqs);
 	store_wal_close(x->wal);
+	if (x->snap_pend != NULL) {
+		tee_wipe(x->snap_pend, x->snap_pend_len);
+		teems_free(x->snap_pend);
+	}
+	snap_job_free(x);
+	tee_wipe(x->snap_key, sizeof(x->snap_key));
 	abd_free(x->a);
 	abd_ready_free(&x->ar);
 	teems_free(x->buf);

@@ -18,8 +18,17 @@
  *     forwarding. Every other key-value command is refused with
  *     "ERR '<cmd>' is not supported with engine = abd" (rp_abd_client says why for each).
  *
+ *   - its WAL is compacted with sealed snapshots in the same directory (docs/ABD.md "WAL
+ *     compaction"; the order is replica_snap.c's): once snapshot_every records or
+ *     snapshot_bytes bytes were appended since the last one, the loop thread, between two
+ *     steps (every persist record of the core appended), asks the core for one record per
+ *     register (abd_snapshot_records) bound to the WAL position after the last appended
+ *     record; the next sync job makes the WAL durable at least to it, seals the snapshot
+ *     (its own key, "abd-snap") and only then compacts the WAL up to it. A restart loads the
+ *     snapshot, then the WAL records after it (the snapshot's position as the anchor).
+ *
  * Everything here runs on the loop thread except rp_abd_sync_run (the worker, inside
- * replica_sync_run), which touches only the ABD WAL and the job fields. */
+ * replica_sync_run), which touches only the ABD WAL, the snapshot file and the job fields. */
 #ifndef TEEMS_SERVER_REPLICA_ABD_H
 #define TEEMS_SERVER_REPLICA_ABD_H
 
@@ -30,6 +39,8 @@
 #include "core/msg.h"
 #include "net/commands.h"
 #include "net/resp.h"
+#include "store/wal.h"
+#include "teems/err.h"
 
 struct replica;
 
@@ -66,5 +77,61 @@ void rp_abd_sync_done(struct replica *r);
 
 /* TEEMS.STATUS lines ("key:value\r\n"), valid until the next call. */
 const char *rp_abd_status(struct replica *r);
+
+/* ---- the data plane's storage, on any VFS (the replica uses these; the tests drive them on
+ * memvfs with power losses) ---- */
+
+struct abd;
+struct store_vfs;
+struct store_wal;
+
+/* Where the data plane's files are and the keys that seal them (borrowed). */
+struct rp_abd_disk {
+	struct store_vfs *vfs;
+	const char *dir; /* <data_dir>/abd: the wal-* segments and the snapshot; must exist */
+	uint64_t replica_id;
+	const uint8_t *wal_key;	 /* tee_seal_key("abd-wal") */
+	const uint8_t *snap_key; /* tee_seal_key("abd-snap"): never the WAL's */
+	uint64_t segment_size;	 /* 0: the WAL's default */
+};
+
+/* The snapshot payload of core a (abd_snapshot_records; format in replica_abd.c). Call it
+ * between two steps, every persist record appended. *payload (teems_malloc, at least one byte)
+ * belongs to the caller; *records: how many records it holds. Errors: TEEMS_ENOMEM,
+ * TEEMS_EINVAL (a record the encoding refuses: a bug). */
+int rp_abd_snap_build(const struct abd *a, uint8_t **payload, size_t *len, uint64_t *records);
+
+/* The sync job's part (worker side): with the WAL durable up to `synced` (store_wal_sync_run's
+ * answer), seals payload bound to `covers` as d->dir's snapshot, then compacts the WAL up to
+ * covers->index. *written: the snapshot is durable (a compaction error after it leaves the WAL
+ * usable and longer than needed). Errors: TEEMS_EIO when `synced` is behind `covers` (nothing
+ * is written), store_snapshot_write's and store_wal_compact's. */
+int rp_abd_snap_persist(const struct rp_abd_disk *d, struct store_wal *wal,
+			const struct store_wal_pos *synced, const struct store_wal_pos *covers,
+			const void *payload, size_t len, bool *written, char *errbuf);
+
+/* What rp_abd_disk_open found. */
+struct rp_abd_opened {
+	bool snapshot;		   /* a snapshot was restored */
+	uint64_t snapshot_records; /* its records */
+	struct store_wal_pos anchor;
+	uint64_t wal_records; /* WAL records restored (after the snapshot, if any) */
+	struct store_wal_info info;
+	/* Not empty: a snapshot is there but was not used, and why; the WAL alone was restored
+	 * because it still starts at its first record. */
+	char why[TEEMS_ERRBUF_LEN];
+};
+
+/* Restart of the data plane: restores core a (new, never stepped) from d->dir, the sealed
+ * snapshot first, then the WAL records after the position it covers, and opens the WAL for
+ * writing (*wal belongs to the caller). A snapshot that does not authenticate or does not
+ * decode is never half-restored: every record is checked before the first is fed to a; the
+ * WAL alone is then used if it still starts at its first record (nothing was compacted), else
+ * nothing is restored and the call fails with TEEMS_ECORRUPT and the operator's way out in
+ * errbuf. A WAL that does not continue the snapshot (a rollback of one of the two) restores
+ * the snapshot alone (out->info.stop == STORE_WAL_STOP_ANCHOR).
+ * Errors: TEEMS_ECORRUPT, TEEMS_ENOMEM, TEEMS_EIO, TEEMS_ECRYPTO, TEEMS_EINVAL. */
+int rp_abd_disk_open(const struct rp_abd_disk *d, struct abd *a, struct store_wal **wal,
+		     struct rp_abd_opened *out, char *errbuf);
 
 #endif

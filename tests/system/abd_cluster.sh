@@ -4,6 +4,8 @@
 # gets the clear error, kill -9 of one replica while writes go on, `teems cluster up` restarts
 # it (a new incarnation: it registers through the Paxos control plane, fences, recovers by
 # range digests), the newest values are read through it, `cluster down` stops everything.
+# On the way: all three restarted with WAL compaction every 20 records, and checked to seal
+# snapshots, keep few segments and keep a deleted key deleted.
 #
 # usage: abd_cluster.sh TEEMS TEEMSD    exit 77 (skipped) without TEEMSD or redis-cli.
 set -u
@@ -75,6 +77,39 @@ got=$(rc 0 DEL key0)
 got=$(rc 2 GET key0)
 [ -z "$got" ] || fail "GET key0 after DEL answered \"$got\""
 
+# WAL compaction: the whole cluster restarted with a snapshot every 20 ABD records and 4 KiB
+# WAL segments, a few hundred writes over a few keys; every replica seals snapshots and keeps
+# a few segments only. A deleted key stays deleted through them (its tombstone is compacted
+# into a snapshot), which the restart of r1 below checks again.
+got=$(until_ok 20 OK 0 SET gone soon) || fail "SET gone: $got"
+got=$(rc 1 DEL gone)
+[ "$got" = 1 ] || fail "DEL gone answered \"$got\""
+"$TEEMS" --dir "$D" cluster down >"$T/out" 2>&1 || fail "cluster down: $(cat "$T/out")"
+for i in 0 1 2; do
+	printf 'snapshot_every = 20\nwal_segment_bytes = 4KiB\n' >>"$D/r$i/teemsd.conf"
+done
+if ! "$TEEMS" --dir "$D" cluster up >"$T/out" 2>&1; then
+	cat "$T/out"
+	fail "cluster up (all three restarted, compaction on)"
+fi
+for i in 0 1 2; do
+	got=$(until_ok 60 OK "$i" SET "hot$i" start) || fail "SET through r$i after the restart: $got"
+	ok=$(seq 1 100 | awk -v i="$i" '{ print "SET hot" ($1 % 4) " v" i "-" $1 }' | rc "$i" |
+		grep -c '^OK$')
+	[ "$ok" -eq 100 ] || fail "r$i: $ok of 100 pipelined SETs answered OK"
+done
+sleep 1 # the snapshots go out with the next sync job
+for i in 0 1 2; do
+	st=$(rc "$i" TEEMS.STATUS | tr -d '\r')
+	persisted=$(echo "$st" | sed -n 's/^abd_snapshots_persisted://p')
+	segs=$(find "$D/r$i/data/abd" -name 'wal-*' | wc -l)
+	[ "${persisted:-0}" -ge 1 ] && [ "$segs" -le 4 ] &&
+		echo "ok: r$i: $persisted snapshots sealed, $segs WAL segments" ||
+		fail "r$i: abd_snapshots_persisted ${persisted:-none}, $segs WAL segments"
+	got=$(rc "$i" GET gone)
+	[ -z "$got" ] || fail "GET gone through r$i after compaction: \"$got\""
+done
+
 # kill -9 of r1; writes go on through r0 and r2 (F = 1).
 kill -9 "$(cat "$D/r1/teemsd.pid")"
 for i in 0 1 2; do
@@ -92,6 +127,10 @@ for i in 0 1 2; do
 done
 st=$(rc 1 TEEMS.STATUS)
 echo "$st" | grep -q '^abd_state:fresh' || fail "r1 is not fresh: $st"
+echo "$st" | grep -q '^abd_snapshot_restored:[1-9]' ||
+	fail "r1 did not restart from its snapshot: $(echo "$st" | grep snapshot)"
+got=$(rc 1 GET gone)
+[ -z "$got" ] || fail "GET gone through restarted r1: \"$got\""
 echo "$st" | grep -q '^registration:0\.0' && fail "r1 did not register a new incarnation"
 got=$(until_ok 20 OK 1 SET after restart) || fail "SET through restarted r1: $got"
 got=$(rc 0 GET after)
