@@ -618,14 +618,6 @@ static int on_record(void *arg, uint64_t index, const void *data, size_t len)
 }
 
 /* Stops a read-only open at the first record: the WAL holds record 1. */
-static int on_first_record(void *arg, uint64_t index, const void *data, size_t len)
-{
-	(void)data;
-	(void)len;
-	*(uint64_t *)arg = index;
-	return 1;
-}
-
 /* mkdir -p for the data directory (0700: sealed files only, but nobody else's business). */
 static int make_dirs(const char *path, char *errbuf)
 {
@@ -821,19 +813,13 @@ int rp_new_core(struct replica *r, bool restarted, char *errbuf)
 static int wal_alone_or_refuse(struct replica *r, const char *wal_dir, const uint8_t *key,
 			       const char *why, char *errbuf)
 {
-	struct store_wal_opts wo;
-	uint64_t first = 0;
+	bool from_start;
 	int rc;
 
-	memset(&wo, 0, sizeof(wo));
-	wo.replica_id = r->self;
-	wo.root_key = key;
-	wo.on_record = on_first_record;
-	wo.arg = &first;
-	rc = store_wal_open(r->vfs, wal_dir, &wo, NULL, NULL, errbuf);
-	if (rc < 0)
+	rc = store_wal_starts_at_genesis(r->vfs, wal_dir, r->self, key, &from_start, errbuf);
+	if (rc != TEEMS_OK)
 		return rc;
-	if (first == 1) {
+	if (from_start) {
 		rp_log(r,
 		       "the sealed snapshot %s: restoring from the WAL alone, which still starts "
 		       "at its first record",

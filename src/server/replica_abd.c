@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "common/alloc.h"
+#include "common/bytes.h"
 #include "core/abd.h"
 #include "core/abd_lease.h"
 #include "core/quorum.h"
@@ -870,21 +871,6 @@ struct snap_build {
 	uint64_t n;
 };
 
-static void put_le(uint8_t *p, uint64_t v, int bytes)
-{
-	for (int i = 0; i < bytes; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_le(const uint8_t *p, int bytes)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < bytes; i++)
-		v |= (uint64_t)p[i] << (8 * i);
-	return v;
-}
-
 static int snap_add(void *arg, const struct abd_persist *rec)
 {
 	struct snap_build *b = arg;
@@ -896,7 +882,7 @@ static int snap_add(void *arg, const struct abd_persist *rec)
 	if (b->buf != NULL) {
 		if (b->cap - b->len < 4 + len)
 			return TEEMS_EINVAL; /* the table changed between the two passes: a bug */
-		put_le(b->buf + b->len, len, 4);
+		put_le32(b->buf + b->len, (uint32_t)len);
 		rc = abd_persist_encode(rec, b->buf + b->len + 4, len, &len);
 		if (rc != TEEMS_OK)
 			return rc;
@@ -932,7 +918,7 @@ int rp_abd_snap_build(const struct abd *a, uint8_t **payload, size_t *len, uint6
 		return rc != TEEMS_OK ? rc : TEEMS_EINVAL;
 	}
 	b.buf[0] = ABD_SNAP_VERSION;
-	put_le(b.buf + 1, b.n, 8);
+	put_le64(b.buf + 1, b.n);
 	*payload = b.buf;
 	*len = b.len;
 	*records = b.n;
@@ -951,14 +937,14 @@ static int snap_walk(const uint8_t *p, size_t len, struct abd *apply, uint64_t *
 		return TEEMS_ECORRUPT;
 	if (p[0] != ABD_SNAP_VERSION)
 		return p[0] > ABD_SNAP_VERSION ? TEEMS_EVERSION : TEEMS_ECORRUPT;
-	n = get_le(p + 1, 8);
+	n = get_le64(p + 1);
 	for (k = 0; k < n; k++) {
 		struct abd_persist d;
 		size_t rl;
 
 		if (len - off < 4)
 			return TEEMS_ECORRUPT;
-		rl = (size_t)get_le(p + off, 4);
+		rl = (size_t)get_le32(p + off);
 		off += 4;
 		if (len - off < rl)
 			return TEEMS_ECORRUPT;
@@ -1013,14 +999,6 @@ static int on_record(void *arg, uint64_t index, const void *data, size_t len)
 				  teems_strerror(rc));
 	c->n++;
 	return 0;
-}
-
-static int on_first_record(void *arg, uint64_t index, const void *data, size_t len)
-{
-	(void)data;
-	(void)len;
-	*(uint64_t *)arg = index;
-	return 1;
 }
 
 /* The snapshot into a, checked in full first (never half-restored). out->why filled: there is
@@ -1098,14 +1076,13 @@ int rp_abd_disk_open(const struct rp_abd_disk *d, struct abd *a, struct store_wa
 		/* The WAL alone is a state this replica really had only if it still starts at
 		 * its first record (replica.c wal_alone_or_refuse: the same rule as the Paxos
 		 * snapshot's). Nothing on disk changes here. */
-		uint64_t first = 0;
+		bool from_start;
 
-		wo.on_record = on_first_record;
-		wo.arg = &first;
-		rc = store_wal_open(d->vfs, d->dir, &wo, NULL, NULL, errbuf);
-		if (rc < 0)
+		rc = store_wal_starts_at_genesis(d->vfs, d->dir, d->replica_id, d->wal_key,
+						 &from_start, errbuf);
+		if (rc != TEEMS_OK)
 			return rc;
-		if (first != 1)
+		if (!from_start)
 			return teems_errf(errbuf, TEEMS_ECORRUPT,
 					  "engine: the sealed ABD snapshot %.80s and the ABD WAL "
 					  "no longer starts at its first record: put the right "

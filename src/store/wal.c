@@ -1166,3 +1166,25 @@ out:
 	scan_free(&s);
 	return rv;
 }
+
+static int first_record(void *arg, uint64_t index, const void *data, size_t len)
+{
+	(void)data;
+	(void)len;
+	*(uint64_t *)arg = index;
+	return 1; /* enough: stop reading */
+}
+
+int store_wal_starts_at_genesis(struct store_vfs *vfs, const char *dir, uint64_t replica_id,
+				const uint8_t *root_key, bool *yes, char *errbuf)
+{
+	struct store_wal_opts o = {.replica_id = replica_id, .root_key = root_key};
+	uint64_t first = 0;
+	int rc;
+
+	o.on_record = first_record;
+	o.arg = &first;
+	rc = store_wal_open(vfs, dir, &o, NULL, NULL, errbuf);
+	*yes = rc >= 0 && first == 1;
+	return rc < 0 ? rc : TEEMS_OK;
+}

@@ -50,6 +50,7 @@
 #ifndef TEEMS_STORE_WAL_H
 #define TEEMS_STORE_WAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -176,6 +177,13 @@ int store_wal_compact(struct store_wal *wal, uint64_t before_index, char *errbuf
  * NULL). */
 void store_wal_position(struct store_wal *wal, struct store_wal_pos *appended,
 			struct store_wal_pos *synced);
+
+/* Sets *yes to whether the WAL in dir still starts at its first record (index 1), read from
+ * genesis without changing anything. A replica whose snapshot cannot be used asks this before
+ * it restores the WAL alone: once compacted, the WAL no longer holds what the snapshot stood
+ * for. An empty or unreadable WAL does not. Errors: as store_wal_open's. */
+int store_wal_starts_at_genesis(struct store_vfs *vfs, const char *dir, uint64_t replica_id,
+				const uint8_t *root_key, bool *yes, char *errbuf);
 
 /* Frees the WAL without syncing: records appended since the last sync may or may not survive.
  * wal may be NULL. */

@@ -996,9 +996,13 @@ static void test_store_wal_compact_and_anchor(void **state)
 	struct seg_file segs[8];
 	size_t n, m;
 	uint64_t cut;
+	bool yes;
 
 	o.segment_size = SEG_SMALL;
 	assert_int_equal(store_wal_open(vfs, TS_DIR, &o, &wal, &info, NULL), TEEMS_OK);
+	assert_int_equal(store_wal_starts_at_genesis(vfs, TS_DIR, TS_REPLICA, key1, &yes, NULL),
+			 TEEMS_OK);
+	assert_false(yes); /* no record yet */
 	store_wal_position(wal, NULL, &pos[0]);
 	for (uint64_t i = 1; i <= 300; i++) {
 		ts_append(wal, 1, i, 1, 1);
@@ -1006,6 +1010,9 @@ static void test_store_wal_compact_and_anchor(void **state)
 	}
 	n = load_segs(vfs, segs, 8);
 	assert_true(n >= 4);
+	assert_int_equal(store_wal_starts_at_genesis(vfs, TS_DIR, TS_REPLICA, key1, &yes, NULL),
+			 TEEMS_OK);
+	assert_true(yes);
 	/* Every anchor, inside a segment or at its end, delivers exactly what follows. */
 	for (uint64_t a = 0; a <= 300; a += 1) {
 		assert_int_equal(ts_read(vfs, key1, TS_REPLICA, &pos[a], &log, &info), 0);
@@ -1020,6 +1027,9 @@ static void test_store_wal_compact_and_anchor(void **state)
 	m = load_segs(vfs, segs, 8);
 	assert_int_equal(m, n - 2);
 	assert_int_equal(segs[0].first_index, cut - 2);
+	assert_int_equal(store_wal_starts_at_genesis(vfs, TS_DIR, TS_REPLICA, key1, &yes, NULL),
+			 TEEMS_OK);
+	assert_false(yes);						/* compacted */
 	assert_int_equal(store_wal_compact(wal, 1000, NULL), TEEMS_OK); /* keeps the last */
 	assert_int_equal(load_segs(vfs, segs + 4, 4), 1);
 	free_segs(segs + 4, 1);
