@@ -458,6 +458,19 @@ static int mp_complete(struct blob_s3 *s, const char *name, const char *enc_id, 
 	return rc;
 }
 
+/* AbortMultipartUpload of name's upload (enc_id: its UploadId, AWS-encoded): its parts are
+ * deleted. Errors: as s3_perform (TEEMS_ENOTFOUND: no such upload, completed or aborted). */
+static int mp_abort(struct blob_s3 *s, const char *name, const char *enc_id, char *errbuf)
+{
+	struct s3_req r = {.method = "DELETE", .total_timeout = 1};
+	char query[16 + 3 * S3_MP_UPLOAD_ID_MAX + 4];
+	int rc;
+
+	snprintf(query, sizeof(query), "uploadId=%s", enc_id);
+	rc = object_query_url(s, &r, name, query, errbuf);
+	return rc == TEEMS_OK ? s3_perform(s, &r, errbuf) : rc;
+}
+
 /* Uploads len bytes of src as nparts parts of part_len bytes (the last one shorter). On any
  * failure after the upload was created, aborts it. Every allocation happens before Complete is
  * sent. Errors: as s3_put. */
@@ -546,10 +559,7 @@ static int s3_put_parts(struct blob_s3 *s, const char *name, const struct obj_sr
 abort:
 	/* Best effort, and its own failure is not the caller's error: without it the parts stay
 	 * billed until the bucket's lifecycle rule removes them. */
-	r = (struct s3_req){.method = "DELETE", .total_timeout = 1};
-	snprintf(query, sizeof(query), "uploadId=%s", enc_id);
-	if (object_query_url(s, &r, name, query, NULL) == TEEMS_OK)
-		s3_perform(s, &r, NULL);
+	mp_abort(s, name, enc_id, NULL);
 	teems_free(xml);
 	teems_free(etags);
 	teems_free(a.buf);
@@ -781,20 +791,14 @@ static int sweep_upload(void *arg, const struct s3_mp_upload *u)
 	struct sweep_ctx *w = arg;
 	struct blob_s3 *s = w->s;
 	size_t plen = strlen(s->key_prefix);
-	char query[32 + 3 * S3_MP_UPLOAD_ID_MAX + 1];
-	struct s3_req r = {.method = "DELETE", .total_timeout = 1};
+	char enc_id[3 * S3_MP_UPLOAD_ID_MAX + 4];
 	int rc;
 
 	if (strncmp(u->key, s->key_prefix, plen) != 0 || !blob_name_valid(u->key + plen) ||
 	    u->initiated < 0 || u->initiated >= w->before)
 		return 0;
-	memcpy(query, "uploadId=", 9);
-	if (aws_encode(u->upload_id, query + 9, sizeof(query) - 9) != 0 ||
-	    object_query_url(s, &r, u->key + plen, query, w->errbuf) != TEEMS_OK) {
-		w->rc = teems_errf(w->errbuf, TEEMS_EINVAL, "s3 sweep: upload id too long");
-		return 1;
-	}
-	rc = s3_perform(s, &r, w->errbuf);
+	aws_encode(u->upload_id, enc_id, sizeof(enc_id)); /* fits: at most 3 bytes a character */
+	rc = mp_abort(s, u->key + plen, enc_id, w->errbuf);
 	if (rc == TEEMS_OK)
 		w->removed++;
 	else if (rc != TEEMS_ENOTFOUND) { /* not found: completed or aborted meanwhile */

@@ -118,21 +118,31 @@ static int upload_id_ok(const char *id)
 	return 1;
 }
 
+/* The text of the first <tag>...</tag> in [p, end), XML-unescaped into out (cap bytes).
+ * Returns 0, 1 if there is none, -1 if it is unterminated or does not fit. */
+static int element(const char *p, const char *end, const char *tag, char *out, size_t cap)
+{
+	char open[40], close[41];
+	const char *a, *b;
+
+	snprintf(open, sizeof(open), "<%s>", tag);
+	snprintf(close, sizeof(close), "</%s>", tag);
+	a = blob_s3_xml_find(p, end, open);
+	if (a == NULL)
+		return 1;
+	a += strlen(open);
+	b = blob_s3_xml_find(a, end, close);
+	if (b == NULL || blob_s3_xml_unescape(a, (size_t)(b - a), out, cap) != 0)
+		return -1;
+	return 0;
+}
+
 int blob_s3_mp_parse_upload_id(const char *xml, size_t len, char out[S3_MP_UPLOAD_ID_MAX + 1])
 {
-	const char *end = xml + len, *a, *b;
+	const char *end = xml + len;
 
-	out[0] = '\0';
-	if (blob_s3_xml_find(xml, end, "<InitiateMultipartUploadResult") == NULL)
-		return -1;
-	a = blob_s3_xml_find(xml, end, "<UploadId>");
-	if (a == NULL)
-		return -1;
-	a += strlen("<UploadId>");
-	b = blob_s3_xml_find(a, end, "</UploadId>");
-	if (b != NULL &&
-	    blob_s3_xml_unescape(a, (size_t)(b - a), out, S3_MP_UPLOAD_ID_MAX + 1) == 0 &&
-	    upload_id_ok(out))
+	if (blob_s3_xml_find(xml, end, "<InitiateMultipartUploadResult") != NULL &&
+	    element(xml, end, "UploadId", out, S3_MP_UPLOAD_ID_MAX + 1) == 0 && upload_id_ok(out))
 		return 0;
 	out[0] = '\0';
 	return -1;
@@ -293,25 +303,6 @@ int64_t blob_s3_time(const char *s, size_t len)
 	    tm.tm_min != want.tm_min || tm.tm_sec != want.tm_sec)
 		return -1;
 	return (int64_t)t;
-}
-
-/* The text of the first <tag>...</tag> in [p, end), XML-unescaped into out (cap bytes).
- * Returns 0, 1 if there is none, -1 if it is unterminated or does not fit. */
-static int element(const char *p, const char *end, const char *tag, char *out, size_t cap)
-{
-	char open[40], close[41];
-	const char *a, *b;
-
-	snprintf(open, sizeof(open), "<%s>", tag);
-	snprintf(close, sizeof(close), "</%s>", tag);
-	a = blob_s3_xml_find(p, end, open);
-	if (a == NULL)
-		return 1;
-	a += strlen(open);
-	b = blob_s3_xml_find(a, end, close);
-	if (b == NULL || blob_s3_xml_unescape(a, (size_t)(b - a), out, cap) != 0)
-		return -1;
-	return 0;
 }
 
 int blob_s3_mp_parse_uploads(const char *xml, size_t len,
