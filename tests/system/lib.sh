@@ -26,17 +26,25 @@ s3rver_find() {
 		return 77
 	fi
 	S3RVER=""
-	for p in "${TEEMS_S3RVER:-}" "$1/npm/node_modules/s3rver/bin/s3rver.js" \
-		"$2/build/npm/node_modules/s3rver/bin/s3rver.js"; do
-		if [ -n "$p" ] && [ -f "$p" ]; then
-			S3RVER=$p
-			return 0
-		fi
-	done
-	echo "installing s3rver@3 into $1/npm"
-	timeout 300 npm install --no-audit --no-fund --prefix "$1/npm" s3rver@3 >/dev/null ||
-		return 1
-	S3RVER="$1/npm/node_modules/s3rver/bin/s3rver.js"
+	if [ -n "${TEEMS_S3RVER:-}" ] && [ -f "$TEEMS_S3RVER" ]; then
+		S3RVER=$TEEMS_S3RVER
+		return 0
+	fi
+	# Under a lock: ctest -j runs the S3 tests side by side, and none may install over
+	# another's install or start a server the other is still installing.
+	mkdir -p "$1" || return 1
+	S3RVER=$(
+		exec 9>"$1/npm.lock"
+		flock 9 || exit 1
+		for p in "$1/npm/node_modules/s3rver/bin/s3rver.js" \
+			"$2/build/npm/node_modules/s3rver/bin/s3rver.js"; do
+			[ -f "$p" ] && { echo "$p"; exit 0; }
+		done
+		echo "installing s3rver@3 into $1/npm" >&2
+		timeout 300 npm install --no-audit --no-fund --prefix "$1/npm" s3rver@3 >/dev/null ||
+			exit 1
+		echo "$1/npm/node_modules/s3rver/bin/s3rver.js"
+	) || return 1
 }
 
 s3rver_start() {
